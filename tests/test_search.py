@@ -1,0 +1,222 @@
+"""Search planner: filters, exact vs HNSW, metrics, k beyond the library, combined queries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from imagegen import make_catalog, write_image
+
+from visualfinder.errors import EmptyLibraryError, QueryError
+from visualfinder.search import Filters
+from visualfinder.service import QueryTerm, SearchRequest, open_library
+
+
+def test_folder_filter_returns_only_that_folder_and_matches_the_exact_path(library, tmp_path):
+    chairs, chairs2 = tmp_path / "chairs", tmp_path / "chairs2"
+    make_catalog(chairs, 5)
+    make_catalog(chairs2, 5, start_seed=50)
+    library.index([chairs, chairs2])
+    query = chairs2 / "product_0050.jpg"
+    response = library.search(
+        SearchRequest([QueryTerm("image", query)], k=10, filters=Filters(folders=[str(chairs)]))
+    )
+    paths = [r.path for r in response.results]
+    assert len(paths) == 5
+    assert all(p.startswith(str(chairs) + "/") for p in paths)
+    assert response.plan.method == "exact"
+
+
+def test_folder_filter_includes_subfolders(library, tmp_path):
+    root = tmp_path / "catalog"
+    make_catalog(root, 2)
+    deep = write_image(root / "sofas" / "deep" / "sofa.png", 77)
+    library.index([root])
+    response = library.search(
+        SearchRequest([QueryTerm("image", deep)], k=10, filters=Filters(folders=[str(root / "sofas")]))
+    )
+    assert [r.path for r in response.results] == [str(deep)]
+
+
+def test_exact_and_hnsw_agree_on_a_small_set(settings, tmp_path):
+    lib = open_library(settings.replace(exact_search_max_candidates=0))
+    try:
+        files = make_catalog(tmp_path / "catalog", 60)
+        lib.index([tmp_path / "catalog"])
+        for query in files[:5]:
+            approx = lib.search(SearchRequest([QueryTerm("image", query)], k=10))
+            exact = lib.search(SearchRequest([QueryTerm("image", query)], k=10, exact=True))
+            assert approx.plan.method == "hnsw" and exact.plan.method == "exact"
+            assert [r.id for r in approx.results] == [r.id for r in exact.results]
+            np.testing.assert_allclose(
+                [r.score for r in approx.results], [r.score for r in exact.results], atol=2e-3
+            )
+    finally:
+        lib.close()
+
+
+def test_filtered_hnsw_over_fetches_until_k_matches(settings, tmp_path):
+    lib = open_library(settings.replace(exact_search_max_candidates=1))
+    try:
+        make_catalog(tmp_path / "big", 40)
+        small = make_catalog(tmp_path / "small", 6, start_seed=200)
+        lib.index([tmp_path / "big", tmp_path / "small"])
+        response = lib.search(
+            SearchRequest(
+                [QueryTerm("image", small[0])], k=4, filters=Filters(folders=[str(tmp_path / "small")])
+            )
+        )
+        assert response.plan.method == "hnsw"
+        assert len(response.results) == 4
+        assert response.results[0].path == str(small[0])
+        assert all(r.path.startswith(str(tmp_path / "small")) for r in response.results)
+    finally:
+        lib.close()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_every_metric_ranks_the_query_first_with_score_one(settings, tmp_path, metric):
+    lib = open_library(settings.replace(metric=metric))
+    try:
+        assert lib.catalog.meta("metric") == metric
+        files = make_catalog(tmp_path / "catalog", 10)
+        lib.index([tmp_path / "catalog"])
+        results = lib.search_image(files[4], k=10)
+        assert results[0].path == str(files[4])
+        assert results[0].score == pytest.approx(1.0, abs=2e-3)
+        assert results[0].distance == pytest.approx(0.0, abs=0.05)
+        assert all(a.score >= b.score - 1e-6 for a, b in zip(results, results[1:]))
+        assert all(a.distance <= b.distance + 1e-6 for a, b in zip(results, results[1:]))
+    finally:
+        lib.close()
+
+
+def test_metrics_agree_on_the_ranking_of_unit_vectors(settings, tmp_path):
+    files = make_catalog(tmp_path / "catalog", 15)
+    rankings = []
+    for i, metric in enumerate(["cosine", "ip", "l2"]):
+        lib = open_library(settings.replace(metric=metric, data_dir=tmp_path / f"data-{i}"))
+        try:
+            lib.index([tmp_path / "catalog"])
+            rankings.append([r.path for r in lib.search_image(files[2], k=15, exact=True)])
+        finally:
+            lib.close()
+    assert rankings[0] == rankings[1] == rankings[2]
+
+
+def test_k_larger_than_the_library_returns_every_image(library, tmp_path):
+    files = make_catalog(tmp_path / "catalog", 7)
+    library.index([tmp_path / "catalog"])
+    results = library.search_image(files[0], k=1000)
+    assert sorted(r.path for r in results) == sorted(map(str, files))
+
+
+def test_text_query_returns_ranked_results(library, tmp_path):
+    make_catalog(tmp_path / "catalog", 5)
+    library.index([tmp_path / "catalog"])
+    response = library.search(SearchRequest([QueryTerm("text", "red leather armchair")], k=3))
+    assert len(response.results) == 3
+    assert response.results[0].score >= response.results[-1].score
+
+
+def test_similar_to_an_indexed_image_uses_its_stored_vector(library, tmp_path):
+    files = make_catalog(tmp_path / "catalog", 6)
+    library.index([tmp_path / "catalog"])
+    by_path = library.search(SearchRequest([QueryTerm("similar", files[2])], k=6)).results
+    by_file = library.search_image(files[2], k=6)
+    assert [r.id for r in by_path] == [r.id for r in by_file]
+
+
+def test_similar_to_an_unindexed_path_is_a_clear_error(library, tmp_path):
+    make_catalog(tmp_path / "catalog", 2)
+    library.index([tmp_path / "catalog"])
+    with pytest.raises(QueryError, match="not in the library"):
+        library.search(SearchRequest([QueryTerm("similar", tmp_path / "nope.jpg")]))
+
+
+def test_minus_term_pushes_results_away(library, tmp_path):
+    files = make_catalog(tmp_path / "catalog", 10)
+    library.index([tmp_path / "catalog"])
+    plain = library.search_image(files[0], k=10)
+    minus = library.search(
+        SearchRequest([QueryTerm("image", files[0]), QueryTerm("similar", plain[1].path, weight=-1.0)], k=10)
+    ).results
+    rank_plain = [r.id for r in plain].index(plain[1].id)
+    rank_minus = [r.id for r in minus].index(plain[1].id)
+    assert rank_minus > rank_plain
+
+
+def test_query_that_cancels_out_is_rejected(library, tmp_path):
+    files = make_catalog(tmp_path / "catalog", 2)
+    library.index([tmp_path / "catalog"])
+    with pytest.raises(QueryError, match="cancel"):
+        library.search(
+            SearchRequest([QueryTerm("image", files[0]), QueryTerm("image", files[0], weight=-1.0)])
+        )
+
+
+def test_crop_searches_just_the_region(library, tmp_path):
+    from imagegen import product_image
+    from PIL import Image
+
+    files = make_catalog(tmp_path / "catalog", 5)
+    library.index([tmp_path / "catalog"])
+    scene = Image.new("RGB", (640, 240), "white")
+    scene.paste(product_image(2), (0, 0))
+    scene.paste(product_image(300), (320, 0))
+    scene_path = tmp_path / "scene.png"
+    scene.save(scene_path)
+    whole = library.search(SearchRequest([QueryTerm("image", scene_path)], k=1)).results[0]
+    by_pixels = library.search(
+        SearchRequest([QueryTerm("image", scene_path, crop=(0, 0, 320, 240))], k=1)
+    ).results[0]
+    by_fraction = library.search(
+        SearchRequest([QueryTerm("image", scene_path, crop=(0, 0, 0.5, 1))], k=1)
+    ).results[0]
+    assert by_pixels.path == by_fraction.path == str(files[2])
+    assert by_pixels.score == pytest.approx(1.0, abs=2e-3)
+    assert whole.score < by_pixels.score - 1e-3
+    with pytest.raises(QueryError, match="crop"):
+        library.search(SearchRequest([QueryTerm("image", files[1], crop=(5000, 5000, 10, 10))]))
+
+
+def test_searching_an_empty_library_says_so(library, tmp_path):
+    query = write_image(tmp_path / "q.jpg", 1)
+    with pytest.raises(EmptyLibraryError, match="no indexed images"):
+        library.search_image(query)
+
+
+def test_tag_type_and_metadata_filters_narrow_candidates(library, tmp_path):
+    root = tmp_path / "catalog"
+    jpgs = make_catalog(root, 4)
+    pngs = make_catalog(root, 3, start_seed=40, ext="png")
+    library.index([root])
+    with library.catalog.transaction() as conn:
+        for path in (jpgs[0], pngs[0]):
+            image_id = library.catalog.id_for_path(str(path))
+            conn.execute("INSERT INTO tags(image_id, tag) VALUES (?, 'oak')", (image_id,))
+            conn.execute(
+                "INSERT INTO image_meta(image_id, sku, title) VALUES (?, ?, 'Oak chair')",
+                (image_id, f"SKU-{image_id}"),
+            )
+    only_png = library.search(
+        SearchRequest([QueryTerm("image", jpgs[0])], k=10, filters=Filters(types=["png"]))
+    ).results
+    assert sorted(r.path for r in only_png) == sorted(map(str, pngs))
+    oak = library.search(
+        SearchRequest([QueryTerm("image", jpgs[0])], k=10, filters=Filters(tags_all=["OAK"]))
+    ).results
+    assert sorted(r.path for r in oak) == sorted([str(jpgs[0]), str(pngs[0])])
+    assert oak[0].record.title == "Oak chair" and oak[0].record.tags == ["oak"]
+    png_id = library.catalog.id_for_path(str(pngs[0]))
+    by_sku = library.search(
+        SearchRequest(
+            [QueryTerm("image", jpgs[0])], k=10, filters=Filters(fields=[_field("sku", f"SKU-{png_id}")])
+        )
+    ).results
+    assert [r.path for r in by_sku] == [str(pngs[0])]
+
+
+def _field(name, value):
+    from visualfinder.search import FieldCondition
+
+    return FieldCondition(name, value)

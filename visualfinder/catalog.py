@@ -1,0 +1,645 @@
+"""The catalog: SQLite (WAL) holding folders, images, their embeddings, metadata and the outbox.
+
+SQLite is the source of truth. Each image row keeps its embedding as a float16 blob, so the
+vector index can always be rebuilt from here without re-embedding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from visualfinder.errors import CatalogError
+from visualfinder.schema import MIGRATIONS, SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+_SQL_CHUNK = 900  # stay well below SQLite's bound-variable limit
+
+
+# --- paths ---------------------------------------------------------------------------------
+# POSIX file names need not be UTF-8. Python represents undecodable bytes as lone surrogates
+# (U+DC80..U+DCFF), which SQLite cannot store as text. We map them, reversibly, to private-use
+# code points of plane 15 so such files are indexed like any other.
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_PRIVATE = re.compile("[\U000f0080-\U000f00ff]")
+
+
+def path_to_db(path: str) -> str:
+    if path.isascii():
+        return path
+    return _SURROGATE.sub(lambda m: chr(0xF0000 + ord(m.group()) - 0xDC00), path)
+
+
+def path_from_db(text: str) -> str:
+    if text.isascii():
+        return text
+    return _PRIVATE.sub(lambda m: chr(0xDC00 + ord(m.group()) - 0xF0000), text)
+
+
+def subtree_bounds(folder: str) -> tuple[str, str]:
+    """Half-open text range holding every path strictly below `folder` (and nothing else).
+
+    '0' is the character after '/', so `/a/b/` <= path < `/a/b0` matches `/a/b/x` but not `/a/bc`.
+    """
+    folder = path_to_db(folder.rstrip("/\\") or "/")
+    sep = "\\" if "\\" in folder and "/" not in folder else "/"
+    if folder.endswith(sep):  # the root folder
+        return folder, folder[:-1] + chr(ord(sep) + 1)
+    return folder + sep, folder + chr(ord(sep) + 1)
+
+
+# --- records -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: int
+    path: str
+    watched: bool
+    added_at: float
+
+
+@dataclass(frozen=True)
+class StatRow:
+    """What the scanner needs to know about a catalogued file to diff it against the disk."""
+
+    id: int
+    path: str
+    folder_id: int
+    size: int
+    mtime_ns: int
+    status: str
+    content_hash: str | None
+    model_key: str | None
+    has_embedding: bool
+
+
+@dataclass(frozen=True)
+class EmbeddedSource:
+    """A row whose embedding can be reused for another file with identical content."""
+
+    id: int
+    width: int | None
+    height: int | None
+    format: str | None
+    thumb_path: str | None
+    embedding: np.ndarray
+
+
+@dataclass
+class ImageWrite:
+    """One image's new state, as the pipeline determined it."""
+
+    path: str
+    folder_id: int
+    size: int
+    mtime_ns: int
+    content_hash: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    embedding: np.ndarray | None = None
+    model_key: str | None = None
+    thumb_path: str | None = None
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "error" if self.error else "ok"
+
+
+@dataclass
+class CatalogChanges:
+    """A batch of changes committed in one transaction (a crash loses at most this batch)."""
+
+    inserts: list[ImageWrite] = field(default_factory=list)
+    # Same row (id kept), new content: embedding and decode facts replaced.
+    updates: list[tuple[int, ImageWrite]] = field(default_factory=list)
+    # Same row, same content, new path and/or stat: embedding and metadata kept.
+    moves: list[tuple[int, ImageWrite]] = field(default_factory=list)
+    deletes: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.inserts) + len(self.updates) + len(self.moves) + len(self.deletes)
+
+
+@dataclass(frozen=True)
+class AppliedChanges:
+    generation: int
+    inserted_ids: list[int]
+
+
+@dataclass
+class ImageRecord:
+    """An image with its product metadata, as shown in results and exports."""
+
+    id: int
+    path: str
+    folder_id: int
+    size: int
+    mtime_ns: int
+    width: int | None
+    height: int | None
+    format: str | None
+    thumb_path: str | None
+    content_hash: str | None
+    sku: str | None = None
+    title: str | None = None
+    description: str | None = None
+    url: str | None = None
+    price: float | None = None
+    extra: dict = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def file_name(self) -> str:
+        return Path(self.path).name
+
+
+@dataclass(frozen=True)
+class CatalogStats:
+    folders: int
+    images: int
+    ok: int
+    errors: int
+    embedded_current: int
+    needs_embedding: int
+    outbox_pending: int
+
+
+def embedding_to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float16).tobytes()
+
+
+def blob_to_embedding(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float16)
+
+
+class Catalog:
+    """Thread-safe access to one catalog file: one SQLite connection per thread, WAL mode."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise CatalogError(_describe_db_error(self.path, exc)) from exc
+        except OSError as exc:
+            self.close()
+            raise CatalogError(f"cannot open catalog {self.path}: {exc.strerror or exc}") from exc
+
+    # --- connections and transactions ----------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise CatalogError("the catalog is closed")
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode: an application crash never corrupts or loses a commit;
+            # a power loss may roll back the last few commits, never corrupting the file.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils view of this thread's connection, for queries and introspection."""
+        wrapped = getattr(self._local, "db", None)
+        if wrapped is None or wrapped.conn is not self.conn:
+            wrapped = sqlite_utils.Database(self.conn)
+            self._local.db = wrapped
+        return wrapped
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; nested use joins the outer transaction."""
+        conn = self.conn
+        if conn.in_transaction:
+            yield conn
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise CatalogError(_describe_db_error(self.path, exc)) from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise CatalogError(_describe_db_error(self.path, exc)) from exc
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except sqlite3.Error:  # pragma: no cover - closing is best effort
+                pass
+        self._local = threading.local()
+
+    def _migrate(self) -> None:
+        conn = self.conn
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise CatalogError(
+                f"catalog {self.path} has schema version {current}, newer than this visualfinder "
+                f"understands ({SCHEMA_VERSION}); upgrade visualfinder to open it"
+            )
+        for version, reason, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            log.info("migrating catalog to schema %d: %s", version, reason)
+            with self.transaction():
+                for statement in statements:
+                    conn.execute(statement)
+                self._set_meta(conn, "schema_version", str(version))
+                if version == 1:
+                    self._set_meta(conn, "library_id", uuid.uuid4().hex[:12])
+                    self._set_meta(conn, "generation", "0")
+                    self._set_meta(conn, "created_at", repr(time.time()))
+
+    def schema_version(self) -> int:
+        conn = self.conn
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if not has_meta:
+            return 0
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def integrity_ok(self) -> bool:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    # --- meta ----------------------------------------------------------------------------
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            self._set_meta(conn, key, value)
+
+    @staticmethod
+    def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    @property
+    def library_id(self) -> str:
+        return self.meta("library_id") or ""
+
+    @property
+    def generation(self) -> int:
+        return int(self.meta("generation", "0") or 0)
+
+    def _bump_generation(self, conn: sqlite3.Connection) -> int:
+        generation = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]) + 1
+        self._set_meta(conn, "generation", str(generation))
+        return generation
+
+    def doc_id(self, image_id: int) -> str:
+        """Stable remote document id: unique across libraries syncing to one cluster."""
+        return f"{self.library_id}-{image_id}"
+
+    @property
+    def outbox_enabled(self) -> bool:
+        return self.meta("outbox_enabled") == "1"
+
+    def enable_outbox(self, enabled: bool = True) -> None:
+        self.set_meta("outbox_enabled", "1" if enabled else "0")
+
+    # --- folders -------------------------------------------------------------------------
+
+    def add_folder(self, path: str, watched: bool | None = None) -> Folder:
+        db_path = path_to_db(path)
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO folders(path, watched, added_at) VALUES (?, ?, ?) ON CONFLICT(path) DO NOTHING",
+                (db_path, int(bool(watched)), time.time()),
+            )
+            if watched is not None:
+                conn.execute("UPDATE folders SET watched = ? WHERE path = ?", (int(watched), db_path))
+        folder = self.folder_by_path(path)
+        assert folder is not None
+        return folder
+
+    def folders(self) -> list[Folder]:
+        rows = self.conn.execute("SELECT id, path, watched, added_at FROM folders ORDER BY path").fetchall()
+        return [Folder(r[0], path_from_db(r[1]), bool(r[2]), r[3]) for r in rows]
+
+    def folder_by_path(self, path: str) -> Folder | None:
+        row = self.conn.execute(
+            "SELECT id, path, watched, added_at FROM folders WHERE path = ?", (path_to_db(path),)
+        ).fetchone()
+        return Folder(row[0], path_from_db(row[1]), bool(row[2]), row[3]) if row else None
+
+    def folder_for_path(self, path: str) -> Folder | None:
+        """The deepest registered folder that contains `path` (or is it)."""
+        best: Folder | None = None
+        for folder in self.folders():
+            low, high = subtree_bounds(folder.path)
+            db_path = path_to_db(path)
+            if (db_path == path_to_db(folder.path) or low <= db_path < high) and (
+                best is None or len(folder.path) > len(best.path)
+            ):
+                best = folder
+        return best
+
+    def set_folder_watched(self, folder_id: int, watched: bool) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE folders SET watched = ? WHERE id = ?", (int(watched), folder_id))
+
+    def remove_folder(self, folder_id: int) -> list[int]:
+        """Forget a folder and the images that belong to it; returns the removed image ids."""
+        with self.transaction() as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM images WHERE folder_id = ?", (folder_id,))]
+            self._delete_images(conn, ids)
+            conn.execute("DELETE FROM folders WHERE id = ?", (folder_id,))
+            if ids:
+                self._bump_generation(conn)
+        return ids
+
+    def folder_counts(self) -> dict[int, tuple[int, int]]:
+        """folder id -> (ok images, error images)."""
+        rows = self.conn.execute(
+            "SELECT folder_id, SUM(status = 'ok'), SUM(status = 'error') FROM images GROUP BY folder_id"
+        )
+        return {r[0]: (r[1] or 0, r[2] or 0) for r in rows}
+
+    # --- scan state ----------------------------------------------------------------------
+
+    def stat_rows_under(self, folder: str) -> dict[str, StatRow]:
+        """Every catalogued file below `folder`, keyed by path, for the stat-based diff."""
+        low, high = subtree_bounds(folder)
+        rows = self.conn.execute(
+            f"SELECT {_STAT_COLUMNS} FROM images WHERE path >= ? AND path < ?", (low, high)
+        )
+        return {row.path: row for row in map(_stat_row, rows)}
+
+    def stat_row(self, path: str) -> StatRow | None:
+        r = self.conn.execute(
+            f"SELECT {_STAT_COLUMNS} FROM images WHERE path = ?", (path_to_db(path),)
+        ).fetchone()
+        return _stat_row(r) if r else None
+
+    def embedded_source(self, content_hash: str, model_key: str) -> EmbeddedSource | None:
+        """Any row with this content and an embedding from this model (for moves and copies)."""
+        r = self.conn.execute(
+            """SELECT id, width, height, format, thumb_path, embedding FROM images
+               WHERE content_hash = ? AND model_key = ? AND embedding IS NOT NULL LIMIT 1""",
+            (content_hash, model_key),
+        ).fetchone()
+        if not r:
+            return None
+        return EmbeddedSource(r[0], r[1], r[2], r[3], r[4], blob_to_embedding(r[5]))
+
+    # --- writes --------------------------------------------------------------------------
+
+    def apply(self, changes: CatalogChanges) -> AppliedChanges:
+        """Commit a batch atomically; bumps the generation and fills the outbox."""
+        now = time.time()
+        with self.transaction() as conn:
+            generation = self._bump_generation(conn)
+            outbox = self.outbox_enabled
+            inserted: list[int] = []
+            for w in changes.inserts:
+                cur = conn.execute(
+                    """INSERT INTO images(path, folder_id, size, mtime_ns, content_hash, width, height,
+                           format, status, error, embedding, model_key, vector_gen, thumb_path, indexed_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (*self._write_values(w, generation), now),
+                )
+                inserted.append(cur.lastrowid)
+                if outbox and w.status == "ok":
+                    self._enqueue(conn, "upsert", cur.lastrowid, now)
+            for image_id, w in changes.updates:
+                conn.execute(
+                    """UPDATE images SET path = ?, folder_id = ?, size = ?, mtime_ns = ?, content_hash = ?,
+                           width = ?, height = ?, format = ?, status = ?, error = ?, embedding = ?,
+                           model_key = ?, vector_gen = ?, thumb_path = ?, indexed_at = ?
+                       WHERE id = ?""",
+                    (*self._write_values(w, generation), now, image_id),
+                )
+                if outbox:
+                    self._enqueue(conn, "upsert" if w.status == "ok" else "delete", image_id, now)
+            for image_id, w in changes.moves:
+                conn.execute(
+                    "UPDATE images SET path = ?, folder_id = ?, size = ?, mtime_ns = ?, indexed_at = ? WHERE id = ?",
+                    (path_to_db(w.path), w.folder_id, w.size, w.mtime_ns, now, image_id),
+                )
+                if outbox:
+                    self._enqueue(conn, "upsert", image_id, now)
+            self._delete_images(conn, changes.deletes, now)
+        return AppliedChanges(generation, inserted)
+
+    @staticmethod
+    def _write_values(w: ImageWrite, generation: int) -> tuple:
+        blob = embedding_to_blob(w.embedding) if w.embedding is not None else None
+        return (
+            path_to_db(w.path), w.folder_id, w.size, w.mtime_ns, w.content_hash, w.width, w.height,
+            w.format, w.status, w.error, blob, w.model_key if blob is not None else None,
+            generation if blob is not None else 0, w.thumb_path,
+        )  # fmt: skip
+
+    def _delete_images(self, conn: sqlite3.Connection, ids: list[int], now: float | None = None) -> None:
+        if not ids:
+            return
+        now = now or time.time()
+        outbox = self.outbox_enabled
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            if outbox:
+                for (image_id,) in conn.execute(
+                    f"SELECT id FROM images WHERE id IN ({marks}) AND status = 'ok'", chunk
+                ).fetchall():
+                    self._enqueue(conn, "delete", image_id, now)
+            conn.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
+
+    def _enqueue(self, conn: sqlite3.Connection, op: str, image_id: int, now: float) -> None:
+        conn.execute(
+            "INSERT INTO outbox(op, image_id, doc_id, enqueued_at) VALUES (?, ?, ?, ?)",
+            (op, image_id, self.doc_id(image_id), now),
+        )
+
+    # --- vectors -------------------------------------------------------------------------
+
+    # Invariant kept by apply(): model_key is set exactly when embedding is, so these counts
+    # and id lists are answered from the (model_key, vector_gen) index alone.
+
+    def count_embedded(self, model_key: str) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM images WHERE model_key = ?", (model_key,)).fetchone()[
+            0
+        ]
+
+    def embedded_ids(self, model_key: str) -> np.ndarray:
+        rows = self.conn.execute("SELECT id FROM images WHERE model_key = ? ORDER BY id", (model_key,))
+        return np.fromiter((r[0] for r in rows), dtype=np.uint64)
+
+    def iter_embeddings(
+        self, model_key: str, min_generation: int = 0, ids: Iterable[int] | None = None, chunk: int = 8192
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids, float16 vectors) chunks of rows embedded with `model_key`.
+
+        `min_generation` keeps only vectors written at or after that generation; `ids` keeps
+        only those rows.
+        """
+        if ids is not None:
+            id_list = list(ids)
+            for part in _chunks(id_list, _SQL_CHUNK):
+                marks = ",".join("?" * len(part))
+                rows = self.conn.execute(
+                    f"""SELECT id, embedding FROM images WHERE id IN ({marks})
+                        AND model_key = ? AND embedding IS NOT NULL""",
+                    (*part, model_key),
+                ).fetchall()
+                if rows:
+                    yield _stack(rows)
+            return
+        cursor = self.conn.execute(
+            """SELECT id, embedding FROM images
+               WHERE model_key = ? AND embedding IS NOT NULL AND vector_gen >= ? ORDER BY id""",
+            (model_key, min_generation),
+        )
+        while rows := cursor.fetchmany(chunk):
+            yield _stack(rows)
+
+    def embedding_of(self, image_id: int, model_key: str) -> np.ndarray | None:
+        row = self.conn.execute(
+            "SELECT embedding FROM images WHERE id = ? AND model_key = ? AND embedding IS NOT NULL",
+            (image_id, model_key),
+        ).fetchone()
+        return blob_to_embedding(row[0]).astype(np.float32) if row else None
+
+    # --- queries -------------------------------------------------------------------------
+
+    def id_for_path(self, path: str) -> int | None:
+        row = self.conn.execute("SELECT id FROM images WHERE path = ?", (path_to_db(path),)).fetchone()
+        return row[0] if row else None
+
+    def select_ids(self, where_sql: str, params: Iterable[object]) -> np.ndarray:
+        """Ids of embedded images matching a WHERE clause over `images i` (built by the planner)."""
+        rows = self.conn.execute(f"SELECT i.id FROM images i WHERE {where_sql}", tuple(params))
+        return np.fromiter((r[0] for r in rows), dtype=np.uint64)
+
+    def count_where(self, where_sql: str, params: Iterable[object]) -> int:
+        return self.conn.execute(
+            f"SELECT COUNT(*) FROM images i WHERE {where_sql}", tuple(params)
+        ).fetchone()[0]
+
+    def records(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
+        id_list = [int(i) for i in ids]
+        out: dict[int, ImageRecord] = {}
+        for part in _chunks(id_list, _SQL_CHUNK):
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"""SELECT i.id, i.path, i.folder_id, i.size, i.mtime_ns, i.width, i.height, i.format,
+                           i.thumb_path, i.content_hash, m.sku, m.title, m.description, m.url, m.price,
+                           m.extra
+                    FROM images i LEFT JOIN image_meta m ON m.image_id = i.id
+                    WHERE i.id IN ({marks})""",
+                part,
+            ).fetchall()
+            for r in rows:
+                out[r[0]] = ImageRecord(
+                    id=r[0], path=path_from_db(r[1]), folder_id=r[2], size=r[3], mtime_ns=r[4],
+                    width=r[5], height=r[6], format=r[7], thumb_path=r[8], content_hash=r[9],
+                    sku=r[10], title=r[11], description=r[12], url=r[13], price=r[14],
+                    extra=json.loads(r[15]) if r[15] else {},
+                )  # fmt: skip
+            for image_id, tag in self.conn.execute(
+                f"SELECT image_id, tag FROM tags WHERE image_id IN ({marks}) ORDER BY tag", part
+            ):
+                out[image_id].tags.append(tag)
+        return out
+
+    def errors(self, limit: int | None = None) -> list[tuple[str, str]]:
+        sql = "SELECT path, error FROM images WHERE status = 'error' ORDER BY path"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [(path_from_db(p), e or "") for p, e in self.conn.execute(sql)]
+
+    def stats(self, model_key: str) -> CatalogStats:
+        conn = self.conn
+        ok, errors = conn.execute(
+            "SELECT COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status = 'error'), 0) FROM images"
+        ).fetchone()
+        embedded = self.count_embedded(model_key)
+        return CatalogStats(
+            folders=conn.execute("SELECT COUNT(*) FROM folders").fetchone()[0],
+            images=ok + errors,
+            ok=ok,
+            errors=errors,
+            embedded_current=embedded,
+            needs_embedding=ok - embedded,
+            outbox_pending=conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
+        )
+
+
+_STAT_COLUMNS = "id, path, folder_id, size, mtime_ns, status, content_hash, model_key, embedding IS NOT NULL"
+
+
+def _stat_row(r: tuple) -> StatRow:
+    return StatRow(r[0], path_from_db(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]))
+
+
+def _stack(rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
+    vectors = np.vstack([blob_to_embedding(r[1]) for r in rows])
+    return ids, vectors
+
+
+def _chunks(items: list, size: int = _SQL_CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _describe_db_error(path: Path, exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return f"the catalog {path} is read-only: make the data folder writable or choose another with --data-dir"
+    if "disk is full" in text or "disk I/O" in text:
+        return f"cannot write the catalog {path}: {text} (free some disk space; nothing was lost)"
+    if "not a database" in text or "malformed" in text:
+        return f"{path} is not a visualfinder catalog or is damaged ({text})"
+    if "unable to open" in text:
+        return f"cannot open the catalog {path}: check that the data folder exists and is writable"
+    if "locked" in text or "busy" in text:
+        return f"the catalog {path} is busy in another process; try again when it has finished"
+    return f"catalog error in {path}: {text}"

@@ -1,0 +1,364 @@
+"""The `visualfinder` command: argparse on top of service.Library.
+
+Global options go before the command; with no command the desktop app opens. User-facing
+text lives here: the core raises typed errors and reports progress through callbacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+
+from visualfinder import __version__
+from visualfinder.config import DEVICES, ENV_DATA_DIR, ENV_MODEL, ENV_PRETRAINED, Settings
+from visualfinder.errors import VisualFinderError
+from visualfinder.jobs import CancelToken, Progress
+from visualfinder.search import FieldCondition, Filters
+from visualfinder.service import QueryTerm, SearchRequest, open_library
+
+log = logging.getLogger("visualfinder.cli")
+
+Command = Callable[[argparse.Namespace, Settings], int]
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    def register(func: Command) -> Command:
+        COMMANDS[name] = func
+        return func
+
+    return register
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="visualfinder",
+        description="Visual product search over your own image catalog. With no command, opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"visualfinder {__version__}")
+    parser.add_argument("--data-dir", metavar="DIR", help=f"library folder (env {ENV_DATA_DIR})")
+    parser.add_argument("--model", metavar="NAME", help=f"open_clip model name (env {ENV_MODEL})")
+    parser.add_argument(
+        "--pretrained",
+        metavar="TAG|FILE|none",
+        help=f"pretrained tag, weights file, or none (env {ENV_PRETRAINED})",
+    )
+    parser.add_argument("--device", choices=DEVICES, help="where the model runs (default: auto)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("index", help="add folders and index their images")
+    p.add_argument(
+        "paths", nargs="*", metavar="PATH", help="folders to add (none: update every catalog folder)"
+    )
+    p.add_argument("--watch", action="store_true", help="also watch these folders for changes")
+
+    p = sub.add_parser("search", help="find the most similar catalog images")
+    p.add_argument("image", nargs="?", metavar="IMAGE", help="query image file")
+    p.add_argument(
+        "--text", action="append", default=[], metavar="T", help="describe what to find (CLIP text)"
+    )
+    p.add_argument("--similar", action="append", default=[], metavar="PATH", help="an indexed image to match")
+    p.add_argument("--crop", metavar="X,Y,W,H", help="search a region of IMAGE (pixels, or fractions <= 1)")
+    p.add_argument("-k", type=int, default=20, metavar="N", help="number of results (default 20)")
+    p.add_argument("--folder", action="append", default=[], metavar="P", help="only images below this folder")
+    p.add_argument("--tag", action="append", default=[], metavar="T", help="only images with this tag")
+    p.add_argument(
+        "--type", action="append", default=[], metavar="EXT", help="only this file type (jpg, png, ...)"
+    )
+    p.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                   help="metadata condition: sku=AB-12, or title~chair for 'contains'")  # fmt: skip
+    p.add_argument("--exact", action="store_true", help="exact search instead of the HNSW index")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--csv", metavar="OUT", help="also write the results to a CSV file")
+    p.add_argument("--excel", action="store_true", help="write the CSV with a BOM for Excel")
+
+    p = sub.add_parser("status", help="library size, model, metric, index health, errors")
+    p.add_argument("--json", action="store_true", help="print status as JSON")
+    p.add_argument("--all-errors", action="store_true", help="list every skipped file")
+
+    sub.add_parser("rebuild-index", help="rebuild the vector index from stored embeddings")
+
+    p = sub.add_parser("remove-folder", help="forget a catalog folder and its images (files stay on disk)")
+    p.add_argument("path", metavar="PATH")
+    return parser
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_unencodable_output()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        settings = Settings.load(
+            args.data_dir, model=args.model, pretrained=args.pretrained, device=args.device
+        )
+        if args.command is None:
+            from visualfinder.gui.app import run_app
+
+            return run_app(settings)
+        return COMMANDS[args.command](args, settings)
+    except VisualFinderError as exc:
+        print(f"visualfinder: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("visualfinder: interrupted", file=sys.stderr)
+        return 130
+
+
+@contextmanager
+def _library(settings: Settings):
+    with _progress_bar() as progress:
+        library = open_library(settings, progress)
+    try:
+        yield library
+    finally:
+        library.close()
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+@command("index")
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    with _library(settings) as library:
+        if not args.paths and not library.folders():
+            print(
+                "visualfinder: error: no catalog folders yet; give a folder: visualfinder index PATH",
+                file=sys.stderr,
+            )
+            return 2
+        cancel = CancelToken()
+        with _cancel_on_sigint(cancel), _progress_bar() as progress:
+            report = library.index(args.paths or None, watched=True if args.watch else None,
+                                   progress=progress, cancel=cancel)  # fmt: skip
+    for path, reason in report.folder_errors:
+        print(f"visualfinder: warning: {path}: {reason}", file=sys.stderr)
+    if report.errors:
+        print(f"skipped {len(report.errors)} file(s):", file=sys.stderr)
+        for error in report.errors:
+            print(f"  {error.path}: {error.reason}", file=sys.stderr)
+    verb = "cancelled after" if report.cancelled else "done in"
+    print(f"{verb} {report.seconds:.1f}s: {report.summary()}")
+    if args.watch:
+        print("these folders are now watched: `visualfinder watch` (or the app) keeps them indexed")
+    return 130 if report.cancelled else 0
+
+
+@command("search")
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    request = SearchRequest(_query_terms(args), k=args.k, filters=_filters(args), exact=args.exact)
+    with _library(settings) as library:
+        response = library.search(request)
+        if args.csv:
+            library.export_csv(response.results, args.csv, excel=args.excel)
+    log.info("%d results by %s search over %d candidates in %.0f ms", len(response.results), response.plan.method,
+             response.plan.candidates, response.seconds * 1000)  # fmt: skip
+    if args.json:
+        print(json.dumps([r.to_json() for r in response.results], indent=2))
+    else:
+        _print_results(response.results)
+    if args.csv:
+        print(f"wrote {len(response.results)} results to {args.csv}", file=sys.stderr)
+    return 0
+
+
+@command("status")
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    with _library(settings) as library:
+        status = library.status(error_limit=None if args.all_errors or args.json else 20)
+    if args.json:
+        print(json.dumps(status.to_json(), indent=2))
+        return 0
+    s = status.stats
+    print(f"data dir:   {status.data_dir}")
+    print(f"model:      {status.model} ({status.pretrained}) on {status.device}")
+    print(f"metric:     {status.metric}, index {status.index_dtype}")
+    print(f"images:     {s.ok} indexed, {s.errors} skipped, {s.needs_embedding} awaiting embedding")
+    print(f"index:      {status.index_count} vectors, {status.index_health} "
+          f"(generation {status.index_generation}/{status.catalog_generation})")  # fmt: skip
+    if s.outbox_pending:
+        print(f"sync:       {s.outbox_pending} changes waiting for OpenSearch")
+    print(f"folders:    {len(status.folders)}")
+    for f in status.folders:
+        flags = (" watched" if f.folder.watched else "") + ("" if f.exists else " MISSING")
+        print(f"  {f.folder.path}: {f.ok} images, {f.errors} skipped{flags}")
+    if status.errors:
+        print("skipped files:")
+        for path, reason in status.errors:
+            print(f"  {path}: {reason}")
+        if s.errors > len(status.errors):
+            print(f"  ... and {s.errors - len(status.errors)} more (--all-errors)")
+    return 0
+
+
+@command("rebuild-index")
+def cmd_rebuild_index(args: argparse.Namespace, settings: Settings) -> int:
+    with _library(settings) as library:
+        cancel = CancelToken()
+        with _cancel_on_sigint(cancel), _progress_bar() as progress:
+            count = library.rebuild_index(progress, cancel)
+    print(f"rebuilt the index: {count} vectors")
+    return 0
+
+
+@command("remove-folder")
+def cmd_remove_folder(args: argparse.Namespace, settings: Settings) -> int:
+    with _library(settings) as library:
+        removed = library.remove_folder(args.path)
+    print(f"removed {args.path} and its {removed} images from the library")
+    return 0
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _query_terms(args: argparse.Namespace) -> list[QueryTerm]:
+    terms: list[QueryTerm] = []
+    if args.crop and not args.image:
+        raise _usage("--crop needs a query IMAGE")
+    if args.image:
+        terms.append(QueryTerm("image", args.image, crop=_parse_crop(args.crop) if args.crop else None))
+    terms += [QueryTerm("text", t) for t in args.text]
+    terms += [QueryTerm("similar", p) for p in args.similar]
+    if not terms:
+        raise _usage("give a query: an IMAGE, --text or --similar")
+    return terms
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    import os
+
+    fields = []
+    for cond in args.where:
+        if "~" in cond and ("=" not in cond or cond.index("~") < cond.index("=")):
+            name, value = cond.split("~", 1)
+            fields.append(FieldCondition(name.strip(), value, contains=True))
+        elif "=" in cond:
+            name, value = cond.split("=", 1)
+            fields.append(FieldCondition(name.strip(), value))
+        else:
+            raise _usage(f"--where {cond!r}: use FIELD=VALUE or FIELD~TEXT")
+    return Filters(
+        folders=[os.path.abspath(os.path.expanduser(f)) for f in args.folder],
+        tags_all=list(args.tag),
+        types=list(args.type),
+        fields=fields,
+    )
+
+
+def _parse_crop(text: str) -> tuple[float, float, float, float]:
+    try:
+        x, y, w, h = (float(v) for v in text.split(","))
+    except ValueError:
+        raise _usage(f"--crop {text!r}: expected X,Y,W,H") from None
+    if w <= 0 or h <= 0:
+        raise _usage("--crop width and height must be positive")
+    return x, y, w, h
+
+
+def _usage(message: str) -> VisualFinderError:
+    error = VisualFinderError(message)
+    error.exit_code = 2
+    return error
+
+
+def _print_results(results) -> None:
+    if not results:
+        print("no results")
+        return
+    width = max(len(r.path) for r in results)
+    print(f"{'rank':>4}  {'score':>6}  {'path':<{width}}  title")
+    for r in results:
+        print(f"{r.rank:>4}  {r.score:>6.3f}  {r.path:<{width}}  {r.title or ''}")
+
+
+@contextmanager
+def _progress_bar():
+    """A ProgressCallback drawing one tqdm bar per phase on stderr (images/s and ETA)."""
+    from tqdm import tqdm
+
+    state: dict = {"bar": None, "phase": None}
+
+    def report(p: Progress) -> None:
+        bar = state["bar"]
+        if p.phase != state["phase"]:
+            if bar is not None:
+                bar.close()
+            unit = "img" if p.phase in ("indexing", "removing") else "item"
+            bar = tqdm(total=p.total or None, desc=p.phase, unit=unit, file=sys.stderr, leave=False,
+                       dynamic_ncols=True, disable=None)  # fmt: skip
+            state["bar"], state["phase"] = bar, p.phase
+        if p.total and bar.total != p.total:
+            bar.total = p.total
+        bar.n = p.done
+        bar.refresh()
+
+    try:
+        yield report
+    finally:
+        if state["bar"] is not None:
+            state["bar"].close()
+
+
+@contextmanager
+def _cancel_on_sigint(cancel: CancelToken):
+    """First Ctrl+C: finish the current batch and stop cleanly. Second: stop now."""
+
+    def handler(signum, frame):
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print("\nstopping after the current batch (Ctrl+C again to abort)...", file=sys.stderr)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _OwnLogsFilter(logging.Filter):
+    """Without -v, hide third-party chatter (open_clip warns about random weights on the root logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith("visualfinder") or record.levelno >= logging.ERROR
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("visualfinder: %(levelname)s: %(message)s"))
+    if verbosity < 2:
+        handler.addFilter(_OwnLogsFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _quiet_unencodable_output() -> None:
+    """File names need not be valid UTF-8: print them as the OS gave them instead of crashing."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="surrogateescape")
+        except (AttributeError, ValueError):  # pragma: no cover - replaced streams
+            pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

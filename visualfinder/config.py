@@ -1,0 +1,172 @@
+"""Settings: the one place that decides where data lives and how the library behaves.
+
+Precedence, lowest first: defaults < `settings.toml` in the data dir < environment variables
+< explicit overrides (CLI flags, the GUI's settings dialog).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import tomli_w
+
+from visualfinder.errors import SettingsError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "visualfinder"
+SETTINGS_FILE = "settings.toml"
+
+ENV_DATA_DIR = "VISUALFINDER_DATA_DIR"
+ENV_MODEL = "VISUALFINDER_MODEL"
+ENV_PRETRAINED = "VISUALFINDER_PRETRAINED"
+ENV_DEVICE = "VISUALFINDER_DEVICE"
+
+# ViT-B-32 at 256 px trained on DataComp-1B: better retrieval than OpenAI's B/32, no slow
+# QuickGELU, and ~13 images/s on a 2-core laptop CPU. See README "Choosing a model".
+DEFAULT_MODEL = "ViT-B-32-256"
+DEFAULT_PRETRAINED = "datacomp_s34b_b86k"
+
+METRICS = ("cosine", "ip", "l2")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+INDEX_DTYPES = ("f16", "f32", "i8")
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+@dataclass
+class Settings:
+    """User preferences plus the defaults used when a new library is created."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    model: str = DEFAULT_MODEL
+    # An open_clip pretrained tag, a path to a local weights file, or "none" (random init).
+    pretrained: str = DEFAULT_PRETRAINED
+    device: str = "auto"
+    # Distance metric of a *new* library; an existing library keeps the metric in its catalog.
+    metric: str = "cosine"
+    index_dtype: str = "f16"
+    hnsw_connectivity: int = 16
+    hnsw_expansion_add: int = 128
+    hnsw_expansion_search: int = 64
+    # The planner searches exactly when a filter leaves at most this many candidates.
+    exact_search_max_candidates: int = 50_000
+    thumbnail_size: int = 256
+    # 0 = choose automatically for the device.
+    batch_size: int = 0
+    decode_workers: int = 0
+    # Refuse to decode images above this many pixels (decompression-bomb guard).
+    max_image_pixels: int = 250_000_000
+    # Save the vector index at least this often during long indexing runs (seconds).
+    index_save_interval_s: float = 300.0
+
+    @property
+    def settings_path(self) -> Path:
+        return self.data_dir / SETTINGS_FILE
+
+    @classmethod
+    def load(cls, data_dir: str | os.PathLike | None = None, **overrides: Any) -> Settings:
+        """Build settings from defaults, the data dir's settings file, env vars and overrides.
+
+        `overrides` whose value is None are ignored, so CLI flags can be passed through as-is.
+        """
+        env = os.environ
+        resolved_dir = Path(data_dir or env.get(ENV_DATA_DIR) or default_data_dir()).expanduser()
+        values: dict[str, Any] = {}
+        settings_file = resolved_dir / SETTINGS_FILE
+        if settings_file.is_file():
+            values.update(_read_settings_file(settings_file))
+        for name, var in (("model", ENV_MODEL), ("pretrained", ENV_PRETRAINED), ("device", ENV_DEVICE)):
+            if env.get(var):
+                values[name] = env[var]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["data_dir"] = resolved_dir
+        settings = cls(**_coerce(values))
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.metric not in METRICS:
+            raise SettingsError(f"metric must be one of {', '.join(METRICS)}, not {self.metric!r}")
+        if self.device not in DEVICES:
+            raise SettingsError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.index_dtype not in INDEX_DTYPES:
+            raise SettingsError(
+                f"index_dtype must be one of {', '.join(INDEX_DTYPES)}, not {self.index_dtype!r}"
+            )
+        if not self.model:
+            raise SettingsError("model must not be empty")
+        for name in ("thumbnail_size", "hnsw_connectivity", "hnsw_expansion_add", "hnsw_expansion_search"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive")
+
+    def save(self) -> Path:
+        """Write every setting except the data dir (which locates the file) to settings.toml."""
+        self.validate()
+        data = {k: v for k, v in self.as_dict().items() if k != "data_dir"}
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.settings_path.with_suffix(".toml.tmp")
+        tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+        os.replace(tmp, self.settings_path)
+        return self.settings_path
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Path) else v) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> Settings:
+        updated = dataclasses.replace(self, **_coerce(changes))
+        updated.validate()
+        return updated
+
+
+def _read_settings_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
+    known = {f.name for f in fields(Settings)} - {"data_dir"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        log.warning("ignoring unknown settings in %s: %s", path, ", ".join(unknown))
+    return {k: v for k, v in raw.items() if k in known}
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    """Convert strings (from env vars or files) to each field's declared type."""
+    types = {f.name: f.type for f in fields(Settings)}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in types:
+            raise SettingsError(f"unknown setting {key!r}")
+        kind = types[key]
+        try:
+            if key == "data_dir":
+                out[key] = Path(value).expanduser()
+            elif kind == "int":
+                out[key] = int(value)
+            elif kind == "float":
+                out[key] = float(value)
+            elif kind == "bool":
+                out[key] = (
+                    value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+                )
+            else:
+                out[key] = str(value)
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"setting {key} has an invalid value {value!r}") from exc
+    return out

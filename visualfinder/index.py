@@ -1,0 +1,257 @@
+"""The vector index: a USearch HNSW graph keyed by image id, and exact search beside it.
+
+The index is a cache of the catalog's embeddings. Its sidecar JSON records the catalog
+generation it reflects, so on open we can tell whether it is current, behind (catch up from
+the catalog) or unusable (rebuild). Saves are atomic: temp file, fsync, rename.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from usearch.index import Index, MetricKind
+
+from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
+
+log = logging.getLogger(__name__)
+
+USEARCH_METRICS = {"cosine": MetricKind.Cos, "ip": MetricKind.IP, "l2": MetricKind.L2sq}
+SIDECAR_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """Everything that must match for a saved index file to be reusable."""
+
+    ndim: int
+    metric: str
+    dtype: str
+    connectivity: int
+    model_key: str
+    # The catalog this index was built from: a file left beside a recreated catalog must not be trusted.
+    library_id: str
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """What the sidecar says about the saved index file."""
+
+    spec: IndexSpec
+    generation: int
+    count: int
+
+
+class VectorIndex:
+    """Thread-safe wrapper around one usearch.Index with metric-consistent scores."""
+
+    def __init__(self, spec: IndexSpec, expansion_add: int = 128, expansion_search: int = 64):
+        self.spec = spec
+        self._lock = threading.RLock()
+        self._expansion_add = expansion_add
+        self._index = self._new_index(expansion_search)
+        self.generation = 0
+
+    def _new_index(self, expansion_search: int) -> Index:
+        return Index(
+            ndim=self.spec.ndim,
+            metric=USEARCH_METRICS[self.spec.metric],
+            dtype=self.spec.dtype,
+            connectivity=self.spec.connectivity,
+            expansion_add=self._expansion_add,
+            expansion_search=expansion_search,
+        )
+
+    # --- persistence ---------------------------------------------------------------------
+
+    @staticmethod
+    def read_state(path: Path) -> IndexState | None:
+        """The sidecar of a saved index, or None when it is missing or unreadable."""
+        try:
+            raw = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+            if raw.get("format") != SIDECAR_FORMAT:
+                return None
+            return IndexState(IndexSpec(**raw["spec"]), int(raw["generation"]), int(raw["count"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def load(self, path: Path, state: IndexState) -> bool:
+        """Load a saved index; False (with a warning) when the file is missing or damaged."""
+        if state.spec != self.spec:
+            return False
+        try:
+            meta = Index.metadata(os.fspath(path))
+            if not meta or meta["dimensions"] != self.spec.ndim or meta["count_present"] != state.count:
+                raise ValueError("header does not match its sidecar")
+            with self._lock:
+                self._index.load(os.fspath(path))
+                if len(self._index) != state.count:
+                    raise ValueError(f"holds {len(self._index)} vectors, sidecar says {state.count}")
+                self.generation = state.generation
+            return True
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.warning("vector index %s is damaged (%s); it will be rebuilt from the catalog", path, exc)
+            with self._lock:
+                self._index = self._new_index(self._index.expansion_search)
+            return False
+
+    def save(self, path: Path) -> None:
+        """Write the index and then its sidecar, each atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with self._lock:
+            self._index.save(os.fspath(tmp))
+            state = {"format": SIDECAR_FORMAT, "spec": asdict(self.spec), "generation": self.generation,
+                     "count": len(self._index)}  # fmt: skip
+        _fsync_file(tmp)
+        # The old sidecar must not vouch for the new file if we crash between the two renames.
+        sidecar_path(path).unlink(missing_ok=True)
+        os.replace(tmp, path)
+        _atomic_write_text(sidecar_path(path), json.dumps(state))
+
+    # --- mutation ------------------------------------------------------------------------
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add or replace vectors (an existing id is replaced)."""
+        if len(ids) == 0:
+            return
+        ids = np.asarray(ids, dtype=np.uint64)
+        with self._lock:
+            present = np.atleast_1d(self._index.contains(ids))
+            if present.any():
+                self._index.remove(ids[present])
+            self._index.add(ids, np.asarray(vectors, dtype=np.float32), threads=1)
+
+    def remove(self, ids: Iterable[int]) -> None:
+        ids = np.asarray(list(ids), dtype=np.uint64)
+        if len(ids):
+            with self._lock:
+                self._index.remove(ids)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._index = self._new_index(self._index.expansion_search)
+            self.generation = 0
+
+    def rebuild(
+        self,
+        chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+        total: int,
+        generation: int,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> None:
+        """Replace the whole index with the given (ids, vectors) chunks."""
+        fresh = self._new_index(self._index.expansion_search)
+        done = 0
+        progress(Progress("rebuilding index", 0, total))
+        for ids, vectors in chunks:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            fresh.add(ids, np.asarray(vectors, dtype=np.float32), threads=0)
+            done += len(ids)
+            progress(Progress("rebuilding index", done, total))
+        with self._lock:
+            self._index = fresh
+            self.generation = generation
+
+    # --- queries -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def keys(self) -> np.ndarray:
+        with self._lock:
+            return np.asarray(self._index.keys, dtype=np.uint64)
+
+    def contains(self, image_id: int) -> bool:
+        return bool(self._index.contains(int(image_id)))
+
+    def vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids found, float32 vectors) for the ids present in the index."""
+        ids = np.asarray(ids, dtype=np.uint64)
+        if len(ids) == 0:
+            return ids, np.zeros((0, self.spec.ndim), dtype=np.float32)
+        with self._lock:
+            present = np.atleast_1d(self._index.contains(ids))
+            found = ids[present]
+            if len(found) == 0:
+                return found, np.zeros((0, self.spec.ndim), dtype=np.float32)
+            vectors = self._index.get(found)
+        return found, np.asarray(vectors, dtype=np.float32).reshape(len(found), self.spec.ndim)
+
+    def search(self, query: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate nearest neighbours: (ids, distances), best first."""
+        with self._lock:
+            if len(self._index) == 0 or count <= 0:
+                return np.zeros(0, np.uint64), np.zeros(0, np.float32)
+            # The beam must be at least as wide as the result list, or HNSW returns fewer.
+            if self._index.expansion_search < count:
+                self._index.expansion_search = count
+            matches = self._index.search(np.asarray(query, dtype=np.float32), count, threads=1)
+        return np.asarray(matches.keys, dtype=np.uint64), np.asarray(matches.distances, dtype=np.float32)
+
+    def set_expansion_search(self, value: int) -> None:
+        with self._lock:
+            self._index.expansion_search = value
+
+    @property
+    def memory_usage(self) -> int:
+        return int(self._index.memory_usage)
+
+
+def exact_distances(metric: str, query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Distances as USearch defines them, computed exactly (float32) over `vectors`."""
+    q = np.asarray(query, dtype=np.float32).ravel()
+    v = np.asarray(vectors, dtype=np.float32)
+    if metric == "l2":
+        diff = v - q
+        return np.einsum("ij,ij->i", diff, diff)
+    dots = v @ q
+    if metric == "ip":
+        return 1.0 - dots
+    norms = np.linalg.norm(v, axis=1) * (np.linalg.norm(q) or 1.0)
+    return 1.0 - dots / np.where(norms == 0, 1.0, norms)
+
+
+def similarity(metric: str, distances: np.ndarray) -> np.ndarray:
+    """One 'higher is better' score for every metric.
+
+    cosine and ip: the dot product of unit vectors (1 - distance). l2: USearch reports the
+    squared distance d; for unit vectors 1 - d/2 equals the cosine, so scores stay comparable.
+    """
+    d = np.asarray(distances, dtype=np.float32)
+    return 1.0 - d / 2.0 if metric == "l2" else 1.0 - d
+
+
+def reported_distance(metric: str, distances: np.ndarray) -> np.ndarray:
+    """The distance shown to users: Euclidean for l2 (USearch works with its square)."""
+    d = np.asarray(distances, dtype=np.float32)
+    return np.sqrt(np.maximum(d, 0.0)) if metric == "l2" else d
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,64 @@
+"""The catalog's schema as a migration ladder: each step names the version it produces and why.
+
+Never edit a released step; add a new one (and a fixture catalog of the old version to the
+tests, so the upgrade stays proven).
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "initial schema: folders, images with f16 embeddings, product metadata, tags, outbox",
+        [
+            """CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+            """CREATE TABLE folders(
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                path TEXT NOT NULL UNIQUE,
+                watched INTEGER NOT NULL DEFAULT 0,
+                added_at REAL NOT NULL)""",
+            # AUTOINCREMENT: an id is never reused, so a stale vector-index key can never
+            # point at a different image.
+            """CREATE TABLE images(
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                path TEXT NOT NULL UNIQUE,
+                folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+                size INTEGER NOT NULL,
+                mtime_ns INTEGER NOT NULL,
+                content_hash TEXT,
+                width INTEGER,
+                height INTEGER,
+                format TEXT,
+                status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+                error TEXT,
+                embedding BLOB,
+                model_key TEXT,
+                vector_gen INTEGER NOT NULL DEFAULT 0,
+                thumb_path TEXT,
+                indexed_at REAL NOT NULL)""",
+            "CREATE INDEX images_folder ON images(folder_id)",
+            "CREATE INDEX images_hash ON images(content_hash)",
+            "CREATE INDEX images_model_gen ON images(model_key, vector_gen)",
+            """CREATE TABLE image_meta(
+                image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+                sku TEXT, title TEXT, description TEXT, url TEXT, price REAL, extra TEXT)""",
+            "CREATE INDEX image_meta_sku ON image_meta(sku)",
+            """CREATE TABLE tags(
+                image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                tag TEXT NOT NULL,
+                PRIMARY KEY (image_id, tag)) WITHOUT ROWID""",
+            "CREATE INDEX tags_by_tag ON tags(tag, image_id)",
+            """CREATE TABLE outbox(
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+                image_id INTEGER NOT NULL,
+                doc_id TEXT NOT NULL,
+                enqueued_at REAL NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT)""",
+            "CREATE INDEX outbox_image ON outbox(image_id)",
+        ],
+    ),
+]

@@ -1,0 +1,278 @@
+"""The search planner: query vectors, filters, and the choice between exact and HNSW search.
+
+The rule: approximate k-NN over large unfiltered sets; exact k-NN when a filter leaves a
+small candidate set (or when asked, or when k covers the whole library).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from visualfinder.catalog import Catalog, ImageRecord, subtree_bounds
+from visualfinder.errors import QueryError
+from visualfinder.index import VectorIndex, exact_distances, reported_distance, similarity
+
+log = logging.getLogger(__name__)
+
+# File types users can filter on, by the name they would type -> Pillow's format name.
+TYPE_ALIASES = {
+    "jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP",
+    "tif": "TIFF", "tiff": "TIFF", "heic": "HEIF", "heif": "HEIF", "avif": "AVIF",
+}  # fmt: skip
+META_FIELDS = ("sku", "title", "description", "url", "price")
+_EXACT_CHUNK = 65_536
+
+
+@dataclass
+class FieldCondition:
+    """A product-metadata condition: `field` equals (or contains) `value`."""
+
+    field: str
+    value: str
+    contains: bool = False
+
+
+@dataclass
+class Filters:
+    """Narrowing conditions, all combined with AND; each list is OR within itself except tags_all."""
+
+    folders: list[str] = field(default_factory=list)
+    tags_any: list[str] = field(default_factory=list)
+    tags_all: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+    modified_after: datetime | None = None
+    modified_before: datetime | None = None
+    min_bytes: int | None = None
+    max_bytes: int | None = None
+    fields: list[FieldCondition] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.folders or self.tags_any or self.tags_all or self.types or self.fields
+            or self.modified_after or self.modified_before
+            or self.min_bytes is not None or self.max_bytes is not None
+        )  # fmt: skip
+
+    def to_sql(self) -> tuple[str, list[object]]:
+        """A WHERE clause over `images i` (without the model condition) and its parameters."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if self.folders:
+            parts = []
+            for folder in self.folders:
+                low, high = subtree_bounds(folder)
+                parts.append("(i.path >= ? AND i.path < ?)")
+                params += [low, high]
+            clauses.append("(" + " OR ".join(parts) + ")")
+        if self.tags_any:
+            tags = [t.strip().lower() for t in self.tags_any]
+            clauses.append(f"i.id IN (SELECT image_id FROM tags WHERE tag IN ({_marks(tags)}))")
+            params += tags
+        for tag in self.tags_all:
+            clauses.append("i.id IN (SELECT image_id FROM tags WHERE tag = ?)")
+            params.append(tag.strip().lower())
+        if self.types:
+            formats = sorted({_format_name(t) for t in self.types})
+            clauses.append(f"i.format IN ({_marks(formats)})")
+            params += formats
+        if self.modified_after:
+            clauses.append("i.mtime_ns >= ?")
+            params.append(int(self.modified_after.timestamp() * 1e9))
+        if self.modified_before:
+            clauses.append("i.mtime_ns < ?")
+            params.append(int(self.modified_before.timestamp() * 1e9))
+        if self.min_bytes is not None:
+            clauses.append("i.size >= ?")
+            params.append(self.min_bytes)
+        if self.max_bytes is not None:
+            clauses.append("i.size <= ?")
+            params.append(self.max_bytes)
+        for cond in self.fields:
+            if cond.field not in META_FIELDS:
+                raise QueryError(
+                    f"unknown metadata field {cond.field!r}; use one of {', '.join(META_FIELDS)}"
+                )
+            if cond.contains:
+                clauses.append(
+                    f"i.id IN (SELECT image_id FROM image_meta WHERE {cond.field} LIKE ? ESCAPE '\\')"
+                )
+                params.append("%" + _escape_like(cond.value) + "%")
+            else:
+                clauses.append(f"i.id IN (SELECT image_id FROM image_meta WHERE {cond.field} = ?)")
+                params.append(float(cond.value) if cond.field == "price" else cond.value)
+        return " AND ".join(clauses) or "1", params
+
+
+@dataclass
+class SearchResult:
+    """One hit: the image, how close it is, and the product it shows."""
+
+    rank: int
+    id: int
+    score: float
+    distance: float
+    record: ImageRecord
+
+    @property
+    def path(self) -> str:
+        return self.record.path
+
+    @property
+    def title(self) -> str | None:
+        return self.record.title
+
+    @property
+    def label(self) -> str:
+        return self.record.title or self.record.file_name
+
+    def to_json(self) -> dict:
+        r = self.record
+        return {
+            "rank": self.rank, "id": self.id, "path": r.path, "score": round(self.score, 6),
+            "distance": round(self.distance, 6), "title": r.title, "tags": list(r.tags),
+            "description": r.description, "sku": r.sku, "url": r.url, "price": r.price,
+            "width": r.width, "height": r.height, "thumbnail": r.thumb_path,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a query was answered (shown with --verbose, asserted by tests)."""
+
+    method: str  # "exact" or "hnsw"
+    candidates: int  # images the filter allowed (or the whole index)
+
+
+def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """Sum of unit vectors weighted +1 (more like this) or -1 (less like this), normalised.
+
+    The one place where query vectors are combined: several images, image + text, minus terms.
+    """
+    if not vectors:
+        raise QueryError("nothing to search for: give an image, a text or an indexed image")
+    total = np.zeros_like(np.asarray(vectors[0], dtype=np.float32).ravel())
+    for vector, weight in zip(vectors, weights, strict=True):
+        v = np.asarray(vector, dtype=np.float32).ravel()
+        norm = float(np.linalg.norm(v))
+        if norm > 0:
+            total += weight * v / norm
+    norm = float(np.linalg.norm(total))
+    if norm < 1e-6:
+        raise QueryError("the query terms cancel each other out; remove a minus term")
+    return total / norm
+
+
+class SearchPlanner:
+    """Answers k-NN queries over one library's index, honouring filters."""
+
+    def __init__(self, catalog: Catalog, index: VectorIndex, metric: str, model_key: str, exact_max: int):
+        self.catalog = catalog
+        self.index = index
+        self.metric = metric
+        self.model_key = model_key
+        self.exact_max = exact_max
+
+    def search(
+        self, query: np.ndarray, k: int, filters: Filters | None = None, exact: bool = False
+    ) -> tuple[list[SearchResult], Plan]:
+        filters = filters or Filters()
+        total = len(self.index)
+        if total == 0 or k <= 0:
+            return [], Plan("exact", 0)
+        if filters.is_empty():
+            if exact or k >= total or total <= self.exact_max // 8:
+                ids, dist = self._exact(query, self.index.keys(), k)
+                plan = Plan("exact", total)
+            else:
+                ids, dist = self.index.search(query, k)
+                plan = Plan("hnsw", total)
+        else:
+            where, params = filters.to_sql()
+            candidates = self.catalog.select_ids(f"i.model_key = ? AND {where}", [self.model_key, *params])
+            if exact or len(candidates) <= self.exact_max:
+                ids, dist = self._exact(query, candidates, k)
+                plan = Plan("exact", len(candidates))
+            else:
+                ids, dist = self._filtered_hnsw(query, k, candidates, total)
+                plan = Plan("hnsw", len(candidates))
+        log.debug("query answered by %s over %d candidates", plan.method, plan.candidates)
+        return self._results(ids, dist), plan
+
+    def _exact(self, query: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over `ids`, in chunks so a million candidates never sit in RAM as f32."""
+        best: list[tuple[float, int]] = []  # max-heap by distance via negation
+        for start in range(0, len(ids), _EXACT_CHUNK):
+            found, vectors = self.index.vectors(ids[start : start + _EXACT_CHUNK])
+            if len(found) == 0:
+                continue
+            dist = exact_distances(self.metric, query, vectors)
+            take = min(k, len(dist))
+            top = np.argpartition(dist, take - 1)[:take] if take < len(dist) else np.arange(len(dist))
+            for i in top:
+                item = (-float(dist[i]), int(found[i]))
+                if len(best) < k:
+                    heapq.heappush(best, item)
+                elif item > best[0]:
+                    heapq.heapreplace(best, item)
+        best.sort(key=lambda item: (-item[0], item[1]))
+        return (
+            np.array([i for _, i in best], dtype=np.uint64),
+            np.array([-d for d, _ in best], dtype=np.float32),
+        )
+
+    def _filtered_hnsw(
+        self, query: np.ndarray, k: int, candidates: np.ndarray, total: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """HNSW with over-fetch: widen the search until k allowed hits are found."""
+        allowed = np.sort(candidates)
+        selectivity = len(allowed) / total
+        count = min(total, max(4 * k, int(2 * k / max(selectivity, 1e-6))))
+        while True:
+            ids, dist = self.index.search(query, count)
+            keep = _isin_sorted(ids, allowed)
+            if keep.sum() >= k or count >= total:
+                return ids[keep][:k], dist[keep][:k]
+            if count >= 16 * self.exact_max:
+                break
+            count = min(total, count * 4)
+        return self._exact(query, candidates, k)  # too selective for the graph: be exact
+
+    def _results(self, ids: np.ndarray, distances: np.ndarray) -> list[SearchResult]:
+        records = self.catalog.records(ids.tolist())
+        scores = similarity(self.metric, distances)
+        shown = reported_distance(self.metric, distances)
+        results = []
+        for image_id, score, dist in zip(ids.tolist(), scores.tolist(), shown.tolist(), strict=True):
+            record = records.get(image_id)
+            if record is None:  # removed from the catalog after the index answered
+                continue
+            results.append(SearchResult(len(results) + 1, image_id, score, dist, record))
+        return results
+
+
+def _isin_sorted(values: np.ndarray, sorted_allowed: np.ndarray) -> np.ndarray:
+    if len(sorted_allowed) == 0:
+        return np.zeros(len(values), dtype=bool)
+    pos = np.searchsorted(sorted_allowed, values)
+    pos = np.minimum(pos, len(sorted_allowed) - 1)
+    return sorted_allowed[pos] == values
+
+
+def _format_name(name: str) -> str:
+    key = name.strip().lower().lstrip(".")
+    if key in TYPE_ALIASES:
+        return TYPE_ALIASES[key]
+    raise QueryError(f"unknown file type {name!r}; use one of {', '.join(sorted(set(TYPE_ALIASES)))}")
+
+
+def _marks(items: list) -> str:
+    return ",".join("?" * len(items))
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
