@@ -117,3 +117,23 @@ def test_outbox_records_changes_only_once_sync_is_enabled(library, tmp_path):
     ops = library.catalog.conn.execute("SELECT op, doc_id FROM outbox ORDER BY id").fetchall()
     assert sorted(op for op, _ in ops) == ["delete", "upsert"]
     assert all(doc_id.startswith(library.catalog.library_id + "-") for _, doc_id in ops)
+
+
+def test_tags_are_normalised_listed_and_counted(library, tmp_path):
+    files = make_catalog(tmp_path / "catalog", 2)
+    library.index([tmp_path / "catalog"])
+    assert library.add_tags(files[0], ["  Oak ", "oak", "Living  Room", ""]) == ["living room", "oak"]
+    library.add_tags(files[1], ["OAK"])
+    assert library.all_tags() == [("oak", 2), ("living room", 1)]
+    assert library.remove_tags(files[0], ["OAK"]) == ["living room"]
+
+
+def test_library_events_reach_subscribers(library, tmp_path):
+    events = []
+    unsubscribe = library.events.subscribe(events.append)
+    make_catalog(tmp_path / "catalog", 2)
+    library.index([tmp_path / "catalog"])
+    assert [type(e).__name__ for e in events] == ["LibraryChanged"] and events[0].report.added == 2
+    unsubscribe()
+    library.index()
+    assert len(events) == 1

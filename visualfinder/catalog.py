@@ -180,6 +180,16 @@ class CatalogStats:
     outbox_pending: int
 
 
+def normalise_tags(tags: Iterable[str]) -> list[str]:
+    """Trimmed, lower-case, de-duplicated, empty ones dropped, order kept."""
+    seen: dict[str, None] = {}
+    for tag in tags:
+        clean = " ".join(str(tag).split()).lower()
+        if clean:
+            seen.setdefault(clean, None)
+    return list(seen)
+
+
 def embedding_to_blob(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=np.float16).tobytes()
 
@@ -497,6 +507,37 @@ class Catalog:
             "INSERT INTO outbox(op, image_id, doc_id, enqueued_at) VALUES (?, ?, ?, ?)",
             (op, image_id, self.doc_id(image_id), now),
         )
+
+    # --- tags ----------------------------------------------------------------------------
+    # Tags are stored lower-case and trimmed, so filters match regardless of how they were typed.
+
+    def add_tags(self, image_id: int, tags: Iterable[str]) -> None:
+        clean = normalise_tags(tags)
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO tags(image_id, tag) VALUES (?, ?)", [(image_id, t) for t in clean]
+            )
+            if self.outbox_enabled and clean:
+                self._enqueue(conn, "upsert", image_id, time.time())
+
+    def remove_tags(self, image_id: int, tags: Iterable[str]) -> None:
+        clean = normalise_tags(tags)
+        with self.transaction() as conn:
+            conn.executemany(
+                "DELETE FROM tags WHERE image_id = ? AND tag = ?", [(image_id, t) for t in clean]
+            )
+            if self.outbox_enabled and clean:
+                self._enqueue(conn, "upsert", image_id, time.time())
+
+    def tags_of(self, image_id: int) -> list[str]:
+        return [
+            r[0]
+            for r in self.conn.execute("SELECT tag FROM tags WHERE image_id = ? ORDER BY tag", (image_id,))
+        ]
+
+    def tag_counts(self) -> list[tuple[str, int]]:
+        rows = self.conn.execute("SELECT tag, COUNT(*) AS n FROM tags GROUP BY tag ORDER BY n DESC, tag")
+        return [(r[0], r[1]) for r in rows]
 
     # --- vectors -------------------------------------------------------------------------
 

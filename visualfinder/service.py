@@ -30,6 +30,7 @@ from visualfinder.errors import (
     QueryError,
     SettingsError,
 )
+from visualfinder.events import EventHub, LibraryChanged
 from visualfinder.export import write_results_csv
 from visualfinder.imaging import DecodedImage, crop_region, decode_file
 from visualfinder.index import IndexSpec, VectorIndex
@@ -137,6 +138,7 @@ class Library:
         self._file_lock = FileLock(str(settings.data_dir / LOCK_FILE))
         self._last_save = time.monotonic()
         self._unsaved = False
+        self.events = EventHub()
         self.planner = SearchPlanner(
             catalog, vector_index, self.metric, embedder.key, settings.exact_search_max_candidates
         )
@@ -216,6 +218,7 @@ class Library:
             self.vector_index.remove(removed)
             self.vector_index.generation = self.catalog.generation
             self._save_index()
+        self.events.emit(LibraryChanged(None, "folders"))
         return len(removed)
 
     def set_watched(self, path: str | os.PathLike, watched: bool) -> Folder:
@@ -249,6 +252,8 @@ class Library:
             if report.changed or self._unsaved:
                 progress(Progress("saving index", 0, 0))
                 self._save_index()
+        if report.changed:
+            self.events.emit(LibraryChanged(report, "index"))
         return report
 
     def pipeline(self) -> IndexingPipeline:
@@ -390,6 +395,35 @@ class Library:
     def search_image(self, path: str | os.PathLike, k: int = 20, **kwargs) -> list[SearchResult]:
         """Shortcut: results for one query image file."""
         return self.search(SearchRequest([QueryTerm("image", path)], k, **kwargs)).results
+
+    # --- tags ----------------------------------------------------------------------------
+
+    def image_id(self, ref: int | str | os.PathLike) -> int:
+        """The catalog id of an image given by id or path."""
+        if isinstance(ref, (int, np.integer)):
+            return int(ref)
+        image_id = self.catalog.id_for_path(os.path.abspath(os.path.expanduser(os.fspath(ref))))
+        if image_id is None:
+            raise QueryError(f"{ref} is not in the library")
+        return image_id
+
+    def add_tags(self, ref: int | str | os.PathLike, tags: Sequence[str]) -> list[str]:
+        """Add tags to an image; returns its tags afterwards."""
+        image_id = self.image_id(ref)
+        self.catalog.add_tags(image_id, tags)
+        self.events.emit(LibraryChanged(None, "metadata"))
+        return self.catalog.tags_of(image_id)
+
+    def remove_tags(self, ref: int | str | os.PathLike, tags: Sequence[str]) -> list[str]:
+        """Remove tags from an image; returns its tags afterwards."""
+        image_id = self.image_id(ref)
+        self.catalog.remove_tags(image_id, tags)
+        self.events.emit(LibraryChanged(None, "metadata"))
+        return self.catalog.tags_of(image_id)
+
+    def all_tags(self) -> list[tuple[str, int]]:
+        """Every tag in the library with its image count, most used first."""
+        return self.catalog.tag_counts()
 
     # --- reporting -----------------------------------------------------------------------
 
