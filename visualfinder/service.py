@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from visualfinder.catalog import Catalog, CatalogStats, Folder
 from visualfinder.config import Settings
 from visualfinder.embedder import Embedder
 from visualfinder.errors import (
+    Cancelled,
     EmptyLibraryError,
     FolderNotFoundError,
     ImageDecodeError,
@@ -36,7 +37,7 @@ from visualfinder.imaging import DecodedImage, crop_region, decode_file
 from visualfinder.index import IndexSpec, VectorIndex
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
 from visualfinder.pipeline import IndexingPipeline, IndexReport
-from visualfinder.scanner import scan
+from visualfinder.scanner import FileStat, scan, scan_paths
 from visualfinder.search import Filters, Plan, SearchPlanner, SearchResult, combine
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,12 @@ class Library:
         if folder is None:
             raise FolderNotFoundError(f"not a catalog folder: {path}")
         self.catalog.set_folder_watched(folder.id, watched)
+        self.events.emit(LibraryChanged(None, "folders"))
         return self.catalog.folder_by_path(full)
+
+    def watched_folders(self) -> list[Folder]:
+        """The catalog folders marked watched: what a `watcher.Watcher` follows."""
+        return [f for f in self.catalog.folders() if f.watched]
 
     # --- indexing ------------------------------------------------------------------------
 
@@ -238,8 +244,12 @@ class Library:
         watched: bool | None = None,
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
+        source: str = "index",
     ) -> IndexReport:
-        """Add `paths` as folders (if given) and bring them, or every folder, up to date."""
+        """Add `paths` as folders (if given) and bring them, or every folder, up to date.
+
+        `source` names the caller in the LibraryChanged event ("index", "watcher", ...).
+        """
         roots = self.add_folders(paths, watched) if paths else self.catalog.folders()
         with self._writing():
             progress(Progress("scanning", 0, 0))
@@ -253,8 +263,61 @@ class Library:
                 progress(Progress("saving index", 0, 0))
                 self._save_index()
         if report.changed:
-            self.events.emit(LibraryChanged(report, "index"))
+            self.events.emit(LibraryChanged(report, source))
         return report
+
+    def index_paths(
+        self,
+        paths: Sequence[str | os.PathLike],
+        *,
+        accept: Callable[[FileStat], bool] | None = None,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+        source: str = "watcher",
+        save_index: bool = True,
+        wait: float = 0.0,
+        hold_removals: bool = True,
+    ) -> IndexReport:
+        """Bring just these paths (files or folders, present or gone) up to date: the watcher's way in.
+
+        The same stat diff and the same pipeline as `index`, limited to what changed. A move
+        keeps its id when both of its ends are among `paths`, or when its source file has
+        vanished. `accept` may hold back files still being written (see `scanner.scan_paths`);
+        removals then wait with them (`hold_removals`): a held-back file may be where a missing
+        one went. Both come back in `report.deferred` for the caller to retry. `save_index=False` leaves the vector index file for a later `save_index()` while more
+        work is queued; `wait` is how long to wait for another process writing the library
+        before raising LibraryBusyError.
+        """
+        full = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
+        report = IndexReport()
+        with self._writing(wait=wait):
+            try:
+                plan = scan_paths(self.catalog, full, self.model_key, accept, cancel,
+                                  on_file=lambda n: progress(Progress("scanning", n, 0)))  # fmt: skip
+            except Cancelled:
+                report.cancelled = True
+                return report
+            held: list[str] = []
+            if plan.deferred and plan.missing and hold_removals:
+                held, plan.missing = [r.path for r in plan.missing], []
+            if plan.work or plan.missing:
+                report = self.pipeline().run(plan, progress, cancel)
+            else:
+                report = IndexReport(unchanged=plan.unchanged, folder_errors=list(plan.folder_errors))
+            report.deferred = plan.deferred + held
+            if save_index and (report.changed or self._unsaved):
+                self._save_index()
+        if report.changed:
+            self.events.emit(LibraryChanged(report, source))
+        return report
+
+    def save_index(self, wait: float = 5.0) -> bool:
+        """Write pending vector-index changes to disk; False when there were none."""
+        if not self._unsaved:
+            return False
+        with self._writing(wait=wait):
+            self._save_index()
+        return True
 
     def pipeline(self) -> IndexingPipeline:
         """The indexing pipeline bound to this library (the watcher feeds it its own plans)."""
