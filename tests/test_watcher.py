@@ -99,11 +99,12 @@ def test_a_renamed_image_keeps_its_id_embedding_and_tags(library, watch, tmp_pat
     library.add_tags(files[1], ["oak"])
     [old_id] = ids(library, files[1])
     vector = library.catalog.embedding_of(old_id, library.model_key)
-    watch()
+    watcher = watch()
     events = EventLog(library)
     renamed = files[1].with_name("oak-chair.jpg")
     os.rename(files[1], renamed)
     assert wait_until(lambda: library.catalog.id_for_path(str(renamed)))
+    assert watcher.wait_idle(20)
     assert ids(library, renamed, files[1]) == [old_id, None]
     assert library.catalog.tags_of(old_id) == ["oak"]
     np.testing.assert_array_equal(library.catalog.embedding_of(old_id, library.model_key), vector)
@@ -169,11 +170,12 @@ def test_a_renamed_subfolder_keeps_the_ids_of_its_images(library, watch, tmp_pat
     files = make_catalog(catalog / "lamps", 3, start_seed=20)
     library.index([catalog], watched=True)
     old_ids = ids(library, *files)
-    watch()
+    watcher = watch()
     events = EventLog(library)
     os.rename(catalog / "lamps", catalog / "lighting")
     moved = [catalog / "lighting" / f.name for f in files]
     assert wait_until(lambda: all(ids(library, *moved)))
+    assert watcher.wait_idle(20)
     assert ids(library, *moved) == old_ids
     assert events.total("added") == 0 and events.total("removed") == 0
 
@@ -184,10 +186,11 @@ def test_a_folder_moved_in_is_indexed_in_one_batch(library, watch, tmp_path):
     library.index([catalog], watched=True)
     incoming = tmp_path / "incoming"
     make_catalog(incoming / "nested", 4, start_seed=30)
-    watch()
+    watcher = watch()
     events = EventLog(library)
     os.rename(incoming, catalog / "new-arrivals")
     assert wait_until(lambda: len(rows_under(library, catalog / "new-arrivals")) == 4)
+    assert watcher.wait_idle(20)
     assert [r.added for r in events.reports()] == [4]
 
 

@@ -59,6 +59,8 @@ def batch_line(report: IndexReport) -> str:
         shown = "; ".join(f"{e.path}: {e.reason}" for e in report.errors[:_ERRORS_SHOWN])
         more = len(report.errors) - _ERRORS_SHOWN
         line += f": {shown}" + (f"; and {more} more (visualfinder status)" if more > 0 else "")
+    for folder, reason in report.folder_errors:
+        line += f"; cannot read {folder}: {reason}"
     return line
 
 

@@ -94,6 +94,7 @@ class Watcher:
         self._root_paths: tuple[str, ...] = ()  # read by observer threads: swapped, never mutated
         self._data_dir = os.path.abspath(library.data_dir)
         self._flags = {"refresh": False, "check": False, "new_dirs": False}
+        self._rewatch: set[str] = set()  # roots to schedule again (a folder's permissions changed)
         self._next_check = 0.0
         self._working = False
         self._ready = False
@@ -219,7 +220,7 @@ class Watcher:
                              oldest + s.watch_max_delay_s + s.watch_debounce_s]  # fmt: skip
             if self._deferred:
                 wake.append(min(self._deferred.values()))
-            if not self._stop.is_set() and not any(self._flags.values()):
+            if not self._stop.is_set() and not any(self._flags.values()) and not self._rewatch:
                 self._cond.wait(max(0.0, min(wake) - now))
             return []
 
@@ -276,7 +277,7 @@ class Watcher:
     def _retry(self, paths: list[str], kind: str, message: str) -> None:
         """Keep the paths for later: nothing is lost while the library is busy or failing."""
         self._failures += 1
-        delay = min(_MAX_RETRY_DELAY_S, 2.0 ** min(self._failures, 6))
+        delay = min(_MAX_RETRY_DELAY_S, 0.5 * 2.0 ** min(self._failures, 7))
         log.warning("watcher: %s; retrying %d changed paths in %.0fs", message, len(paths), delay)
         due = time.monotonic() + delay
         with self._cond:
@@ -329,6 +330,11 @@ class Watcher:
                     self._last_event = now
             if event.is_directory and kind in ("created", "moved"):
                 self._flags["new_dirs"] = True
+            elif event.is_directory and kind == "attrib":
+                # Permissions may have changed: a folder that could not be watched now can be.
+                root = next((r for r in self._root_paths if _is_within(os.fsdecode(event.src_path), r)), None)
+                if root is not None:
+                    self._rewatch.add(root)
             self._cond.notify_all()
 
     def _relevant(self, path: str, is_directory: bool) -> bool:
@@ -353,6 +359,7 @@ class Watcher:
         now = time.monotonic()
         with self._cond:
             flags, self._flags = self._flags, {"refresh": False, "check": False, "new_dirs": False}
+            rewatch, self._rewatch = self._rewatch, set()
         due = now >= self._next_check
         if due or flags["refresh"]:
             self._sync_roots(reconcile=True)
@@ -360,6 +367,8 @@ class Watcher:
             self._check_roots()
         if flags["new_dirs"]:
             self._check_inotify_budget()
+        if rewatch:
+            self._rewatch_roots(rewatch)
         if self._overflow.count != self._overflows_seen:
             self._overflows_seen = self._overflow.count
             watched = [r.path for r in self._roots.values() if r.mode == "watching"]
@@ -419,6 +428,15 @@ class Watcher:
                     back.append(root.path)
         if back:
             self._reconcile(back)
+        self._publish_state()
+
+    def _rewatch_roots(self, paths: set[str]) -> None:
+        """Schedule roots again (so folders that became readable get watches) and catch up."""
+        again = [r for r in self._roots.values() if r.path in paths and r.mode == "watching"]
+        for root in again:
+            self._unwatch(root)
+            self._watch(root)
+        self._reconcile([r.path for r in again if r.mode != "missing"])
         self._publish_state()
 
     def _check_inotify_budget(self) -> None:
@@ -505,7 +523,9 @@ class Watcher:
             self._working = True
         log.info("reconciling %s", ", ".join(paths))
         if not self._ready:
-            self._set_state("starting", f"applying what changed while not watching: {', '.join(paths)}")
+            self._set_state(
+                "starting", f"catching up with changes made while not watched: {', '.join(paths)}"
+            )
         self._process(list(paths), what="reconcile")
 
     def _native_observer(self) -> BaseObserver:
