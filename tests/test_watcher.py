@@ -194,6 +194,18 @@ def test_a_folder_moved_in_is_indexed_in_one_batch(library, watch, tmp_path):
     assert [r.added for r in events.reports()] == [4]
 
 
+def test_a_folder_added_through_a_symlink_is_watched_under_that_name(library, watch, tmp_path):
+    real = tmp_path / "disk" / "catalog"
+    make_catalog(real, 1)
+    link = tmp_path / "catalog"
+    link.symlink_to(real, target_is_directory=True)
+    library.index([link], watched=True)
+    watch()
+    write_image(real / "new.jpg", 42)
+    assert wait_until(lambda: library.catalog.id_for_path(str(link / "new.jpg")))
+    assert library.catalog.id_for_path(str(real / "new.jpg")) is None
+
+
 # --- bursts, names, partial writes -----------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ comes back; an inotify queue overflow or watch limit makes the watcher rescan or
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -90,8 +91,11 @@ class Watcher:
         self._unstable: dict[str, tuple[tuple[int, int], float]] = {}  # path -> (size, mtime), since
         self._held_since: dict[str, float] = {}  # deferred path -> when it was first held back
         self._last_event = 0.0
+        self._oldest = math.inf  # no pending path has an older event than this
         self._roots: dict[str, _Root] = {}
         self._root_paths: tuple[str, ...] = ()  # read by observer threads: swapped, never mutated
+        # Watches are on real paths; a folder registered through a symlink reports under its name.
+        self._real_roots: tuple[tuple[str, str], ...] = ()
         self._data_dir = os.path.abspath(library.data_dir)
         self._flags = {"refresh": False, "check": False, "new_dirs": False}
         self._rewatch: set[str] = set()  # roots to schedule again (a folder's permissions changed)
@@ -198,23 +202,26 @@ class Watcher:
         s = self.settings
         with self._cond:
             now = time.monotonic()
-            for path, due in list(self._deferred.items()):
-                if due <= now:
-                    del self._deferred[path]
-                    self._pending.setdefault(path, now - s.watch_debounce_s)
+            if self._deferred and min(self._deferred.values()) <= now:
+                for path, due in list(self._deferred.items()):
+                    if due <= now:
+                        del self._deferred[path]
+                        self._pending.setdefault(path, now - s.watch_debounce_s)
+                        self._oldest = min(self._oldest, now - s.watch_debounce_s)
             wake = [self._next_check]
             if self._pending:
-                oldest = min(self._pending.values())
+                oldest = self._oldest  # a lower bound: exact after each cut
                 quiet = now - self._last_event >= s.watch_debounce_s
                 forced = now - oldest >= s.watch_max_delay_s + s.watch_debounce_s
                 if quiet or forced:
                     ready = [p for p, t in self._pending.items() if now - t >= s.watch_debounce_s]
+                    for path in ready:
+                        del self._pending[path]
+                    self._oldest = min(self._pending.values(), default=math.inf)
                     if ready:
-                        for path in ready:
-                            del self._pending[path]
                         self._working = True
                         return ready
-                    wake.append(oldest + s.watch_debounce_s)
+                    wake.append(self._oldest + s.watch_debounce_s)
                 else:
                     wake += [self._last_event + s.watch_debounce_s,
                              oldest + s.watch_max_delay_s + s.watch_debounce_s]  # fmt: skip
@@ -316,26 +323,38 @@ class Watcher:
         paths = [event.src_path]
         if kind == "moved" and event.dest_path:
             paths.append(event.dest_path)
+        roots = self._root_paths
+        logical = [self._logical(os.fsdecode(raw)) for raw in paths]
+        root_gone = kind in ("deleted", "moved") and any(path in roots for path in logical)
+        relevant = [p for p in logical if p not in roots and self._relevant(p, event.is_directory)]
+        rewatch = None
+        if event.is_directory and kind == "attrib":
+            # Permissions may have changed: a folder that could not be watched now can be.
+            rewatch = next((r for r in roots if _is_within(logical[0], r)), None)
         now = time.monotonic()
         with self._cond:
-            for raw in paths:
-                path = os.fsdecode(raw)
-                if path in self._root_paths:
-                    if kind in ("deleted", "moved"):
-                        self._flags["check"] = True  # the watched folder itself went away
-                    continue
-                if self._relevant(path, event.is_directory):
-                    self._pending[path] = now
-                    self._deferred.pop(path, None)
-                    self._last_event = now
-            if event.is_directory and kind in ("created", "moved"):
-                self._flags["new_dirs"] = True
-            elif event.is_directory and kind == "attrib":
-                # Permissions may have changed: a folder that could not be watched now can be.
-                root = next((r for r in self._root_paths if _is_within(os.fsdecode(event.src_path), r)), None)
-                if root is not None:
-                    self._rewatch.add(root)
-            self._cond.notify_all()
+            # The watcher thread sleeps until its next deadline; it needs waking only when there
+            # was nothing to do (a burst of 5,000 files must not wake it 5,000 times).
+            wake = not self._pending or root_gone or rewatch is not None
+            for path in relevant:
+                self._pending[path] = now
+                self._deferred.pop(path, None)
+                self._last_event = now
+                self._oldest = min(self._oldest, now)
+            if root_gone:
+                self._flags["check"] = True  # the watched folder itself went away
+            if event.is_directory and kind in ("created", "moved") and not self._flags["new_dirs"]:
+                self._flags["new_dirs"] = wake = True
+            if rewatch is not None:
+                self._rewatch.add(rewatch)
+            if wake and (relevant or root_gone or rewatch is not None or self._flags["new_dirs"]):
+                self._cond.notify_all()
+
+    def _logical(self, path: str) -> str:
+        for real, logical in self._real_roots:
+            if _is_within(path, real):
+                return logical + path[len(real) :]
+        return path
 
     def _relevant(self, path: str, is_directory: bool) -> bool:
         root = next((r for r in self._root_paths if _is_within(path, r)), None)
@@ -464,7 +483,7 @@ class Watcher:
         if not polling_reason:
             try:
                 observer = self._native_observer()
-                root.watch = observer.schedule(self._handler, root.path, recursive=True)
+                root.watch = observer.schedule(self._handler, os.path.realpath(root.path), recursive=True)
                 root.observer = observer
             except OSError as exc:
                 polling_reason = watchfs.describe_inotify_error(exc)
@@ -472,6 +491,7 @@ class Watcher:
                 room, reason = watchfs.inotify_has_room(root.path) if _is_inotify(observer) else (True, "")
                 if room:
                     root.mode, root.reason = "watching", ""
+                    self._publish_roots()
                     return True
                 self._unwatch(root)
                 polling_reason = reason
@@ -484,12 +504,13 @@ class Watcher:
             return False
         try:
             observer = self._polling_observer()
-            root.watch = observer.schedule(self._handler, root.path, recursive=True)
+            root.watch = observer.schedule(self._handler, os.path.realpath(root.path), recursive=True)
             root.observer = observer
         except OSError as exc:
             root.mode, root.reason = "missing", f"cannot read it: {exc.strerror or exc}"
             return False
         root.mode, root.reason = "polling", polling_reason
+        self._publish_roots()
         log.warning("watching %s by polling every %gs: %s", root.path, self.settings.watch_poll_interval_s,
                     polling_reason)  # fmt: skip
         return True
@@ -553,6 +574,8 @@ class Watcher:
     def _publish_roots(self) -> None:
         with self._cond:
             self._root_paths = tuple(sorted(self._roots, key=len, reverse=True))
+            reals = ((os.path.realpath(p), p) for p in self._root_paths)
+            self._real_roots = tuple(sorted(((r, p) for r, p in reals if r != p), key=lambda rp: -len(rp[0])))
 
     # --- state ---------------------------------------------------------------------------
 

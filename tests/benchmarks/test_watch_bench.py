@@ -14,6 +14,7 @@ import io
 import os
 import shutil
 import statistics
+import threading
 import time
 
 from imagegen import make_catalog, product_image
@@ -71,20 +72,32 @@ def test_latency_from_last_write_to_searchable(settings, tmp_path):
 
 
 def test_dropping_5000_files_against_index_on_the_same_files(settings, tmp_path):
-    """Wall time, and CPU time of this process (steadier on a shared machine), both ways."""
+    """Wall time, and CPU time of this process (steadier on a shared machine), both ways.
+
+    The watcher embeds on its own thread, so the like-for-like baseline runs `index` on a
+    worker thread too (as the app does); the CLI's main-thread run is shown for reference:
+    torch's OpenMP threads behave very differently there on a busy machine.
+    """
     sources = tmp_path / "sources"
     make_catalog(sources, DROP_FILES)
 
-    def index_once(name: str) -> tuple[float, float]:
+    def index_once(name: str, in_thread: bool = True) -> tuple[float, float]:
         library = open_library(settings.replace(data_dir=tmp_path / name))
         library.embedder.load()  # both sides run with the model loaded
+        reports = []
         wall, cpu = time.perf_counter(), time.process_time()
-        report = library.index([sources])
+        if in_thread:
+            worker = threading.Thread(target=lambda: reports.append(library.index([sources])))
+            worker.start()
+            worker.join()
+        else:
+            reports.append(library.index([sources]))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         library.close()
-        assert report.added == DROP_FILES
+        assert reports[0].added == DROP_FILES
         return wall, cpu
 
+    main_thread = index_once("baseline-main", in_thread=False)
     before = index_once("baseline-1")
     library = open_library(settings.replace(data_dir=tmp_path / "watched"))
     drop = tmp_path / "drop"
@@ -107,11 +120,12 @@ def test_dropping_5000_files_against_index_on_the_same_files(settings, tmp_path)
     library.close()
     after = index_once("baseline-2")
     base_wall, base_cpu = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
-    print(f"\n{DROP_FILES} files, `index`: {before[0]:.1f}s / {after[0]:.1f}s wall, {before[1]:.1f}s / "
-          f"{after[1]:.1f}s CPU ({DROP_FILES / base_wall:.0f} img/s)\n"
+    print(f"\n{DROP_FILES} files, `index` on a worker thread: {before[0]:.1f}s / {after[0]:.1f}s wall, "
+          f"{before[1]:.1f}s / {after[1]:.1f}s CPU ({DROP_FILES / base_wall:.0f} img/s); on the main thread "
+          f"(CLI): {main_thread[0]:.1f}s wall, {main_thread[1]:.1f}s CPU\n"
           f"watcher, first copy to all searchable: {wall:.1f}s wall, {cpu:.1f}s CPU (copying took {copied:.1f}s), "
-          f"batches of {batches}\nratio watcher / index: wall {wall / base_wall:.2f}, CPU {cpu / base_cpu:.2f} "
-          f"(target <= 1.2)")  # fmt: skip
+          f"batches of {batches}\nratio watcher / index on a thread: wall {wall / base_wall:.2f}, "
+          f"CPU {cpu / base_cpu:.2f} (target <= 1.2)")  # fmt: skip
     assert min(wall / base_wall, cpu / base_cpu) <= 1.2
 
 
