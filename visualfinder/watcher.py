@@ -35,7 +35,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirAttribEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from visualfinder import watchfs
@@ -49,6 +62,12 @@ from visualfinder.scanner import FileStat, root_problem
 log = logging.getLogger(__name__)
 
 _IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})
+# What the watcher listens to. Leaving out opens and reads matters: indexing reads every file
+# it is told about, and each read would otherwise come back as events.
+_EVENTS = [
+    FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileAttribEvent, FileMovedEvent, FileDeletedEvent,
+    DirCreatedEvent, DirAttribEvent, DirMovedEvent, DirDeletedEvent,
+]  # fmt: skip
 _MAX_RETRY_DELAY_S = 60.0
 
 
@@ -483,7 +502,9 @@ class Watcher:
         if not polling_reason:
             try:
                 observer = self._native_observer()
-                root.watch = observer.schedule(self._handler, os.path.realpath(root.path), recursive=True)
+                root.watch = observer.schedule(
+                    self._handler, os.path.realpath(root.path), recursive=True, event_filter=_EVENTS
+                )
                 root.observer = observer
             except OSError as exc:
                 polling_reason = watchfs.describe_inotify_error(exc)
@@ -504,7 +525,9 @@ class Watcher:
             return False
         try:
             observer = self._polling_observer()
-            root.watch = observer.schedule(self._handler, os.path.realpath(root.path), recursive=True)
+            root.watch = observer.schedule(
+                self._handler, os.path.realpath(root.path), recursive=True, event_filter=_EVENTS
+            )
             root.observer = observer
         except OSError as exc:
             root.mode, root.reason = "missing", f"cannot read it: {exc.strerror or exc}"
