@@ -248,9 +248,13 @@ class _VanishedFile:
 
 def _topmost(paths: Iterable[str]) -> list[str]:
     """Unique paths, without those below another given path (its diff covers them)."""
-    kept: list[str] = []
-    for path in sorted(set(paths), key=len):
-        if not any(_is_within(path, other) for other in kept):
+    given = set(paths)
+    kept = []
+    for path in sorted(given):
+        parent, child = os.path.dirname(path), path
+        while parent != child and parent not in given:  # climb to the root: depth, not count
+            parent, child = os.path.dirname(parent), parent
+        if parent == child:
             kept.append(path)
     return kept
 
