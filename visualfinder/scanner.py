@@ -70,7 +70,7 @@ def scan(
             log.warning("%s: %s", root.path, reason)
             continue
         plan.scanned_roots.append(root.path)
-        known = catalog.stat_rows_under(root.path)
+        known = catalog.stat_rows_under(root.path, model_key)
         for found in walk_folder(root.path, root.id, folder_ids, plan.folder_errors, cancel):
             seen += 1
             if on_file is not None and seen % 1000 == 0:
