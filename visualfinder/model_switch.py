@@ -176,15 +176,22 @@ def _fill(
                 batch = []
         if batch:
             done += _embed(catalog, embedder, batch, report)
-    progress(Progress(PHASE, done, total))
+    copied = catalog.copy_embeddings_from_twins(key)  # the copies whose twin was embedded above
+    report.copied += copied
+    progress(Progress(PHASE, done + copied, total))
 
 
 def _missing(catalog, key: str, skip: set[int]) -> Iterator[tuple[int, str, str | None]]:
+    """Rows still needing a vector, one per content (identical files get a copy afterwards)."""
     after = 0
+    seen: set[str] = set()
     while rows := catalog.images_missing_embedding(key, after_id=after, limit=512):
         for row in rows:
-            if row[0] not in skip:
-                yield row
+            if row[0] in skip or row[2] in seen:
+                continue
+            if row[2] is not None:
+                seen.add(row[2])
+            yield row
         after = rows[-1][0]
 
 
