@@ -137,9 +137,13 @@ def test_a_selective_filter_on_the_hnsw_path_still_returns_k(settings, catalog_f
     try:
         query = next(p for p, t in truth.items() if t["folder"] == "chairs")
         filters = Filters(folder_names=["desk"], tags_any=["red", "blue"])
-        expected = sum(1 for t in truth.values() if t["folder"] == "lamps/desk" and {"red", "blue"} & set(t["tags"]))
+        expected = sum(
+            1 for t in truth.values() if t["folder"] == "lamps/desk" and {"red", "blue"} & set(t["tags"])
+        )
         response = lib.search(SearchRequest([QueryTerm("similar", query)], k=expected, filters=filters))
-        assert response.plan.method == "hnsw" and len(response.results) == expected == response.plan.candidates
+        assert (
+            response.plan.method == "hnsw" and len(response.results) == expected == response.plan.candidates
+        )
     finally:
         lib.close()
 

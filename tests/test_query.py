@@ -23,7 +23,9 @@ def test_filters_go_to_sqlite_and_the_rest_is_the_clip_text():
 
 
 def test_quoted_values_lists_ranges_and_operators():
-    q = parse_query('title:"oak chair" tag:oak,walnut type:jpg|webp price:10..50 size:>2mb before:2024-03-15 "living room"')
+    q = parse_query(
+        'title:"oak chair" tag:oak,walnut type:jpg|webp price:10..50 size:>2mb before:2024-03-15 "living room"'
+    )
     f = q.filters
     assert q.text == "living room"
     assert [(c.field, c.value, c.op) for c in f.fields] == [
@@ -37,7 +39,7 @@ def test_quoted_values_lists_ranges_and_operators():
 
 
 def test_absolute_folders_are_subtrees_and_minus_words_are_less_like_this(tmp_path):
-    q = parse_query(f"folder:{tmp_path}/chairs sofa -leather -\"dark wood\" in:~/x")
+    q = parse_query(f'folder:{tmp_path}/chairs sofa -leather -"dark wood" in:~/x')
     assert q.filters.folders == [f"{tmp_path}/chairs", os.path.expanduser("~/x")]
     assert q.text == "sofa" and q.minus == ["leather", "dark wood"]
 
@@ -50,7 +52,12 @@ def test_unknown_keys_stay_text_and_known_extra_fields_become_filters():
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("after:someday", "not a date"), ("size:big", "give a bound"), ("tag:", "needs a value"), ("-tag:oak", "not supported")],
+    [
+        ("after:someday", "not a date"),
+        ("size:big", "give a bound"),
+        ("tag:", "needs a value"),
+        ("-tag:oak", "not supported"),
+    ],
 )
 def test_bad_filters_are_one_line_errors(text, message):
     with pytest.raises(QueryError, match=message):
@@ -62,7 +69,11 @@ def test_dates_and_sizes():
     assert parse_date("2025/02/03") == datetime(2025, 2, 3)
     assert abs(parse_date("7d") - (datetime.now() - timedelta(days=7))) < timedelta(seconds=5)
     assert parse_date("today").hour == 0
-    assert parse_size("500kb") == 500 * 1024 and parse_size("1.5 GiB") == int(1.5 * 1024**3) and parse_size("12") == 12
+    assert (
+        parse_size("500kb") == 500 * 1024
+        and parse_size("1.5 GiB") == int(1.5 * 1024**3)
+        and parse_size("12") == 12
+    )
 
 
 def test_the_library_runs_a_query_bar_search(library, tmp_path):

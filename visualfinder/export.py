@@ -90,3 +90,37 @@ def write_rows(fh, results: Iterable[SearchResult]) -> None:
     writer.writerow([*COLUMNS, *(neutralise(name) for name in extras)])
     for result in results:
         writer.writerow(result_row(result, extras))
+
+
+DUPLICATE_COLUMNS = (
+    "group",
+    "tier",
+    "position",
+    "keep",
+    "path",
+    "width",
+    "height",
+    "bytes",
+    "similarity",
+    "sku",
+    "title",
+)
+
+
+def write_duplicates_csv(groups: Sequence, dest: str | os.PathLike, *, excel: bool = False) -> Path:
+    """One row per file of each duplicate group; `keep` marks the group's best (first) file."""
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    with open(tmp, "w", encoding="utf-8-sig" if excel else "utf-8", newline="") as fh:
+        writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        writer.writerow(DUPLICATE_COLUMNS)
+        for number, group in enumerate(groups, start=1):
+            for position, (record, score) in enumerate(
+                zip(group.members, group.similarity, strict=True), start=1
+            ):
+                values = [number, group.tier, position, "keep" if position == 1 else "", record.path,
+                          record.width or "", record.height or "", record.size, round(score, 6),
+                          record.sku or "", record.title or ""]  # fmt: skip
+                writer.writerow([neutralise(v) for v in values])
+    os.replace(tmp, dest)
+    return dest

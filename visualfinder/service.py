@@ -20,6 +20,15 @@ from filelock import FileLock, Timeout
 
 from visualfinder.catalog import Catalog, CatalogStats, Folder, ImageRecord, ModelRef
 from visualfinder.config import METRICS, Settings
+from visualfinder.duplicates import (
+    Decision,
+    DuplicateFinder,
+    DuplicateGroup,
+    DuplicateReport,
+    forget_decisions,
+    list_decisions,
+    record_decision,
+)
 from visualfinder.embedder import Embedder, model_key
 from visualfinder.errors import (
     EmptyLibraryError,
@@ -31,7 +40,7 @@ from visualfinder.errors import (
     SettingsError,
 )
 from visualfinder.events import EventHub, LibraryChanged
-from visualfinder.export import write_results_csv
+from visualfinder.export import write_duplicates_csv, write_results_csv
 from visualfinder.fetch import fetch_image
 from visualfinder.imaging import DecodedImage, crop_region, decode_file, decode_image
 from visualfinder.index import IndexSpec, VectorIndex
@@ -713,6 +722,51 @@ class Library:
     def metadata_fields(self) -> list[str]:
         """Fields the query bar and `--where` accept: the product fields and imported extras."""
         return [*META_FIELDS, *sorted(extra_fields(self.catalog))]
+
+    # --- duplicates ----------------------------------------------------------------------
+
+    def find_duplicates(
+        self,
+        threshold: float | None = None,
+        *,
+        filters: Filters | None = None,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> DuplicateReport:
+        """Duplicate groups in three tiers (identical, same picture, similar), best file first;
+        pairs with a remembered decision are left out."""
+        self._follow_catalog()
+        if self.catalog.generation != self.vector_index.generation:
+            with self._write_lock:
+                self.sync_index()
+        s = self.settings
+        finder = DuplicateFinder(
+            self.catalog, self.vector_index, self.model_key,
+            threshold=s.duplicate_threshold if threshold is None else threshold,
+            candidate_similarity=s.duplicate_candidate_similarity, max_pixels=s.max_image_pixels,
+        )  # fmt: skip
+        return finder.run(filters, progress, cancel)
+
+    def mark_not_duplicates(self, refs: Sequence[int | str | os.PathLike], decision: str = "distinct") -> int:
+        """Remember that these images are not duplicates (`distinct`) or are kept on purpose
+        (`keep_both`): no pair among them is grouped again. Returns the number of pairs."""
+        count = record_decision(self.catalog, [self.image_id(r) for r in refs], decision)
+        self.events.emit(LibraryChanged(None, "duplicates"))
+        return count
+
+    def forget_duplicate_decisions(self, refs: Sequence[int | str | os.PathLike] | None = None) -> int:
+        """Forget the decisions among these images (every decision when `refs` is None)."""
+        count = forget_decisions(self.catalog, None if refs is None else [self.image_id(r) for r in refs])
+        self.events.emit(LibraryChanged(None, "duplicates"))
+        return count
+
+    def duplicate_decisions(self) -> list[Decision]:
+        return list_decisions(self.catalog)
+
+    def export_duplicates_csv(
+        self, groups: Sequence[DuplicateGroup], dest: str | os.PathLike, excel: bool = False
+    ) -> Path:
+        return write_duplicates_csv(groups, dest, excel=excel)
 
     # --- the query bar -------------------------------------------------------------------
 
