@@ -225,7 +225,7 @@ class DuplicateFinder:
             next_units.append(merged)
             if len(members) > 1:
                 ranked = [(members[0], scores[0])] + sorted(
-                    zip(members[1:], scores[1:]), key=lambda p: p[0].rep.quality
+                    zip(members[1:], scores[1:], strict=True), key=lambda p: p[0].rep.quality
                 )
                 groups.append(
                     self._group(tier, [m.rep.id for m, _ in ranked], [score for _, score in ranked])
