@@ -137,26 +137,34 @@ def test_groups_larger_than_the_neighbour_list_stay_whole(library, tmp_path):
     assert len(same) == 1 and [r.path for r in same[0].members] == [str(p) for p in paths]
 
 
-def test_duplicates_csv_and_json_from_the_cli(cli, dupes, tmp_path):
+def test_duplicates_csv_and_json_from_the_cli(dupes, tmp_path, capsys):
+    from visualfinder.cli import main
+
     root, files = dupes
-    assert cli("index", str(root)).returncode == 0
-    proc = cli("duplicates", "--json")
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
+    assert main(["index", str(root)]) == 0
+    capsys.readouterr()
+    assert main(["duplicates", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
     tiers = [g["tier"] for g in data["groups"]]
     assert tiers.count("identical") == 3 and tiers.count("same_picture") == 3
+    assert data["groups"][0]["members"][0]["path"] == str(files[0]["base"])
     out = tmp_path / "dupes.csv"
-    proc = cli("duplicates", "--csv", str(out))
-    assert proc.returncode == 0, proc.stderr
+    assert main(["duplicates", "--csv", str(out), "--tier", "identical"]) == 0
     rows = out.read_text(encoding="utf-8").splitlines()
-    assert rows[0].startswith("group,tier,position,keep,path") and ",keep," in rows[1]
-    proc = cli("duplicates", "--distinct", str(files[0]["base"]), str(files[0]["copy"]))
-    assert proc.returncode == 0 and "remembered" in proc.stdout
-    data = json.loads(cli("duplicates", "--json").stdout)
-    assert [g["tier"] for g in data["groups"]].count("identical") == 2
-    listed = cli("duplicates", "--decisions").stdout
+    assert rows[0].startswith("group,tier,position,keep,path") and ",keep," in rows[1] and len(rows) == 7
+    assert main(["duplicates", "--distinct", str(files[0]["base"]), str(files[0]["copy"])]) == 0
+    assert "remembered 1 pair" in capsys.readouterr().out
+    assert main(["duplicates", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [g["tier"] for g in data["groups"]].count("identical") == 2 and data["suppressed_pairs"] >= 1
+    assert main(["duplicates", "--decisions"]) == 0
+    listed = capsys.readouterr().out
     assert "distinct" in listed and str(files[0]["copy"]) in listed
-    assert "forgot 1" in cli("duplicates", "--forget", str(files[0]["base"]), str(files[0]["copy"])).stdout
+    assert main(["duplicates"]) == 0
+    table = capsys.readouterr().out
+    assert "group 1: identical files" in table and "keep" in table
+    assert main(["duplicates", "--forget", str(files[0]["base"]), str(files[0]["copy"])]) == 0
+    assert "forgot 1" in capsys.readouterr().out
 
 
 def test_the_perceptual_check_separates_copies_from_look_alikes_with_margin():

@@ -78,7 +78,8 @@ def _read_limited(url: str, response, max_bytes: int, deadline: float, timeout: 
     while True:
         if time.monotonic() > deadline:
             raise QueryError(f"cannot fetch {url}: the download took longer than {timeout:g} s")
-        chunk = response.read(min(_CHUNK, max_bytes + 1 - total))
+        # read1: whatever has arrived (one recv), so a trickling server cannot outlast the deadline.
+        chunk = response.read1(min(_CHUNK, max_bytes + 1 - total))
         if not chunk:
             break
         parts.append(chunk)
