@@ -289,15 +289,23 @@ class Library:
         )
 
     def _follow_catalog(self) -> None:
-        """Pick up a model or metric switch another process (or thread) committed to the catalog."""
-        model = self.catalog.active_model()
-        metric = self.catalog.meta("metric") or self.metric
-        if (model is None or model.key == self.model_key) and metric == self.metric:
+        """Pick up a model or metric switch that another process committed to the catalog.
+
+        In this process the switching thread installs its new engine itself, right after its
+        commit; while a writer of this process holds the lock, searches go on with the engine
+        they have (never waiting for it).
+        """
+        if self._catalog_agrees():
             return
-        with self._write_lock:
-            model = model if model is not None and model.key != self.model_key else self.model
+        if not self._write_lock.acquire(blocking=False):
+            return
+        try:
+            model = self.catalog.active_model() or self.model
+            metric = self.catalog.meta("metric") or self.metric
+            if model.key == self.model_key and metric == self.metric:
+                return
             log.info("the library now uses %s with the %s metric; reloading its index", model.key, metric)
-            engine = self._new_engine(model, metric)
+            engine = self._new_engine(model if model.key != self.model_key else self.model, metric)
             state = VectorIndex.read_state(self.index_path)
             loaded = (
                 state is not None and self.index_path.exists() and engine.index.load(self.index_path, state)
@@ -309,6 +317,17 @@ class Library:
                 )  # fmt: skip
             self._engine = engine
             self.sync_index()
+        finally:
+            self._write_lock.release()
+
+    def _catalog_agrees(self) -> bool:
+        rows = dict(
+            self.catalog.conn.execute("SELECT key, value FROM meta WHERE key IN ('model_key', 'metric')")
+        )
+        return (
+            rows.get("model_key", self.model_key) == self.model_key
+            and rows.get("metric", self.metric) == self.metric
+        )
 
     # --- folders -------------------------------------------------------------------------
 
