@@ -556,9 +556,7 @@ class Library:
         """Answer a query: combine its terms into one vector and run the planner."""
         started = time.perf_counter()
         self._follow_catalog()
-        if self.catalog.generation != self.vector_index.generation:
-            with self._write_lock:
-                self.sync_index()
+        self._catch_up_with_other_processes()
         engine = self._engine
         if len(engine.index) == 0:
             stats = self.catalog.stats(self.model_key)
@@ -581,6 +579,20 @@ class Library:
         query = combine(vectors, [term.weight for term in request.terms])
         results, plan = engine.planner.search(query, request.k, request.filters, request.exact)
         return SearchResponse(results, plan, time.perf_counter() - started)
+
+    def _catch_up_with_other_processes(self) -> None:
+        """If another process changed the catalog, bring our index up to date before searching.
+
+        When a writer of this process is running, a generation gap is expected (it mirrors
+        each batch right after committing it) and searches must not wait for it: skip.
+        """
+        if self.catalog.generation == self.vector_index.generation:
+            return
+        if self._write_lock.acquire(blocking=False):
+            try:
+                self.sync_index()
+            finally:
+                self._write_lock.release()
 
     def query_vector(self, term: QueryTerm) -> np.ndarray:
         """The embedding of one query term by the active model."""
@@ -755,9 +767,7 @@ class Library:
         """Duplicate groups in three tiers (identical, same picture, similar), best file first;
         pairs with a remembered decision are left out."""
         self._follow_catalog()
-        if self.catalog.generation != self.vector_index.generation:
-            with self._write_lock:
-                self.sync_index()
+        self._catch_up_with_other_processes()
         s = self.settings
         finder = DuplicateFinder(
             self.catalog, self.vector_index, self.model_key,
