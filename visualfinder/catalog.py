@@ -784,9 +784,15 @@ class Catalog:
         )
         return np.fromiter((r[0] for r in rows), dtype=np.uint64)
 
-    def count_where(self, where_sql: str, params: Iterable[object], model_key: str | None = None) -> int:
-        sql, args = self._where_sql("COUNT(*)", where_sql, params, model_key)
-        return self.conn.execute(sql, args).fetchone()[0]
+    def count_where(
+        self, where_sql: str, params: Iterable[object], model_key: str | None = None, limit: int | None = None
+    ) -> int:
+        """How many images match; with `limit`, counting stops there (min(count, limit))."""
+        if limit is None:
+            sql, args = self._where_sql("COUNT(*)", where_sql, params, model_key)
+            return self.conn.execute(sql, args).fetchone()[0]
+        sql, args = self._where_sql("1", where_sql, params, model_key)
+        return self.conn.execute(f"SELECT COUNT(*) FROM ({sql} LIMIT ?)", (*args, int(limit))).fetchone()[0]
 
     @staticmethod
     def _where_sql(
@@ -794,10 +800,12 @@ class Catalog:
     ) -> tuple[str, tuple]:
         if model_key is None:
             return f"SELECT {what} FROM images i WHERE ({where_sql})", tuple(params)
+        # Filter the images first (path ranges, tags, ... use their indexes), then check the
+        # vector by primary key: a join led by embeddings would visit every vector of the model.
         return (
-            f"SELECT {what} FROM images i JOIN embeddings e ON e.image_id = i.id AND e.model_key = ? "
-            f"WHERE ({where_sql})",
-            (model_key, *params),
+            f"SELECT {what} FROM images i WHERE ({where_sql}) AND EXISTS "
+            "(SELECT 1 FROM embeddings e WHERE e.image_id = i.id AND e.model_key = ?)",
+            (*params, model_key),
         )
 
     def records(self, ids: Iterable[int]) -> dict[int, ImageRecord]:

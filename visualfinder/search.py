@@ -210,7 +210,9 @@ class Plan:
     """How a query was answered (shown with --verbose, asserted by tests)."""
 
     method: str  # "exact", "hnsw", or "filter" (no query vector: filter matches, newest first)
-    candidates: int  # images the filter allowed (or the whole index)
+    # Images the filter allowed (or the whole index). On the filtered HNSW path SQLite stops
+    # counting past the exact-search limit, so there it is a lower bound: exact_max + 1.
+    candidates: int
 
 
 def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -258,9 +260,13 @@ class SearchPlanner:
                 plan = Plan("hnsw", total)
         else:
             where, params = filters.to_sql()
-            # SQLite counts the candidates first (cheap, index-backed); only a small set is
-            # materialised for exact search, a large one is checked hit by hit instead.
-            count = self.catalog.count_where(where, params, model_key=self.model_key)
+            # SQLite counts the candidates first, stopping past the exact-search limit; only a
+            # small set is materialised for exact search, a large one is checked hit by hit.
+            count = self.catalog.count_where(
+                where, params, model_key=self.model_key, limit=None if exact else self.exact_max + 1
+            )
+            if self.exact_max < count <= k:  # k may exceed the capped count: is it reachable?
+                count = self.catalog.count_where(where, params, model_key=self.model_key)
             if count == 0:
                 plan = Plan("exact", 0)
                 ids, dist = np.zeros(0, np.uint64), np.zeros(0, np.float32)
@@ -308,7 +314,10 @@ class SearchPlanner:
         self, query: np.ndarray, k: int, where: str, params: list[object], matches: int, total: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """HNSW with over-fetch: widen the search until k hits pass the filter (SQLite checks
-        each round's hits); if the graph cannot deliver them, search the candidates exactly."""
+        each round's hits); if the graph cannot deliver them, search the candidates exactly.
+
+        `matches` is at least exact_max + 1 here, so at least k hits exist whenever k is below it.
+        """
         want = min(k, matches)
         count = min(total, max(4 * k, int(2 * k * total / max(matches, 1))))
         while True:
