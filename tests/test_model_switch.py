@@ -143,3 +143,15 @@ def test_an_unknown_target_model_changes_nothing(library, tmp_path):
     with pytest.raises(Exception, match="unknown model"):
         library.switch_model("no-such-model", "none")
     assert library.pending_model_switch() is None and library.model_key == OLD_KEY
+
+
+def test_the_swap_queues_every_document_for_the_mirror(library, tmp_path):
+    files = make_catalog(tmp_path / "catalog", 3)
+    library.index([tmp_path / "catalog"])
+    library.catalog.enable_outbox()
+    library.switch_model("vf-tiny-b", "none")
+    queued = library.catalog.conn.execute(
+        "SELECT op, image_id, doc_id FROM outbox ORDER BY image_id"
+    ).fetchall()
+    ids = sorted(library.image_id(f) for f in files)
+    assert queued == [("upsert", i, library.catalog.doc_id(i)) for i in ids]

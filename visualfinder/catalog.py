@@ -378,6 +378,12 @@ class Catalog:
             if not finish_switch:
                 return self.generation
             conn.execute("DELETE FROM meta WHERE key LIKE 'switch\\_%' ESCAPE '\\'")
+            if self.outbox_enabled:  # every document's vector changed: the mirror needs them all
+                conn.execute(
+                    """INSERT INTO outbox(op, image_id, doc_id, enqueued_at)
+                       SELECT 'upsert', image_id, ? || '-' || image_id, ? FROM embeddings WHERE model_key = ?""",
+                    (self.library_id, time.time(), model.key),
+                )
             return self._bump_generation(conn)
 
     def pending_switch(self) -> ModelRef | None:

@@ -504,7 +504,7 @@ class Library(CatalogFeatures):
         job = BackgroundJob(
             "switch-model", lambda cancel: self.switch_model(model, pretrained, progress, cancel)
         )
-        self._jobs.append(job)
+        self._jobs = [j for j in self._jobs if not j.done] + [job]
         return job.start()
 
     def pending_model_switch(self) -> SwitchState | None:
