@@ -9,18 +9,9 @@ from pathlib import Path
 import keyring
 import pytest
 from opensearchpy import OpenSearch
-from remote_helpers import ClusterProxy, FileKeyring
+from remote_helpers import FAST_REMOTE, ClusterProxy, FileKeyring
 
 HERE = Path(__file__).resolve().parent
-
-# Short timeouts and backoff so failure paths stay fast.
-FAST_REMOTE = {
-    "remote_backoff_s": 0.01,
-    "remote_backoff_max_s": 0.05,
-    "remote_max_retries": 3,
-    "remote_timeout_s": 10.0,
-    "remote_push_delay_s": 0.05,
-}
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,16 @@ from pathlib import Path
 import keyring.backend
 import numpy as np
 
+# Short timeouts and backoff so failure paths stay fast.
+FAST_REMOTE = {
+    "remote_backoff_s": 0.01,
+    "remote_backoff_max_s": 0.05,
+    "remote_max_retries": 3,
+    "remote_timeout_s": 10.0,
+    "remote_push_delay_s": 0.05,
+}
+
+
 # --- a keyring backend for headless tests --------------------------------------------------
 
 

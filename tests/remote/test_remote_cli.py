@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -9,6 +10,7 @@ from imagegen import make_catalog
 from osmem_server import OsmemServer
 from remote_helpers import basic_auth, remote_docs
 
+from visualfinder.cli import main
 from visualfinder.config import Settings, tomllib, update_settings_file  # tomli on 3.10
 from visualfinder.errors import SettingsError
 from visualfinder.service import open_library
@@ -21,13 +23,15 @@ def fast_settings(data_dir):
     (data_dir / "settings.toml").write_text("\n".join(FAST) + "\n")
 
 
-def test_sync_with_a_url_saves_it_and_a_stopped_server_gives_exit_code_3(tmp_path, data_dir, remote_cli):
+def test_sync_with_a_url_saves_it_and_a_stopped_server_gives_exit_code_3(
+    tmp_path, data_dir, remote_cli, capsys
+):
     fast_settings(data_dir)
     make_catalog(tmp_path / "c", 4)
-    assert remote_cli("index", str(tmp_path / "c")).returncode == 0
+    assert main(["index", str(tmp_path / "c")]) == 0
     server = OsmemServer.start(japanese=False)
     try:
-        proc = remote_cli("sync", "--url", server.url, "--index", "shop")
+        proc = remote_cli("sync", "--url", server.url, "--index", "shop")  # the real entry point
         assert proc.returncode == 0, proc.stderr
         assert "4 documents sent" in proc.stdout and "(full push)" in proc.stdout
         saved = tomllib.loads((data_dir / "settings.toml").read_text())
@@ -36,15 +40,16 @@ def test_sync_with_a_url_saves_it_and_a_stopped_server_gives_exit_code_3(tmp_pat
     finally:
         server.close()
     (tmp_path / "c" / "product_0000.jpg").unlink()
-    assert remote_cli("index").returncode == 0
+    assert main(["index"]) == 0
+    capsys.readouterr()
 
     proc = remote_cli("sync")
 
     assert proc.returncode == 3
-    assert (
-        "cannot reach OpenSearch" in proc.stderr and "1 changed images are kept in the outbox" in proc.stderr
-    )
-    status = json.loads(remote_cli("sync", "--status", "--json").stdout)
+    assert "cannot reach OpenSearch" in proc.stderr
+    assert "1 changed images are kept in the outbox" in proc.stderr
+    main(["sync", "--status", "--json"])
+    status = json.loads(capsys.readouterr().out)
     assert (
         status["pending"] == 1 and status["index"] == "shop" and "connection refused" in status["last_error"]
     )
@@ -52,35 +57,34 @@ def test_sync_with_a_url_saves_it_and_a_stopped_server_gives_exit_code_3(tmp_pat
 
 
 def test_the_password_is_kept_in_the_keyring_never_in_settings_or_logs(
-    data_dir, remote_cli, proxy, test_keyring
+    data_dir, proxy, test_keyring, monkeypatch, capsys
 ):
     fast_settings(data_dir)
     secret = "s3cret-Pa55word"
+    monkeypatch.setattr("sys.stdin", io.StringIO(secret + "\n"))
 
-    proc = remote_cli(
-        "-vv", "sync", "--url", proxy.url, "--user", "alice", "--password-stdin", input=secret + "\n"
-    )
+    code = main(["-vv", "sync", "--url", proxy.url, "--user", "alice", "--password-stdin"])
 
-    assert proc.returncode == 0, proc.stderr
-    assert "stored the password for alice" in proc.stderr
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "stored the password for alice" in out.err
     assert secret in test_keyring.read_text()
     assert secret not in (data_dir / "settings.toml").read_text()
-    assert secret not in proc.stdout + proc.stderr
+    assert secret not in out.out + out.err
     assert {basic_auth(r.headers.get("Authorization")) for r in proxy.requests()} == {f"alice:{secret}"}
 
-    proc = remote_cli("sync", "--forget-password")
-    assert "removed the stored password" in proc.stderr and secret not in test_keyring.read_text()
-    proc = remote_cli("sync")
-    assert proc.returncode == 1 and "no password stored for alice" in proc.stderr
+    assert main(["sync", "--forget-password"]) == 0
+    assert "removed the stored password" in capsys.readouterr().err and secret not in test_keyring.read_text()
+    assert main(["sync"]) == 1
+    assert "no password stored for alice" in capsys.readouterr().err
 
 
-def test_turning_tls_verification_off_is_explicit_and_warned_about(data_dir, remote_cli):
+def test_turning_tls_verification_off_is_explicit_and_warned_about(data_dir, capsys):
     fast_settings(data_dir)
-    proc = remote_cli("sync", "--url", "https://127.0.0.1:9", "--insecure")
-    assert proc.returncode == 3
-    assert "TLS certificate verification is OFF for https://127.0.0.1:9" in proc.stderr
+    assert main(["sync", "--url", "https://127.0.0.1:9", "--insecure"]) == 3
+    assert "TLS certificate verification is OFF for https://127.0.0.1:9" in capsys.readouterr().err
     assert tomllib.loads((data_dir / "settings.toml").read_text())["remote_verify_tls"] is False
-    remote_cli("sync", "--verify-tls")
+    main(["sync", "--verify-tls"])
     assert tomllib.loads((data_dir / "settings.toml").read_text())["remote_verify_tls"] is True
 
 
@@ -102,16 +106,18 @@ def test_requests_are_signed_with_sigv4_for_amazon_opensearch(settings, proxy, m
     assert all("X-Amz-Date" in r.headers for r in proxy.requests())
 
 
-def test_disable_stops_recording_changes(tmp_path, data_dir, remote_cli, osmem_clone, os_client):
+def test_disable_stops_recording_changes(tmp_path, data_dir, osmem_clone, os_client, capsys):
     fast_settings(data_dir)
     make_catalog(tmp_path / "c", 2)
-    remote_cli("index", str(tmp_path / "c"))
-    assert remote_cli("sync", "--url", osmem_clone.url).returncode == 0
-    proc = remote_cli("sync", "--disable")
-    assert proc.returncode == 0 and "sync is off" in proc.stdout
+    main(["index", str(tmp_path / "c")])
+    assert main(["sync", "--url", osmem_clone.url]) == 0
+    assert main(["sync", "--disable"]) == 0
+    assert "sync is off" in capsys.readouterr().out
     make_catalog(tmp_path / "c", 1, start_seed=40)
-    remote_cli("index")
-    status = json.loads(remote_cli("sync", "--status", "--json").stdout)
+    main(["index"])
+    capsys.readouterr()
+    main(["sync", "--status", "--json"])
+    status = json.loads(capsys.readouterr().out)
     assert status == status | {"configured": False, "enabled": False, "pending": 0}
     assert len(remote_docs(os_client)) == 2  # the remote index is left as it was
 

@@ -12,6 +12,7 @@ from remote_helpers import remote_docs
 from visualfinder.errors import RemoteMismatchError, RemoteUnavailableError
 from visualfinder.jobs import Progress
 from visualfinder.remote.mapping import RemoteSpec, index_body
+from visualfinder.remote.opensearch import RetryPolicy
 from visualfinder.remote.outbox import Outbox
 
 
@@ -188,7 +189,7 @@ def test_429_responses_are_retried_with_backoff_until_accepted(tmp_path, library
     make_catalog(tmp_path / "c", 12)
     library.index([tmp_path / "c"])
     library.close()
-    lib = synced(proxy.url, remote_backoff_s=0.05, remote_max_retries=4)
+    lib = synced(proxy.url, remote_backoff_s=0.2, remote_backoff_max_s=1.0, remote_max_retries=4)
     proxy.script.bulk_statuses = [429, 503]  # two whole requests refused...
     proxy.script.item_429_rounds = 1  # ...then half the documents of the next one
 
@@ -199,9 +200,8 @@ def test_429_responses_are_retried_with_backoff_until_accepted(tmp_path, library
     assert len(bulks) == 4
     # The retry after the item-level 429s carries only the refused half.
     assert bulks[3].body.count(b'"index"') == 6
-    gaps = [b.at - a.at for a, b in zip(bulks, bulks[1:])]
-    # Equal jitter: each pause is at least half its step (0.05 s, 0.1 s; then 0.05 s for items).
-    assert gaps[0] >= 0.025 and gaps[1] >= 0.05 and gaps[2] >= 0.025
+    # Backoff with equal jitter: at least half of each step (0.2 s, 0.4 s; then 0.2 s for the items).
+    assert bulks[3].at - bulks[0].at >= 0.1 + 0.2 + 0.1 - 0.05
     assert len(remote_docs(os_client)) == 12
 
 
@@ -305,3 +305,11 @@ def test_outbox_merges_changes_per_document_and_keeps_rejections_aside(library, 
     newer = [e for e in outbox.next_batch(0, 100) if e.image_id == image_id]
     outbox.acknowledge(newer)  # the newer document went through: the old rejection is moot
     assert outbox.rejected_count() == 0
+
+
+def test_backoff_grows_exponentially_with_jitter_up_to_the_cap():
+    policy = RetryPolicy(max_retries=8, base_s=0.5, max_s=4.0)
+    for attempt, step in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (6, 4.0)]:
+        delays = [policy.delay(attempt) for _ in range(200)]
+        assert all(step / 2 <= d <= step for d in delays)
+        assert len(set(delays)) > 100  # jitter: retries of many clients do not line up

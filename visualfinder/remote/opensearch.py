@@ -133,21 +133,23 @@ class RemoteCluster:
 
     # --- the index ------------------------------------------------------------------------
 
-    def ensure_index(self, spec: RemoteSpec, recreate: bool = False) -> RemoteIndexInfo:
+    def ensure_index(
+        self, spec: RemoteSpec, recreate: bool = False, cancel: CancelToken | None = None
+    ) -> RemoteIndexInfo:
         """Create the index if missing (or on `recreate`), else check that it matches `spec`."""
         indices = self.client.indices
-        exists = self._call("check the index", lambda: indices.exists(index=self.index))
+        exists = self._call("check the index", lambda: indices.exists(index=self.index), cancel)
         if exists and recreate:
             log.warning("deleting the remote index %s to recreate it", self.index)
-            self._call("delete the index", lambda: indices.delete(index=self.index))
+            self._call("delete the index", lambda: indices.delete(index=self.index), cancel)
             exists = False
         created = False
         if not exists:
-            engine = self.choose_engine(spec.metric)
+            engine = self.choose_engine(spec.metric, cancel)
             body = index_body(RemoteSpec(spec.dimension, spec.metric, spec.model_key, engine, spec.m,
                                          spec.ef_construction))  # fmt: skip
             try:
-                self._call("create the index", lambda: indices.create(index=self.index, body=body))
+                self._call("create the index", lambda: indices.create(index=self.index, body=body), cancel)
                 created = True
                 log.info("created the remote index %s (%s, %s)", self.index, engine, spec.space_type)
             except RemoteError as exc:
@@ -156,14 +158,14 @@ class RemoteCluster:
                 # Another process created it between our check and create: check it like any other.
         engine = None
         if not created:
-            mapping = self._mapping()
+            mapping = self._mapping(cancel)
             check = check_mapping(self.index, mapping, spec)
             engine = check.engine
             if check.missing_fields:
                 log.info("adding fields %s to the remote index mapping", ", ".join(check.missing_fields))
                 self._call("update the mapping", lambda: indices.put_mapping(
-                    index=self.index, body={"properties": check.missing_fields}))  # fmt: skip
-        return RemoteIndexInfo(self.index, self._uuid(), created, engine)
+                    index=self.index, body={"properties": check.missing_fields}), cancel)  # fmt: skip
+        return RemoteIndexInfo(self.index, self._uuid(cancel), created, engine)
 
     def check_index(self, spec: RemoteSpec) -> None:
         """For queries: the index must exist and match; nothing is created or changed."""
@@ -174,33 +176,37 @@ class RemoteCluster:
             )
         check_mapping(self.index, self._mapping(), spec)
 
-    def _mapping(self) -> dict:
-        raw = self._call("read the mapping", lambda: self.client.indices.get_mapping(index=self.index))
+    def _mapping(self, cancel: CancelToken | None = None) -> dict:
+        raw = self._call(
+            "read the mapping", lambda: self.client.indices.get_mapping(index=self.index), cancel
+        )
         # Keyed by the concrete index name, which differs from ours when `index` is an alias.
         return next(iter(raw.values()), {}).get("mappings", {})
 
-    def _uuid(self) -> str:
+    def _uuid(self, cancel: CancelToken | None = None) -> str:
         try:
             raw = self._call(
-                "read the index settings", lambda: self.client.indices.get_settings(index=self.index)
+                "read the index settings", lambda: self.client.indices.get_settings(index=self.index), cancel
             )
             return str(next(iter(raw.values()))["settings"]["index"].get("uuid", ""))
+        except (RemoteUnavailableError, RemoteAuthError):
+            raise
         except (RemoteError, KeyError, StopIteration):  # e.g. OpenSearch Serverless hides index settings
             return ""
 
-    def choose_engine(self, metric: str) -> str:
+    def choose_engine(self, metric: str, cancel: CancelToken | None = None) -> str:
         """The configured engine; for "auto", faiss unless the cluster's faiss lacks the metric."""
         if self.engine_setting != "auto":
             return self.engine_setting
-        version = self.version()
+        version = self.version(cancel)
         # faiss supports cosinesimil from OpenSearch 2.19; lucene has it since 2.x.
         if metric == "cosine" and version is not None and version < (2, 19):
             return "lucene"
         return "faiss"
 
-    def version(self) -> tuple[int, int] | None:
+    def version(self, cancel: CancelToken | None = None) -> tuple[int, int] | None:
         try:
-            number = self._call("read the cluster version", self.client.info)["version"]["number"]
+            number = self._call("read the cluster version", self.client.info, cancel)["version"]["number"]
             major, minor = (int(part) for part in number.split(".")[:2])
             return major, minor
         except (RemoteError, KeyError, ValueError, TypeError):
@@ -253,15 +259,17 @@ class RemoteCluster:
             self._call("count documents", lambda: self.client.count(index=self.index, body=body))["count"]
         )
 
-    def search(self, body: dict) -> dict:
-        return self._call("search", lambda: self.client.search(index=self.index, body=body))
+    def search(self, body: dict, cancel: CancelToken | None = None) -> dict:
+        return self._call("search", lambda: self.client.search(index=self.index, body=body), cancel)
 
     def get_sources(self, doc_ids: list[str]) -> dict[str, dict]:
         """The stored documents (without vectors) for these ids; missing ones are left out."""
         raw = self._call("read documents", lambda: self.client.mget(index=self.index, body={"ids": doc_ids}))
         return {d["_id"]: d["_source"] for d in raw.get("docs", []) if d.get("found")}
 
-    def iter_library_docs(self, library_id: str, page: int = 5000) -> Iterator[tuple[str, int]]:
+    def iter_library_docs(
+        self, library_id: str, page: int = 5000, cancel: CancelToken | None = None
+    ) -> Iterator[tuple[str, int]]:
         """(doc id, image id) of every document one library wrote, in image id order."""
         after: list | None = None
         while True:
@@ -271,7 +279,7 @@ class RemoteCluster:
             }  # fmt: skip
             if after is not None:
                 body["search_after"] = after
-            hits = self.search(body)["hits"]["hits"]
+            hits = self.search(body, cancel)["hits"]["hits"]
             for hit in hits:
                 yield hit["_id"], int(hit["sort"][0])
             if len(hits) < page:

@@ -119,7 +119,7 @@ class Syncer:
             ) from exc
         try:
             progress(Progress("connecting", 0, 0))
-            self._prepare(report, recreate)
+            self._prepare(report, recreate, cancel)
             self._drain(report, progress, cancel)
             record_success(self.catalog)
         except Cancelled:
@@ -135,10 +135,10 @@ class Syncer:
             report.seconds = time.perf_counter() - started
         return report
 
-    def _prepare(self, report: SyncReport, recreate: bool) -> None:
+    def _prepare(self, report: SyncReport, recreate: bool, cancel: CancelToken | None) -> None:
         """Check or create the index; decide whether everything must be pushed again."""
         if self._index is None or recreate:
-            self._index = self.cluster.ensure_index(self.spec, recreate=recreate)
+            self._index = self.cluster.ensure_index(self.spec, recreate=recreate, cancel=cancel)
         info = self._index
         report.created_index = info.created
         # The index's identity: its uuid changes when it is deleted and created again (a lost

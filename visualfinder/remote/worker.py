@@ -113,7 +113,7 @@ class SyncWorker:
                 failures += 1
                 retry_in = min(self.max_retry_s, 2.0 * 2 ** min(failures, 16))
                 self.last_error = str(exc)
-                self._set_state("offline", f"{exc} (retrying in {retry_in:.0f}s)")
+                self._set_state("offline", f"{exc} (retrying in {retry_in:.1f}s)")
             except (RemoteError, VisualFinderError) as exc:
                 # Needs the user (mismatch, credentials, settings): retry slowly in case they fix it.
                 retry_in = self.max_retry_s
