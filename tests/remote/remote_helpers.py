@@ -315,7 +315,9 @@ def basic_auth(header: str | None) -> str | None:
 
 
 def remote_docs(client, index: str = "visualfinder") -> dict[str, dict]:
-    """Every document in the index, by id (vectors included)."""
+    """Every document in the index, by id (vectors included); none while the index does not exist."""
+    if not client.indices.exists(index=index):
+        return {}
     client.indices.refresh(index=index)
     hits = client.search(index=index, body={"size": 10_000, "query": {"match_all": {}}})["hits"]["hits"]
     return {h["_id"]: h["_source"] for h in hits}

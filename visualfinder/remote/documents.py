@@ -6,6 +6,7 @@ queued: however many edits an image had, one up-to-date document goes out.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -17,19 +18,32 @@ from visualfinder.remote.mapping import VECTOR_FIELD
 from visualfinder.remote.opensearch import BulkItem
 from visualfinder.remote.outbox import OutboxEntry
 
-# f16 embeddings carry ~3 significant digits; 6 decimals keep them exact enough (an error below
-# 1e-6 per component) while keeping the JSON short: _bulk bodies are mostly vector digits.
-_VECTOR_DECIMALS = 6
+# The catalog keeps embeddings as float16 (11 significant bits): 5 significant decimal digits
+# give back exactly the same float16, so the cluster scores the very vectors the local index
+# holds. _bulk bodies are mostly vector digits, and float16 has only 65536 values: their JSON
+# text is made once, and a vector is a lookup and a join (~30x faster than json.dumps).
+_DIGITS = "%.5g"
+
+
+@functools.cache
+def _float16_text() -> np.ndarray:
+    values = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float64).tolist()
+    return np.array([(_DIGITS % v).encode("ascii") for v in values], dtype=object)
 
 
 def dumps(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def document(
-    record: ImageRecord, vector: np.ndarray, folder: str | None, library_id: str, model_key: str
-) -> dict:
-    """The remote document of one image (paths in the catalog's storable form, see path_to_db)."""
+def vector_json(vector: np.ndarray) -> bytes:
+    """A vector as a JSON array of its float16 values (which parse back to the same float16)."""
+    bits = np.ascontiguousarray(vector, dtype=np.float16).ravel().view(np.uint16)
+    return b"[" + b",".join(_float16_text()[bits].tolist()) + b"]"
+
+
+def document(record: ImageRecord, folder: str | None, library_id: str, model_key: str) -> dict:
+    """The remote document of one image, without its vector (paths in the catalog's storable form,
+    see path_to_db)."""
     path = path_to_db(record.path)
     return {
         "library_id": library_id, "image_id": record.id, "path": path,
@@ -39,8 +53,12 @@ def document(
         "width": record.width, "height": record.height, "format": record.format, "size": record.size,
         "mtime": record.mtime_ns // 1_000_000, "mtime_ns": record.mtime_ns, "content_hash": record.content_hash,
         "model_key": model_key, "extra": record.extra or {},
-        VECTOR_FIELD: vector.tolist(),
     }  # fmt: skip
+
+
+def source_line(doc: dict, vector: np.ndarray) -> bytes:
+    """The _bulk source line: the document with its vector spliced in as pre-formatted JSON."""
+    return dumps(doc)[:-1] + b',"' + VECTOR_FIELD.encode() + b'":' + vector_json(vector) + b"}\n"
 
 
 def record_from_source(source: dict, thumb_path: str | None = None) -> ImageRecord:
@@ -66,8 +84,7 @@ def bulk_items(catalog: Catalog, entries: list[OutboxEntry], index: str, model_k
     vectors: dict[int, np.ndarray] = {}
     if upserts:
         for ids, block in catalog.iter_embeddings(model_key, ids=upserts):
-            rounded = np.round(block.astype(np.float64), _VECTOR_DECIMALS)
-            vectors.update(zip(ids.tolist(), rounded, strict=True))
+            vectors.update(zip(ids.tolist(), block, strict=True))
     folders = {f.id: f.path for f in catalog.folders()} if upserts else {}
     library_id = catalog.library_id
     items = []
@@ -75,8 +92,10 @@ def bulk_items(catalog: Catalog, entries: list[OutboxEntry], index: str, model_k
         record = records.get(entry.image_id)
         vector = vectors.get(entry.image_id)
         if entry.op == "upsert" and record is not None and vector is not None:
-            doc = document(record, vector, folders.get(record.folder_id), library_id, model_key)
-            lines = dumps({"index": {"_index": index, "_id": entry.doc_id}}) + b"\n" + dumps(doc) + b"\n"
+            doc = document(record, folders.get(record.folder_id), library_id, model_key)
+            lines = (
+                dumps({"index": {"_index": index, "_id": entry.doc_id}}) + b"\n" + source_line(doc, vector)
+            )
             items.append(BulkItem(entry, lines, "index"))
         else:
             items.append(
