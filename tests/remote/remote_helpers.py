@@ -89,6 +89,7 @@ class ProxyScript:
     item_429_rounds: int = 0  # in this many _bulk requests, refuse every other item with 429
     hold: threading.Event | None = None  # requests wait until this is set (a slow cluster)
     knn: bool = False  # answer knn / knn_score queries (osmem lacks the k-NN plugin)
+    version: str | None = None  # claim this OpenSearch version in GET / (an older cluster)
 
 
 class ClusterProxy:
@@ -298,6 +299,10 @@ class _Handler(BaseHTTPRequestHandler):
                 status, raw = answered
         if status is None:
             status, raw = proxy.forward(self.command, path, body, headers)
+        if path == "/" and self.command == "GET" and script.version:
+            info = json.loads(raw)
+            info["version"]["number"] = script.version
+            raw = json.dumps(info).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))

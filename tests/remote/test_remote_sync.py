@@ -57,6 +57,16 @@ def test_first_sync_creates_the_index_with_the_library_mapping(
     assert doc["library_id"] == lib.catalog.library_id and doc["format"] == "JPEG"
 
 
+def test_a_cluster_older_than_2_19_gets_the_lucene_engine_for_cosine(library, synced, proxy, os_client):
+    proxy.script.version = "2.11.1"  # faiss learned cosinesimil in 2.19
+    library.close()
+    synced(proxy.url).sync()
+    method = os_client.indices.get_mapping(index="visualfinder")["visualfinder"]["mappings"]["properties"][
+        "vector"
+    ]
+    assert method["method"]["engine"] == "lucene" and method["method"]["space_type"] == "cosinesimil"
+
+
 def test_the_outbox_stays_empty_until_sync_is_enabled(tmp_path, library, synced, osmem_clone):
     make_catalog(tmp_path / "c", 3)
     library.index([tmp_path / "c"])
