@@ -135,7 +135,7 @@ class Filters:
             clauses.append("i.id IN (SELECT image_id FROM tags WHERE tag = ?)")
             params.append(tag.strip().lower())
         if self.types:
-            formats = sorted({_format_name(t) for t in self.types})
+            formats = sorted({format_name(t) for t in self.types})
             clauses.append(f"i.format IN ({_marks(formats)})")
             params += formats
         if self.modified_after:
@@ -177,6 +177,9 @@ class SearchResult:
     score: float
     distance: float
     record: ImageRecord
+    # Remote results only: the OpenSearch document id (`<library id>-<image id>`), since a
+    # shared cluster holds several libraries whose image ids overlap.
+    doc_id: str | None = None
 
     @property
     def path(self) -> str:
@@ -202,7 +205,7 @@ class SearchResult:
             "distance": _rounded(self.distance), "title": r.title, "tags": list(r.tags),
             "description": r.description, "sku": r.sku, "url": r.url, "price": r.price,
             "extra": dict(r.extra), "width": r.width, "height": r.height, "thumbnail": r.thumb_path,
-        }  # fmt: skip
+        } | ({"doc_id": self.doc_id} if self.doc_id else {})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,20 @@ class Plan:
     # Images the filter allowed (or the whole index). On the filtered HNSW path SQLite stops
     # counting past the exact-search limit, so there it is a lower bound: exact_max + 1.
     candidates: int
+    where: str = "local"  # "local", or "remote" (the OpenSearch cluster)
+
+
+def choose_method(total: int, candidates: int | None, k: int, exact: bool, exact_max: int) -> str:
+    """The planner's rule, shared by local and remote search: "exact" or "hnsw".
+
+    `candidates` is what a filter leaves (None: no filter). Exact when asked, when a filter
+    narrows to at most `exact_max`, or when an unfiltered set is small or k covers it.
+    """
+    if exact:
+        return "exact"
+    if candidates is None:
+        return "exact" if k >= total or total <= exact_max // 8 else "hnsw"
+    return "exact" if candidates <= exact_max else "hnsw"
 
 
 def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -252,7 +269,7 @@ class SearchPlanner:
         if total == 0 or k <= 0:
             return [], Plan("exact", 0)
         if filters.is_empty():
-            if exact or k >= total or total <= self.exact_max // 8:
+            if choose_method(total, None, k, exact, self.exact_max) == "exact":
                 ids, dist = self._exact(query, self.index.keys(), k)
                 plan = Plan("exact", total)
             else:
@@ -270,7 +287,7 @@ class SearchPlanner:
             if count == 0:
                 plan = Plan("exact", 0)
                 ids, dist = np.zeros(0, np.uint64), np.zeros(0, np.float32)
-            elif exact or count <= self.exact_max:
+            elif choose_method(total, count, k, exact, self.exact_max) == "exact":
                 candidates = self.catalog.select_ids(where, params, model_key=self.model_key)
                 ids, dist = self._exact(query, candidates, k)
                 plan = Plan("exact", count)
@@ -382,7 +399,8 @@ def _earliest(a, b):
     return b if a is None else a if b is None else min(a, b)
 
 
-def _format_name(name: str) -> str:
+def format_name(name: str) -> str:
+    """Pillow's format name for a file type as users type it (jpg, .PNG, tiff)."""
     key = name.strip().lower().lstrip(".")
     if key in TYPE_ALIASES:
         return TYPE_ALIASES[key]
