@@ -38,9 +38,7 @@ from visualfinder.imaging import DecodedImage, crop_region, decode_file, decode_
 from visualfinder.index import IndexSpec, VectorIndex
 from visualfinder.jobs import BackgroundJob, CancelToken, Progress, ProgressCallback, no_progress
 from visualfinder.library_catalog import CatalogFeatures
-from visualfinder.metadata_import import (
-    apply_sidecars,
-)
+from visualfinder.metadata_import import apply_sidecars
 from visualfinder.model_switch import SwitchReport, SwitchState, run_switch, switch_state
 from visualfinder.pipeline import IndexingPipeline, IndexReport
 from visualfinder.scanner import scan
@@ -309,7 +307,7 @@ class Library(CatalogFeatures):
             if model.key == self.model_key and metric == self.metric:
                 return
             log.info("the library now uses %s with the %s metric; reloading its index", model.key, metric)
-            engine = self._new_engine(model if model.key != self.model_key else self.model, metric)
+            engine = self._new_engine(model, metric)
             state = VectorIndex.read_state(self.index_path)
             loaded = (
                 state is not None and self.index_path.exists() and engine.index.load(self.index_path, state)
@@ -405,7 +403,10 @@ class Library(CatalogFeatures):
             self.events.emit(LibraryChanged(None, "metadata"))
         return report
 
-    def _apply_sidecars(self, sidecars, new_paths: set[str], report: IndexReport) -> None:
+    def _apply_sidecars(
+        self, sidecars: list[tuple[str, int, int]], new_paths: set[str], report: IndexReport
+    ) -> None:
+        """Metadata sidecars seen by the scan: new or changed ones, or ones naming new images."""
         result = apply_sidecars(self.catalog, sidecars, new_paths)
         report.metadata_updated += result.images_updated
         report.folder_errors += result.problems
@@ -727,9 +728,8 @@ class Library(CatalogFeatures):
         cluster = self.remote_cluster()
         spec = self.remote_spec()
         with self._remote_lock:
-            if (
-                self._remote_searcher is None or self._remote_searcher.spec != spec
-            ):  # model or metric switched
+            # A new one after a model or metric switch: the spec names both.
+            if self._remote_searcher is None or self._remote_searcher.spec != spec:
                 self._remote_searcher = RemoteSearcher(
                     cluster, spec, self.settings.exact_search_max_candidates, self.catalog
                 )
