@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -204,6 +205,22 @@ def test_a_folder_added_through_a_symlink_is_watched_under_that_name(library, wa
     write_image(real / "new.jpg", 42)
     assert wait_until(lambda: library.catalog.id_for_path(str(link / "new.jpg")))
     assert library.catalog.id_for_path(str(real / "new.jpg")) is None
+
+
+def test_metadata_sidecars_apply_as_they_change_and_to_images_added_later(library, watch, tmp_path):
+    sofas = tmp_path / "catalog" / "sofas"
+    other = write_image(sofas / "other.jpg", 2)
+    library.index([tmp_path / "catalog"], watched=True)
+    watch()
+    (sofas / "products.csv").write_text("file,title\nother.jpg,Red sofa\nlater.jpg,Later sofa\n")
+    assert wait_until(lambda: library.record(other).title == "Red sofa")
+    later = write_image(sofas / "later.jpg", 3)  # its row in the unchanged products.csv applies
+    assert wait_until(lambda: library.catalog.id_for_path(str(later)) and library.record(later).title)
+    assert library.record(later).title == "Later sofa"
+    photo = write_image(sofas / "photo.jpg", 1)
+    (sofas / "photo.jpg.json").write_text(json.dumps({"title": "Green sofa", "tags": "green"}))
+    assert wait_until(lambda: library.catalog.id_for_path(str(photo)) and library.record(photo).tags)
+    assert (library.record(photo).title, library.record(photo).tags) == ("Green sofa", ["green"])
 
 
 # --- bursts, names, partial writes -----------------------------------------------------------

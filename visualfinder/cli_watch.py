@@ -53,6 +53,8 @@ def batch_line(report: IndexReport) -> str:
              f"{report.removed} removed"]  # fmt: skip
     if report.reused:
         parts.append(f"{report.reused} copies reused")
+    if report.metadata_updated:
+        parts.append(f"{report.metadata_updated} got sidecar metadata")
     parts.append(f"{len(report.errors)} skipped")
     line = ", ".join(parts) + f" ({report.seconds:.1f}s)"
     if report.errors:

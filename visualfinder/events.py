@@ -21,7 +21,7 @@ class LibraryChanged:
     """An indexing run (CLI, GUI or watcher) committed changes; `report` is its IndexReport."""
 
     report: object
-    source: str  # "index", "watcher", "rebuild", "folders", "metadata"
+    source: str  # "index", "watcher", "rebuild", "folders", "metadata", "model", "duplicates"
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,20 @@ class WatcherStatus:
     state: str
     message: str = ""
     folders: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SyncStatusChanged:
+    """The background sync (remote.worker.SyncWorker): 'pushing', 'idle' (all sent), 'pending',
+    'offline' (cluster unreachable, retrying), 'rejected' (documents refused), 'error', 'stopped'.
+
+    `pending` is the number of images with changes not yet on the cluster.
+    """
+
+    state: str
+    pending: int
+    message: str = ""
+    at: float = 0.0
 
 
 Listener = Callable[[object], None]

@@ -56,13 +56,15 @@ class IndexReport:
     deferred: list[str] = field(default_factory=list)
     cancelled: bool = False
     seconds: float = 0.0
+    # Images that got product metadata from sidecar files (photo.jpg.json, products.csv).
+    metadata_updated: int = 0
 
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.moved or self.reused or self.removed or self.errors)
 
     def merge(self, other: IndexReport) -> None:
-        for name in ("added", "updated", "moved", "reused", "removed", "unchanged"):
+        for name in ("added", "updated", "moved", "reused", "removed", "unchanged", "metadata_updated"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
         self.folder_errors += other.folder_errors
@@ -305,7 +307,7 @@ class IndexingPipeline:
     def _adoptable(self, digest: str, run: _Run) -> StatRow | None:
         """A catalogued image with this content whose file vanished: the new file is its move."""
         key = self.embedder.key
-        for row in self.catalog.stat_rows_with_hash(digest):
+        for row in self.catalog.stat_rows_with_hash(digest, key):
             if row.id not in run.moved_ids and row.has_embedding and row.model_key == key and run.adopt(row):
                 return row
         return None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from visualfinder.catalog import Catalog, Folder, StatRow, path_to_db, subtree_bounds
 from visualfinder.imaging import is_candidate_name, is_ignored_name
 from visualfinder.jobs import CancelToken
+from visualfinder.metadata_import import IMAGE_SIDECAR_SUFFIX, TABLE_SIDECARS, is_sidecar_name
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class ScanPlan:
     adopt: Callable[[StatRow], bool] | None = None
     # Files `accept` held back (still being written): neither indexed nor removed.
     deferred: list[str] = field(default_factory=list)
+    # Metadata sidecar files seen on the way, as (path, size, mtime_ns): see metadata_import.
+    sidecars: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def work(self) -> int:
@@ -104,6 +107,7 @@ def scan_paths(
     folder_ids = {f.path: f.id for f in folders}
     outer = _outermost(folders)
     problems: dict[tuple[str, bool], str | None] = {}
+    sidecar_roots: dict[str, str] = {}  # image path -> its root, for the sidecars it may have
     counter = _Counter(on_file)
     for path in _topmost(os.path.abspath(p) for p in paths):
         if cancel is not None:
@@ -121,23 +125,53 @@ def scan_paths(
             continue
         folder_id = _deepest_folder_id(path, folders)
         if os.path.isdir(path):
-            row = catalog.stat_row(path)
+            row = catalog.stat_row(path, model_key)
             if row is not None:  # a file replaced by a folder of the same name
                 plan.missing.append(row)
             _diff_tree(plan, catalog, path, folder_id, folder_ids, model_key, accept, cancel, counter,
                        ancestors_of=root.path)  # fmt: skip
             continue
         found = stat_file(path, folder_id)
-        row = catalog.stat_row(path)
+        row = catalog.stat_row(path, model_key)
         if found is None:
             if row is not None:
                 plan.missing.append(row)
+            if is_sidecar_name(os.path.basename(path)):
+                _add_sidecar(plan, path)
         else:
             counter.tick()
             _classify(plan, found, row, model_key, accept)
-        plan.missing.extend(catalog.stat_rows_under(path).values())  # a folder that was removed
+            sidecar_roots[path] = root.path
+        plan.missing.extend(catalog.stat_rows_under(path, model_key).values())  # a folder that was removed
+    # A new or changed image also gets the metadata of sidecars that were there before it.
+    for image in [f.path for f in plan.new] + [f.path for f, _ in plan.changed]:
+        if image in sidecar_roots:
+            _add_image_sidecars(plan, image, sidecar_roots[image])
     plan.adopt = _VanishedFile(catalog, outer, problems)
     return plan
+
+
+def _add_sidecar(plan: ScanPlan, path: str) -> None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if stat.S_ISREG(st.st_mode) and not any(p == path for p, _, _ in plan.sidecars):
+        plan.sidecars.append((path, st.st_size, st.st_mtime_ns))
+
+
+def _add_image_sidecars(plan: ScanPlan, image: str, root: str) -> None:
+    """`photo.jpg.json` next to an image and the product tables of its folders up to `root`."""
+    candidates = [image + IMAGE_SIDECAR_SUFFIX]
+    folder = os.path.dirname(image)
+    while _is_within(folder, root):
+        candidates += [os.path.join(folder, name) for name in TABLE_SIDECARS]
+        if folder == root:
+            break
+        folder = os.path.dirname(folder)
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            _add_sidecar(plan, candidate)
 
 
 def root_problem(catalog: Catalog, path: str, empty_ok: bool = False) -> str | None:
@@ -191,10 +225,10 @@ def _diff_tree(
     ancestors_of: str | None = None,
 ) -> None:
     """Walk `folder` and diff it against the catalogued images below it."""
-    known = catalog.stat_rows_under(folder)
+    known = catalog.stat_rows_under(folder, model_key)
     errors: list[tuple[str, str]] = []
     seen = _ancestor_ids(folder, ancestors_of) if ancestors_of else None
-    for found in walk_folder(folder, folder_id, folder_ids, errors, cancel, seen):
+    for found in walk_folder(folder, folder_id, folder_ids, errors, cancel, plan.sidecars, seen):
         counter.tick()
         _classify(plan, found, known.pop(found.path, None), model_key, accept)
     plan.folder_errors.extend(errors)
@@ -293,13 +327,15 @@ def walk_folder(
     folder_ids: dict[str, int],
     errors: list[tuple[str, str]],
     cancel: CancelToken | None = None,
+    sidecars: list[tuple[str, int, int]] | None = None,
     visited: set[tuple[int, int]] | None = None,
 ) -> Iterator[FileStat]:
     """Yield candidate image files below `root`, following symlinks without looping.
 
     `folder_ids` maps registered folder paths to ids, so a file gets the deepest folder
-    that contains it. Unreadable subfolders are reported in `errors` and skipped.
-    `visited` holds (device, inode) of folders not to enter (the walk adds to it).
+    that contains it. Unreadable subfolders are reported in `errors` and skipped. Metadata
+    sidecar files are collected into `sidecars` when it is given. `visited` holds (device,
+    inode) of folders not to enter (the walk adds to it).
     """
     visited = set() if visited is None else visited
     stack = [(root, root_folder_id)]
@@ -333,6 +369,12 @@ def walk_folder(
                 stack.append((entry.path, folder_ids.get(entry.path, folder_id)))
                 continue
             if not is_candidate_name(entry.name):
+                if sidecars is not None and is_sidecar_name(entry.name):
+                    try:
+                        st = entry.stat()
+                        sidecars.append((entry.path, st.st_size, st.st_mtime_ns))
+                    except OSError:
+                        pass
                 continue
             yield _file_stat(entry, folder_id)
 

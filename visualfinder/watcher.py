@@ -56,6 +56,7 @@ from visualfinder.errors import FolderNotFoundError, LibraryBusyError, VisualFin
 from visualfinder.events import JobProgress, LibraryChanged, WatcherStatus
 from visualfinder.imaging import is_candidate_name, is_ignored_name
 from visualfinder.jobs import CancelToken, Progress
+from visualfinder.metadata_import import is_sidecar_name
 from visualfinder.pipeline import IndexReport
 from visualfinder.scanner import FileStat, root_problem
 
@@ -281,7 +282,7 @@ class Watcher:
         if self._problem is not None:
             self._problem = None
             self._publish_state()
-        if report.changed:
+        if report.changed or report.metadata_updated:
             log.info("watcher %s: %s (%.1fs)", what, report.summary(), report.seconds)
         return report
 
@@ -382,7 +383,7 @@ class Watcher:
         parts = os.path.relpath(path, root).split(os.sep)
         if any(is_ignored_name(part) for part in parts):
             return False  # hidden, temporary and partial names, or inside such a folder
-        return is_directory or is_candidate_name(parts[-1])
+        return is_directory or is_candidate_name(parts[-1]) or is_sidecar_name(parts[-1])
 
     def _on_library_event(self, event: object) -> None:
         if isinstance(event, LibraryChanged) and event.source in ("folders", "index"):
