@@ -41,7 +41,8 @@ class WatcherStatus:
     a network drive, or notifications failed), 'folder-missing' (a watched folder is gone or
     unmounted: its images are kept and it is picked up when it comes back), 'busy' (another
     process is writing the library; changes wait), 'error' (changes wait and are retried),
-    'stopped'. `folders` pairs each watched folder with 'watching', 'polling' or 'missing'.
+    'stopped'. `folders` pairs each watched folder with 'watching', 'polling', 'missing' (or
+    'stopped').
     """
 
     state: str

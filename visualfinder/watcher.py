@@ -33,23 +33,8 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from watchdog.events import (
-    DirAttribEvent,
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileAttribEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers.api import BaseObserver, ObservedWatch
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from visualfinder import watchfs
 from visualfinder.errors import FolderNotFoundError, LibraryBusyError, VisualFinderError
@@ -58,30 +43,13 @@ from visualfinder.imaging import is_candidate_name, is_ignored_name
 from visualfinder.jobs import CancelToken, Progress
 from visualfinder.metadata_import import is_sidecar_name
 from visualfinder.pipeline import IndexReport
-from visualfinder.scanner import FileStat, root_problem
+from visualfinder.scanner import FileStat
+from visualfinder.watch_roots import WatchedRoots
 
 log = logging.getLogger(__name__)
 
 _IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})
-# What the watcher listens to. Leaving out opens and reads matters: indexing reads every file
-# it is told about, and each read would otherwise come back as events.
-_EVENTS = [
-    FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileAttribEvent, FileMovedEvent, FileDeletedEvent,
-    DirCreatedEvent, DirAttribEvent, DirMovedEvent, DirDeletedEvent,
-]  # fmt: skip
 _MAX_RETRY_DELAY_S = 60.0
-
-
-@dataclass
-class _Root:
-    """One watched folder and how it is watched now."""
-
-    path: str
-    mode: str = "missing"  # "watching" (notifications) | "polling" | "missing"
-    reason: str = ""
-    watch: ObservedWatch | None = None
-    observer: BaseObserver | None = None
-    identity: tuple[int, int] | None = None
 
 
 class _Handler(FileSystemEventHandler):
@@ -112,10 +80,7 @@ class Watcher:
         self._held_since: dict[str, float] = {}  # deferred path -> when it was first held back
         self._last_event = 0.0
         self._oldest = math.inf  # no pending path has an older event than this
-        self._roots: dict[str, _Root] = {}
-        self._root_paths: tuple[str, ...] = ()  # read by observer threads: swapped, never mutated
-        # Watches are on real paths; a folder registered through a symlink reports under its name.
-        self._real_roots: tuple[tuple[str, str], ...] = ()
+        self._roots = WatchedRoots(library.catalog, self.settings, self._handler)
         self._data_dir = os.path.abspath(library.data_dir)
         self._flags = {"refresh": False, "check": False, "new_dirs": False}
         self._rewatch: set[str] = set()  # roots to schedule again (a folder's permissions changed)
@@ -125,8 +90,6 @@ class Watcher:
         self._stop = threading.Event()
         self._cancel = CancelToken()
         self._thread: threading.Thread | None = None
-        self._native: BaseObserver | None = None
-        self._polling: BaseObserver | None = None
         self._overflow = watchfs.OverflowSignal()
         self._overflows_seen = 0
         self._problem: tuple[str, str] | None = None  # ("busy" | "error", message) of the last batch
@@ -175,7 +138,7 @@ class Watcher:
     @property
     def folders(self) -> dict[str, str]:
         """Each watched folder and how: 'watching', 'polling' or 'missing'."""
-        return {r.path: r.mode for r in list(self._roots.values())}
+        return self._roots.folders()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until set up and no change is queued, waiting or being indexed; False on timeout."""
@@ -201,7 +164,9 @@ class Watcher:
         self._overflow.install()
         self._unsubscribe = self.library.events.subscribe(self._on_library_event)
         try:
-            self._sync_roots(reconcile=self._reconcile_on_start)
+            fresh = self._roots.sync(self._desired_roots())
+            if self._reconcile_on_start:
+                self._reconcile(fresh)
             with self._cond:
                 self._ready = True
                 self._cond.notify_all()
@@ -343,8 +308,8 @@ class Watcher:
         paths = [event.src_path]
         if kind == "moved" and event.dest_path:
             paths.append(event.dest_path)
-        roots = self._root_paths
-        logical = [self._logical(os.fsdecode(raw)) for raw in paths]
+        roots = self._roots.paths
+        logical = [self._roots.logical(os.fsdecode(raw)) for raw in paths]
         root_gone = kind in ("deleted", "moved") and any(path in roots for path in logical)
         relevant = [p for p in logical if p not in roots and self._relevant(p, event.is_directory)]
         rewatch = None
@@ -370,14 +335,8 @@ class Watcher:
             if wake and (relevant or root_gone or rewatch is not None or self._flags["new_dirs"]):
                 self._cond.notify_all()
 
-    def _logical(self, path: str) -> str:
-        for real, logical in self._real_roots:
-            if _is_within(path, real):
-                return logical + path[len(real) :]
-        return path
-
     def _relevant(self, path: str, is_directory: bool) -> bool:
-        root = next((r for r in self._root_paths if _is_within(path, r)), None)
+        root = self._roots.root_of(path)
         if root is None or _is_within(path, self._data_dir):
             return False  # the library's own thumbnails are never catalogued
         parts = os.path.relpath(path, root).split(os.sep)
@@ -400,20 +359,23 @@ class Watcher:
             flags, self._flags = self._flags, {"refresh": False, "check": False, "new_dirs": False}
             rewatch, self._rewatch = self._rewatch, set()
         due = now >= self._next_check
+        catch_up: list[str] = []
         if due or flags["refresh"]:
-            self._sync_roots(reconcile=True)
+            catch_up += self._roots.sync(self._desired_roots())
         if due or flags["check"]:
-            self._check_roots()
+            catch_up += self._roots.check()
         if flags["new_dirs"]:
-            self._check_inotify_budget()
+            catch_up += self._roots.check_budget()  # new subfolders in unwatched ones were missed
         if rewatch:
-            self._rewatch_roots(rewatch)
+            catch_up += self._roots.rewatch(rewatch)
         if self._overflow.count != self._overflows_seen:
             self._overflows_seen = self._overflow.count
-            watched = [r.path for r in self._roots.values() if r.mode == "watching"]
+            watched = self._roots.watching()
             log.warning("file change notifications were lost (inotify queue overflow); rescanning %s",
                         ", ".join(watched))  # fmt: skip
-            self._reconcile(watched)
+            catch_up += watched
+        self._reconcile(list(dict.fromkeys(catch_up)))
+        self._publish_state()
         if due:
             self._next_check = time.monotonic() + self.settings.watch_check_interval_s
 
@@ -429,137 +391,6 @@ class Watcher:
                 outer.append(path)
         return outer
 
-    def _sync_roots(self, reconcile: bool) -> None:
-        """Watch the folders that should be watched, and no others."""
-        desired = self._desired_roots()
-        added = [p for p in desired if p not in self._roots]
-        for path in [p for p in self._roots if p not in desired]:
-            self._unwatch(self._roots.pop(path))
-        for path in added:
-            self._roots[path] = _Root(path)
-        self._publish_roots()
-        fresh = [p for p in added if self._watch(self._roots[p])]
-        if reconcile and fresh:
-            self._reconcile(fresh)
-        self._publish_state()
-
-    def _check_roots(self) -> None:
-        """Notice watched folders that vanished, came back, were replaced, or lost their watch."""
-        back = []
-        for root in list(self._roots.values()):
-            # Emptied while watched (same folder) is not unmounted (another folder under the name).
-            same = root.identity is not None and _identity(root.path) == root.identity
-            problem = root_problem(self.library.catalog, root.path, empty_ok=same)
-            if root.mode == "missing":
-                if problem is None and self._watch(root):
-                    log.info("watched folder %s is back; applying what changed", root.path)
-                    back.append(root.path)
-                elif problem is not None:
-                    root.reason = problem
-            elif problem is not None:
-                log.warning("watched folder %s: %s; its images are kept", root.path, problem)
-                self._unwatch(root)
-                root.mode, root.reason = "missing", problem
-            elif _identity(root.path) != root.identity or not self._watch_alive(root):
-                log.info("watched folder %s was replaced or lost its watch; watching it again", root.path)
-                self._unwatch(root)
-                if self._watch(root):
-                    back.append(root.path)
-        if back:
-            self._reconcile(back)
-        self._publish_state()
-
-    def _rewatch_roots(self, paths: set[str]) -> None:
-        """Schedule roots again (so folders that became readable get watches) and catch up."""
-        again = [r for r in self._roots.values() if r.path in paths and r.mode == "watching"]
-        for root in again:
-            self._unwatch(root)
-            self._watch(root)
-        self._reconcile([r.path for r in again if r.mode != "missing"])
-        self._publish_state()
-
-    def _check_inotify_budget(self) -> None:
-        """New subfolders each need an inotify watch: poll instead once the budget is spent."""
-        watched = [r for r in self._roots.values() if r.mode == "watching"]
-        if not watched or self._native is None or not _is_inotify(self._native):
-            return
-        room, reason = watchfs.inotify_has_room(watched[0].path)
-        if room:
-            return
-        for root in watched:
-            self._unwatch(root)
-            self._watch(root, force_polling=reason)
-        self._reconcile([r.path for r in watched])  # changes in unwatched subfolders were missed
-        self._publish_state()
-
-    def _watch(self, root: _Root, force_polling: str = "") -> bool:
-        """Schedule `root` with notifications or polling; False when it is not available."""
-        problem = root_problem(self.library.catalog, root.path)
-        if problem is not None:
-            root.mode, root.reason = "missing", problem
-            return False
-        root.identity = _identity(root.path)
-        polling_reason = force_polling or self._polling_reason(root.path)
-        if not polling_reason:
-            try:
-                observer = self._native_observer()
-                root.watch = observer.schedule(
-                    self._handler, os.path.realpath(root.path), recursive=True, event_filter=_EVENTS
-                )
-                root.observer = observer
-            except OSError as exc:
-                polling_reason = watchfs.describe_inotify_error(exc)
-            else:
-                room, reason = watchfs.inotify_has_room(root.path) if _is_inotify(observer) else (True, "")
-                if room:
-                    root.mode, root.reason = "watching", ""
-                    self._publish_roots()
-                    return True
-                self._unwatch(root)
-                polling_reason = reason
-        if self.settings.watch_polling == "never":
-            root.mode, root.reason = (
-                "missing",
-                f"cannot watch it: {polling_reason} (watch_polling is 'never')",
-            )
-            log.error("watched folder %s: %s", root.path, root.reason)
-            return False
-        try:
-            observer = self._polling_observer()
-            root.watch = observer.schedule(
-                self._handler, os.path.realpath(root.path), recursive=True, event_filter=_EVENTS
-            )
-            root.observer = observer
-        except OSError as exc:
-            root.mode, root.reason = "missing", f"cannot read it: {exc.strerror or exc}"
-            return False
-        root.mode, root.reason = "polling", polling_reason
-        self._publish_roots()
-        log.warning("watching %s by polling every %gs: %s", root.path, self.settings.watch_poll_interval_s,
-                    polling_reason)  # fmt: skip
-        return True
-
-    def _polling_reason(self, path: str) -> str:
-        setting = self.settings.watch_polling
-        if setting == "always":
-            return "watch_polling is 'always'"
-        if setting == "auto" and watchfs.is_network_path(path):
-            return "it is on a network drive, whose changes notifications may miss"
-        return ""
-
-    def _unwatch(self, root: _Root) -> None:
-        if root.observer is not None and root.watch is not None:
-            try:
-                root.observer.unschedule(root.watch)
-            except (KeyError, OSError):  # already gone with its folder
-                pass
-        root.watch = root.observer = None
-
-    def _watch_alive(self, root: _Root) -> bool:
-        if root.observer is None or root.watch is None:
-            return False
-        return any(e.watch == root.watch and e.is_alive() for e in list(root.observer.emitters))
-
     def _reconcile(self, paths: list[str]) -> None:
         """Apply what changed in these folders while they were not watched (a stat diff)."""
         if not paths:
@@ -573,38 +404,10 @@ class Watcher:
             )
         self._process(list(paths), what="reconcile")
 
-    def _native_observer(self) -> BaseObserver:
-        if self._native is None:
-            from watchdog.observers import Observer
-
-            observer = Observer()
-            observer.daemon = True
-            observer.start()
-            self._native = observer
-        return self._native
-
-    def _polling_observer(self) -> BaseObserver:
-        if self._polling is None:
-            from watchdog.observers.polling import PollingObserverVFS
-
-            # lstat: like inotify, do not follow symlinked folders (no loops, no double counting).
-            observer = PollingObserverVFS(os.lstat, os.scandir,
-                                          polling_interval=self.settings.watch_poll_interval_s)  # fmt: skip
-            observer.daemon = True
-            observer.start()
-            self._polling = observer
-        return self._polling
-
-    def _publish_roots(self) -> None:
-        with self._cond:
-            self._root_paths = tuple(sorted(self._roots, key=len, reverse=True))
-            reals = ((os.path.realpath(p), p) for p in self._root_paths)
-            self._real_roots = tuple(sorted(((r, p) for r, p in reals if r != p), key=lambda rp: -len(rp[0])))
-
     # --- state ---------------------------------------------------------------------------
 
     def _publish_state(self) -> None:
-        roots = list(self._roots.values())
+        roots = self._roots.all()
         if not self._ready and not self._stop.is_set():
             return  # still starting: one 'watching' follows the setup
         if self._problem is not None:
@@ -624,7 +427,7 @@ class Watcher:
         self._set_state(state, message)
 
     def _set_state(self, state: str, message: str) -> None:
-        folders = tuple((r.path, r.mode) for r in list(self._roots.values()))
+        folders = tuple((r.path, r.mode) for r in self._roots.all())
         if (state, message, folders) == (self.state, self.message, self._published_folders):
             return
         self.state, self.message, self._published_folders = state, message, folders
@@ -633,17 +436,7 @@ class Watcher:
     def _teardown(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
-        for observer in (self._native, self._polling):
-            if observer is not None:
-                observer.stop()
-        for observer in (self._native, self._polling):
-            if observer is not None and observer.is_alive():
-                observer.join(10)
-        self._native = self._polling = None
-        for root in self._roots.values():
-            root.watch = root.observer = None
-            if root.mode != "missing":
-                root.mode = "stopped"
+        self._roots.close()
         self._overflow.uninstall()
         try:
             self.library.save_index()
@@ -653,18 +446,6 @@ class Watcher:
             self._working = False
             self._cond.notify_all()
         self._set_state("stopped", "the folder watcher is stopped")
-
-
-def _is_inotify(observer: BaseObserver) -> bool:
-    return type(observer).__name__ == "InotifyObserver"
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _is_within(path: str, folder: str) -> bool:
