@@ -471,6 +471,20 @@ def test_stopping_mid_batch_keeps_the_library_whole_and_the_next_start_finishes(
     assert library.catalog.stats(library.model_key).ok == 120 and len(library.vector_index) == 120
 
 
+def test_a_stopped_watcher_catches_up_when_started_again(library, watch, tmp_path):
+    catalog = tmp_path / "catalog"
+    make_catalog(catalog, 1)
+    library.index([catalog], watched=True)
+    watcher = watch()
+    assert watcher.stop(30)
+    meanwhile = write_image(catalog / "meanwhile.jpg", 64)
+    watcher.start()
+    assert watcher.wait_idle(30) and library.catalog.id_for_path(str(meanwhile))
+    live = write_image(catalog / "live.jpg", 65)
+    assert wait_until(lambda: library.catalog.id_for_path(str(live)))
+    assert watcher.folders == {str(catalog): "watching"}
+
+
 def test_the_watcher_follows_folders_marked_watched_while_it_runs(library, watch, tmp_path):
     catalog = tmp_path / "catalog"
     make_catalog(catalog, 2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from watchdog.events import (
@@ -27,6 +28,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers.api import BaseObserver, ObservedWatch
+from watchdog.observers.polling import PollingEmitter
 
 from visualfinder import watchfs
 from visualfinder.catalog import Catalog
@@ -244,11 +246,7 @@ class WatchedRoots:
 
     def _polling_observer(self) -> BaseObserver:
         if self._polling is None:
-            from watchdog.observers.polling import PollingObserverVFS
-
-            # lstat: like inotify, do not follow symlinked folders (no loops, no double counting).
-            observer = PollingObserverVFS(os.lstat, os.scandir,
-                                          polling_interval=self.settings.watch_poll_interval_s)  # fmt: skip
+            observer = BaseObserver(_PacedPollingEmitter, timeout=self.settings.watch_poll_interval_s)
             observer.daemon = True
             observer.start()
             self._polling = observer
@@ -259,6 +257,33 @@ class WatchedRoots:
         reals = ((os.path.realpath(p), p) for p in paths)
         self._real_paths = tuple(sorted(((r, p) for r, p in reals if r != p), key=lambda rp: -len(rp[0])))
         self.paths = paths
+
+
+class _PacedPollingEmitter(PollingEmitter):
+    """Rescans a folder every `watch_poll_interval_s`, or more rarely when a rescan is slow
+    (a big folder, a slow network drive): polling then costs at most ~1/POLL_PACE of a core.
+    lstat: like inotify, symlinked folders are not followed (no loops, no double counting)."""
+
+    POLL_PACE = 20
+
+    def __init__(self, event_queue, watch, *, timeout=1.0, event_filter=None):
+        super().__init__(event_queue, watch, timeout=timeout, event_filter=event_filter,
+                         stat=os.lstat, listdir=os.scandir)  # fmt: skip
+        self._pause = 0.0
+        take = getattr(self, "_take_snapshot", None)
+        if take is not None:  # watchdog's snapshot hook: time each rescan
+
+            def timed():
+                started = time.perf_counter()
+                try:
+                    return take()
+                finally:
+                    self._pause = self.POLL_PACE * (time.perf_counter() - started)
+
+            self._take_snapshot = timed
+
+    def queue_events(self, timeout: float) -> None:
+        super().queue_events(max(timeout, self._pause))
 
 
 def _is_inotify(observer: BaseObserver) -> bool:

@@ -115,6 +115,8 @@ class Watcher:
         self._stop.clear()
         self._cancel = CancelToken()
         self._ready = False
+        self._roots = WatchedRoots(self.library.catalog, self.settings, self._handler)
+        self._next_check, self._problem, self._failures = 0.0, None, 0
         self._set_state("starting", "setting up folder watches")
         self._thread = threading.Thread(target=self._run, name="vf-watcher", daemon=True)
         self._thread.start()
