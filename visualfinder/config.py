@@ -71,6 +71,9 @@ class Settings:
     hnsw_connectivity: int = 16
     hnsw_expansion_add: int = 128
     hnsw_expansion_search: int = 64
+    # Open the saved index memory-mapped: search is ready at once and pages load on use; the
+    # first change (indexing) copies it into memory.
+    index_memory_map: bool = True
     # The planner searches exactly when a filter leaves at most this many candidates.
     exact_search_max_candidates: int = 50_000
     thumbnail_size: int = 256

@@ -6,7 +6,6 @@ small candidate set (or when asked, or when k covers the whole library).
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 from dataclasses import dataclass, field
@@ -27,7 +26,10 @@ TYPE_ALIASES = {
 }  # fmt: skip
 META_FIELDS = ("sku", "title", "description", "url", "price")
 FIELD_OPS = ("=", "~", "<", "<=", ">", ">=")
-_EXACT_CHUNK = 65_536
+# A quantized (i8) index ranks candidates approximately; this many are re-scored exactly
+# (max(RESCORE_FACTOR * k, k + RESCORE_EXTRA)). Chosen by tests/benchmarks/test_search_scale.py.
+RESCORE_FACTOR = 2
+RESCORE_EXTRA = 10
 
 
 @dataclass
@@ -252,7 +254,15 @@ def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
 
 
 class SearchPlanner:
-    """Answers k-NN queries over one library's index, honouring filters."""
+    """Answers k-NN queries over one library's index, honouring filters.
+
+    The rule (`choose_method`; thresholds measured by tests/benchmarks/test_search_scale.py):
+    no filter: HNSW, or an exact scan when the library is small, when asked, or when k covers
+    it; a filter: SQLite counts its matches, up to `exact_max` they are searched exactly (a SIMD
+    scan of just their vectors), beyond that HNSW over-fetches and SQLite checks the hits.
+    With a quantized (i8) index the top candidates are re-scored from the catalog's float16
+    vectors, so scores and order are those of the stored embeddings.
+    """
 
     def __init__(self, catalog: Catalog, index: VectorIndex, metric: str, model_key: str, exact_max: int):
         self.catalog = catalog
@@ -270,10 +280,10 @@ class SearchPlanner:
             return [], Plan("exact", 0)
         if filters.is_empty():
             if choose_method(total, None, k, exact, self.exact_max) == "exact":
-                ids, dist = self._exact(query, self.index.keys(), k)
+                ids, dist = self._finish(query, *self.index.search(query, self._fetch(k), exact=True), k)
                 plan = Plan("exact", total)
             else:
-                ids, dist = self.index.search(query, k)
+                ids, dist = self._finish(query, *self.index.search(query, self._fetch(k)), k)
                 plan = Plan("hnsw", total)
         else:
             where, params = filters.to_sql()
@@ -305,27 +315,35 @@ class SearchPlanner:
         nan = np.full(len(ids), np.nan, dtype=np.float32)
         return self._results(ids, nan), Plan("filter", count)
 
+    # --- exact and approximate paths -----------------------------------------------------
+
+    def _fetch(self, k: int) -> int:
+        """How many candidates to take from the index for k results (more when re-scoring)."""
+        return max(RESCORE_FACTOR * k, k + RESCORE_EXTRA) if self.index.quantized else k
+
+    def _finish(
+        self, query: np.ndarray, ids: np.ndarray, dist: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best k of candidates ordered by the index: re-scored first when the index is coarse."""
+        if self.index.quantized and len(ids):
+            ids, dist = self._rescore(query, ids[: self._fetch(k)])
+        return ids[:k], dist[:k]
+
+    def _rescore(self, query: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact distances from the catalog's float16 vectors (the source of truth), best first."""
+        found_ids, found_dist = [], []
+        for chunk_ids, vectors in self.catalog.iter_embeddings(self.model_key, ids=ids.tolist()):
+            found_ids.append(chunk_ids)
+            found_dist.append(exact_distances(self.metric, query, vectors))
+        if not found_ids:
+            return np.zeros(0, np.uint64), np.zeros(0, np.float32)
+        all_ids, all_dist = np.concatenate(found_ids), np.concatenate(found_dist).astype(np.float32)
+        order = np.lexsort((all_ids, all_dist))
+        return all_ids[order], all_dist[order]
+
     def _exact(self, query: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k over `ids`, in chunks so a million candidates never sit in RAM as f32."""
-        best: list[tuple[float, int]] = []  # max-heap by distance via negation
-        for start in range(0, len(ids), _EXACT_CHUNK):
-            found, vectors = self.index.vectors(ids[start : start + _EXACT_CHUNK])
-            if len(found) == 0:
-                continue
-            dist = exact_distances(self.metric, query, vectors)
-            take = min(k, len(dist))
-            top = np.argpartition(dist, take - 1)[:take] if take < len(dist) else np.arange(len(dist))
-            for i in top:
-                item = (-float(dist[i]), int(found[i]))
-                if len(best) < k:
-                    heapq.heappush(best, item)
-                elif item > best[0]:
-                    heapq.heapreplace(best, item)
-        best.sort(key=lambda item: (-item[0], item[1]))
-        return (
-            np.array([i for _, i in best], dtype=np.uint64),
-            np.array([-d for d, _ in best], dtype=np.float32),
-        )
+        """Exact top-k over `ids`: a SIMD scan of their stored vectors (re-scored if coarse)."""
+        return self._finish(query, *self.index.exact_search(query, ids, self._fetch(k)), k)
 
     def _filtered_hnsw(
         self, query: np.ndarray, k: int, where: str, params: list[object], matches: int, total: int
@@ -335,14 +353,15 @@ class SearchPlanner:
 
         `matches` is at least exact_max + 1 here, so at least k hits exist whenever k is below it.
         """
-        want = min(k, matches)
-        count = min(total, max(4 * k, int(2 * k * total / max(matches, 1))))
+        fetch = self._fetch(k)
+        want = min(fetch, matches)
+        count = min(total, max(4 * fetch, int(2 * fetch * total / max(matches, 1))))
         while True:
             ids, dist = self.index.search(query, count)
             allowed = self.catalog.select_ids(where, params, model_key=self.model_key, within=ids.tolist())
             keep = _isin_sorted(ids, allowed)
             if keep.sum() >= want:
-                return ids[keep][:k], dist[keep][:k]
+                return self._finish(query, ids[keep], dist[keep], k)
             if count >= total or count >= 16 * self.exact_max:
                 break
             count = min(total, count * 4)

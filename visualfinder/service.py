@@ -921,7 +921,11 @@ def _load_index(library: Library, progress: ProgressCallback) -> str:
     """Open the saved index if it matches the catalog, catch it up, or rebuild it."""
     path = library.index_path
     state = VectorIndex.read_state(path)
-    loaded = state is not None and path.exists() and library.vector_index.load(path, state)
+    loaded = (
+        state is not None
+        and path.exists()
+        and library.vector_index.load(path, state, view=library.settings.index_memory_map)
+    )
     if loaded:
         health = library.sync_index(progress)
         return "ok" if health == "current" else health
