@@ -13,7 +13,10 @@ import visualfinder
 from visualfinder.config import Settings
 from visualfinder.service import open_library
 
-TINY_ENV = {"VISUALFINDER_MODEL": "vf-tiny", "VISUALFINDER_PRETRAINED": "none", "VISUALFINDER_DEVICE": "cpu"}
+# The torch backend: with "auto" every test's fresh data dir would export vf-tiny to ONNX
+# first (seconds each). tests/test_backends.py covers the ONNX backend and the auto choice.
+TINY_ENV = {"VISUALFINDER_MODEL": "vf-tiny", "VISUALFINDER_PRETRAINED": "none", "VISUALFINDER_DEVICE": "cpu",
+            "VISUALFINDER_BACKEND": "torch"}  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 from visualfinder import __version__
 from visualfinder.config import (
+    BACKENDS,
     DEVICES,
     ENV_DATA_DIR,
     ENV_MODEL,
@@ -65,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=DEVICES, help="where the model runs (default: auto)")
     parser.add_argument(
         "--metric", choices=METRICS, help="distance metric of a new library (change it later with set-metric)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="what runs the model: auto, torch or onnx (env VISUALFINDER_BACKEND)",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -192,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pretrained=args.pretrained,
             device=args.device,
             metric=args.metric,
+            backend=args.backend,
         )
         _explicit["metric"] = args.metric if args.command != "set-metric" else None
         if args.command is None:

@@ -34,6 +34,7 @@ ENV_DATA_DIR = "VISUALFINDER_DATA_DIR"
 ENV_MODEL = "VISUALFINDER_MODEL"
 ENV_PRETRAINED = "VISUALFINDER_PRETRAINED"
 ENV_DEVICE = "VISUALFINDER_DEVICE"
+ENV_BACKEND = "VISUALFINDER_BACKEND"
 
 # ViT-B-32 at 256 px trained on DataComp-1B: better retrieval than OpenAI's B/32, no slow
 # QuickGELU, and ~13 images/s on a 2-core laptop CPU. See README "Choosing a model".
@@ -42,6 +43,7 @@ DEFAULT_PRETRAINED = "datacomp_s34b_b86k"
 
 METRICS = ("cosine", "ip", "l2")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+BACKENDS = ("auto", "torch", "onnx")
 INDEX_DTYPES = ("f16", "f32", "i8")
 # How the folder watcher learns about changes: the OS's notifications (inotify, FSEvents,
 # ReadDirectoryChanges), periodic rescans, or notifications with a fallback to rescans where
@@ -65,6 +67,11 @@ class Settings:
     # An open_clip pretrained tag, a path to a local weights file, or "none" (random init).
     pretrained: str = DEFAULT_PRETRAINED
     device: str = "auto"
+    # What runs the model: torch, onnx (ONNX Runtime, exported once into the data dir) or auto
+    # (on CPU the faster of the two, measured once per model; torch on a GPU).
+    backend: str = "auto"
+    # Intra-op threads of the model (0 = all cores).
+    model_threads: int = 0
     # Distance metric of a *new* library; an existing library keeps the metric in its catalog.
     metric: str = "cosine"
     index_dtype: str = "f16"
@@ -145,7 +152,8 @@ class Settings:
         settings_file = resolved_dir / SETTINGS_FILE
         if settings_file.is_file():
             values.update(_read_settings_file(settings_file))
-        for name, var in (("model", ENV_MODEL), ("pretrained", ENV_PRETRAINED), ("device", ENV_DEVICE)):
+        for name, var in (("model", ENV_MODEL), ("pretrained", ENV_PRETRAINED), ("device", ENV_DEVICE),
+                          ("backend", ENV_BACKEND)):  # fmt: skip
             if env.get(var):
                 values[name] = env[var]
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -159,6 +167,8 @@ class Settings:
             raise SettingsError(f"metric must be one of {', '.join(METRICS)}, not {self.metric!r}")
         if self.device not in DEVICES:
             raise SettingsError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.backend not in BACKENDS:
+            raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.index_dtype not in INDEX_DTYPES:
             raise SettingsError(
                 f"index_dtype must be one of {', '.join(INDEX_DTYPES)}, not {self.index_dtype!r}"

@@ -1,7 +1,9 @@
 """CLIP embeddings with open_clip: model loading (pretrained tag, local weights file or random),
-device choice (cuda > mps > cpu), fp16 on GPU, batched L2-normalised image and text vectors.
+device choice (cuda > mps > cpu), backend choice (torch, or ONNX Runtime on CPU), fp16 on GPU,
+batched L2-normalised image and text vectors.
 
 The model loads lazily, once, under a lock, and then stays loaded for the life of the process.
+Hardware choices live here: `resolve_device` and `Embedder._choose_engine` (torch or onnx).
 """
 
 from __future__ import annotations
@@ -10,16 +12,16 @@ import importlib.util
 import json
 import logging
 import os
-import socket
 import threading
-import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from visualfinder.errors import ModelUnavailableError
+from visualfinder.weights import DownloadProgress, fetch_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +30,58 @@ NO_WEIGHTS = ("none", "random", "")
 # Seed for random-init models ("--pretrained none"): tests and benchmarks are reproducible.
 RANDOM_INIT_SEED = 0
 
-DownloadProgress = Callable[[int, int | None], None]  # (bytes done, bytes total or None)
+BACKENDS = ("auto", "torch", "onnx")
+ONNX_DIR = "onnx"  # in the data dir: exported models for the ONNX Runtime backend
+
 
 _open_clip_lock = threading.Lock()
 _configs_registered = False
 # Loaded models by (model key, device): reopening a library (or a test) never loads twice.
 _loaded: dict[tuple[str, str], tuple[object, object, object]] = {}
+# ONNX engines by (model key, device, export folder, threads), for the same reason.
+_engines: dict[tuple[str, str, str, int], tuple[object, object, object]] = {}
+
+
+class Backend(Protocol):
+    """What runs the towers: preprocessed pixels / tokens in, unit vectors out."""
+
+    name: str
+
+    def encode_image(self, pixels) -> np.ndarray: ...
+
+    def encode_text(self, tokens) -> np.ndarray: ...
+
+
+class TorchBackend:
+    """The open_clip model itself, under inference_mode (and fp16 autocast on a GPU)."""
+
+    name = "torch"
+
+    def __init__(self, model, device: str):
+        self.model = model
+        self.device = device
+
+    def encode_image(self, pixels) -> np.ndarray:
+        import torch
+
+        batch = torch.as_tensor(pixels)
+        with torch.inference_mode(), self._autocast():
+            features = self.model.encode_image(batch.to(self.device, non_blocking=True))
+        return _normalise(features)
+
+    def encode_text(self, tokens) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            features = self.model.encode_text(torch.as_tensor(tokens).to(self.device))
+        return _normalise(features)
+
+    def _autocast(self):
+        import torch
+
+        if self.device in ("cuda", "mps"):
+            return torch.autocast(self.device, dtype=torch.float16)
+        return nullcontext()
 
 
 def _open_clip():
@@ -110,7 +158,13 @@ def model_config(model: str) -> dict:
 
 
 class Embedder:
-    """One open_clip model turning images and text into unit vectors of `dim` floats."""
+    """One open_clip model turning images and text into unit vectors of `dim` floats.
+
+    `backend`: "torch", "onnx" (ONNX Runtime; exports cached under `onnx_dir`) or "auto":
+    on CPU, ONNX when onnxruntime is installed, `onnx_dir` is given and the export, checked
+    against torch and timed against it once, is faster; torch otherwise (and on a GPU).
+    `threads` > 0 caps the model's intra-op threads (0: the library's default, all cores).
+    """
 
     def __init__(
         self,
@@ -120,14 +174,23 @@ class Embedder:
         *,
         cache_dir: str | Path | None = None,
         batch_size: int = 0,
+        backend: str = "auto",
+        onnx_dir: str | Path | None = None,
+        threads: int = 0,
     ):
+        if backend not in BACKENDS:
+            raise ModelUnavailableError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.model_name = model
         self.pretrained = pretrained
         self.requested_device = device
+        self.requested_backend = backend
         self.cache_dir = str(cache_dir) if cache_dir else None
+        self.onnx_dir = Path(onnx_dir) if onnx_dir else None
+        self.threads = threads
         self._batch_size = batch_size
         self._lock = threading.Lock()
-        self._model = None
+        self._model = None  # the torch model, when it was needed (torch backend, or an ONNX export)
+        self._engine: Backend | None = None
         self._transform = None
         self._tokenizer = None
         self._device: str | None = None
@@ -136,18 +199,35 @@ class Embedder:
         self.dim = int(cfg["embed_dim"])
         size = cfg.get("vision_cfg", {}).get("image_size", 224)
         self.image_size = int(size if isinstance(size, int) else max(size))
+        self.context_length = int(cfg.get("text_cfg", {}).get("context_length", 77))
+
+    @classmethod
+    def for_settings(cls, settings, model: str, pretrained: str) -> Embedder:
+        """The embedder for `model` as the settings ask: device, batch size, backend, threads,
+        ONNX exports in the data dir (the one place an application embedder is built)."""
+        return cls(
+            model, pretrained, settings.device, batch_size=settings.batch_size, backend=settings.backend,
+            onnx_dir=Path(settings.data_dir) / ONNX_DIR, threads=settings.model_threads,
+        )  # fmt: skip
 
     # --- loading -------------------------------------------------------------------------
 
     @property
     def is_loaded(self) -> bool:
-        return self._model is not None
+        return self._engine is not None
 
     @property
     def device(self) -> str:
         if self._device is None:
             self._device = resolve_device(self.requested_device)
         return self._device
+
+    @property
+    def backend(self) -> str:
+        """The backend in use ("torch" or "onnx"); loads the model to find out."""
+        self.load()
+        assert self._engine is not None
+        return self._engine.name
 
     @property
     def batch_size(self) -> int:
@@ -157,20 +237,114 @@ class Embedder:
 
     def load(self, progress: DownloadProgress | None = None) -> Embedder:
         """Load the model (downloading weights on first use); safe to call from any thread."""
-        if self._model is not None:
+        if self._engine is not None:
             return self
         with self._lock:
-            if self._model is None:
+            if self._engine is None:
                 self._load(progress)
         return self
 
     def _load(self, progress: DownloadProgress | None) -> None:
+        if self.threads > 0:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        engine = self._onnx_engine(progress) if self._wants_onnx() else None
+        if engine is None:
+            model, self._transform, self._tokenizer = self._torch_parts(progress)
+            engine = TorchBackend(model, self.device)
+        self._engine = engine
+        log.info("loaded %s on %s with the %s backend", self.key, self.device, engine.name)
+
+    def _wants_onnx(self) -> bool:
+        from visualfinder import onnx_backend
+
+        if self.requested_backend == "onnx":
+            if not onnx_backend.available():
+                raise ModelUnavailableError(
+                    "backend 'onnx' needs onnxruntime: pip install onnxruntime (or set backend to auto)"
+                )
+            if self.onnx_dir is None:
+                raise ModelUnavailableError("backend 'onnx' needs a folder for its exports (onnx_dir)")
+            return True
+        return (
+            self.requested_backend == "auto"
+            and self.device == "cpu"
+            and self.onnx_dir is not None
+            and onnx_backend.available()
+        )
+
+    def _torch_parts(self, progress: DownloadProgress | None = None) -> tuple[object, object, object]:
+        """The torch model, its preprocessing and tokenizer (created once per process)."""
         cached = _loaded.get((self.key, self.device))
         if cached is None:
             cached = self._create(progress)
             _loaded[(self.key, self.device)] = cached
-        self._model, self._transform, self._tokenizer = cached
-        log.info("loaded %s on %s", self.key, self.device)
+        self._model = cached[0]
+        return cached
+
+    def _onnx_engine(self, progress: DownloadProgress | None) -> Backend | None:
+        """The ONNX Runtime engine, exporting and checking it first if needed; None means torch."""
+        from visualfinder import onnx_backend
+
+        assert self.onnx_dir is not None
+        weights = str(Path(self.pretrained).expanduser()) if weights_are_file(self.pretrained) else None
+        cache = onnx_backend.OnnxCache(self.onnx_dir, self.key, onnx_backend.fingerprint(self.key, weights))
+        engine_key = (self.key, self.device, str(cache.dir), self.threads)
+        if engine_key in _engines and cache.meta() is not None:
+            engine, self._transform, self._tokenizer = _engines[engine_key]
+            return engine
+        meta = cache.meta()
+        if meta is not None and self.requested_backend == "auto" and meta.get("choice") == "torch":
+            return None
+        if meta is None or not cache.path("image").is_file():
+            meta = self._export_image_tower(cache, progress)
+            if meta is None or (self.requested_backend == "auto" and meta.get("choice") == "torch"):
+                return None
+        from open_clip.transform import PreprocessCfg, image_transform_v2
+
+        pp = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["preprocess"].items()}
+        self._transform = image_transform_v2(PreprocessCfg(**pp), is_train=False)
+        self._tokenizer = _open_clip().get_tokenizer(self.model_name)
+        engine = onnx_backend.OnnxBackend(
+            cache,
+            lambda: self._torch_parts()[0],
+            self.device,
+            self.threads,
+            self.image_size,
+            self.context_length,
+        )
+        _engines[engine_key] = (engine, self._transform, self._tokenizer)
+        return engine
+
+    def _export_image_tower(self, cache, progress: DownloadProgress | None) -> dict | None:
+        """First use of ONNX for this model: export the image tower, check it, and (auto) time it."""
+        from visualfinder import onnx_backend
+
+        model, transform, _ = self._torch_parts(progress)
+        cache.clear()
+        log.warning("preparing %s for ONNX Runtime (first use of this model only; takes a moment)", self.key)
+        engine = onnx_backend.OnnxBackend(cache, lambda: model, self.device, self.threads, self.image_size,
+                                          self.context_length)  # fmt: skip
+        try:
+            engine.prepare("image")
+        except onnx_backend.OnnxExportError as exc:
+            if self.requested_backend == "onnx":
+                raise ModelUnavailableError(f"cannot use ONNX Runtime for {self.key}: {exc}") from exc
+            log.warning("using torch for %s: %s", self.key, exc)
+            cache.clear()
+            return None
+        meta: dict = {"preprocess": dict(model.visual.preprocess_cfg)}
+        if self.requested_backend == "auto":
+            meta["timings"] = _race(
+                TorchBackend(model, self.device), engine, self.image_size, self.batch_size
+            )
+            meta["choice"] = "onnx" if meta["timings"]["onnx"] <= meta["timings"]["torch"] else "torch"
+            log.info("backend self-benchmark for %s: %s -> %s", self.key, meta["timings"], meta["choice"])
+            if meta["choice"] == "torch":  # keep the verdict, not 100s of MB of unused export
+                cache.path("image").unlink(missing_ok=True)
+        cache.write_meta(meta)
+        return meta
 
     def _create(self, progress: DownloadProgress | None) -> tuple[object, object, object]:
         import torch
@@ -229,9 +403,7 @@ class Embedder:
 
         self.load()
         batch = torch.stack(list(tensors)) if not isinstance(tensors, torch.Tensor) else tensors
-        with torch.inference_mode(), self._autocast():
-            features = self._model.encode_image(batch.to(self.device, non_blocking=True))
-        return _normalise(features)
+        return self._engine.encode_image(batch)
 
     def embed_images(self, images: Sequence) -> np.ndarray:
         """PIL RGB images -> (n, dim) float32 unit vectors."""
@@ -245,22 +417,26 @@ class Embedder:
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (n, dim) float32 unit vectors from the CLIP text tower."""
-        import torch
-
         self.load()
-        tokens = self._tokenizer(list(texts)).to(self.device)
-        with torch.inference_mode(), self._autocast():
-            features = self._model.encode_text(tokens)
-        return _normalise(features)
+        return self._engine.encode_text(self._tokenizer(list(texts)))
 
-    def _autocast(self):
-        import torch
 
-        if self.device == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        if self.device == "mps":
-            return torch.autocast("mps", dtype=torch.float16)
-        return nullcontext()
+def _race(torch_engine: Backend, onnx_engine: Backend, image_size: int, batch: int) -> dict[str, float]:
+    """Seconds per image of each backend on one batch (median of alternating runs)."""
+    import time
+
+    import torch
+
+    pixels = torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(1))
+    times: dict[str, list[float]] = {"torch": [], "onnx": []}
+    for engine in (torch_engine, onnx_engine):
+        engine.encode_image(pixels[:2])  # warm-up: first runs allocate and plan
+    for _ in range(3):  # alternate, so a burst of load on a shared machine hits both
+        for name, engine in (("torch", torch_engine), ("onnx", onnx_engine)):
+            start = time.perf_counter()
+            engine.encode_image(pixels)
+            times[name].append((time.perf_counter() - start) / batch)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def _normalise(features) -> np.ndarray:
@@ -268,75 +444,3 @@ def _normalise(features) -> np.ndarray:
 
     features = torch.nn.functional.normalize(features.float(), dim=-1)
     return features.cpu().numpy().astype(np.float32, copy=False)
-
-
-def fetch_pretrained(
-    model: str, tag: str, cfg: dict, cache_dir: str | None, progress: DownloadProgress | None
-) -> str:
-    """Return a local path to the tag's weights, downloading them (with progress) if needed."""
-    hub = cfg.get("hf_hub", "")
-    url = cfg.get("url", "")
-    where = f"https://huggingface.co/{os.path.split(hub)[0]}" if hub else url
-    try:
-        if hub:
-            from huggingface_hub import hf_hub_download
-
-            repo_id, filename = os.path.split(hub)
-            filename = filename or "open_clip_pytorch_model.bin"
-            try:
-                return hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=True)
-            except Exception:  # not cached yet: download below
-                pass
-            _check_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-            kwargs = {"tqdm_class": _forwarding_tqdm(progress)} if progress is not None else {}
-            log.warning("downloading %s (%s) weights from %s (first run only)", model, tag, where)
-            return hf_hub_download(repo_id, filename, cache_dir=cache_dir, **kwargs)
-        if url:
-            from open_clip.pretrained import download_pretrained_from_url
-
-            _check_reachable(url)
-            return download_pretrained_from_url(url, cache_dir=cache_dir)
-    except Exception as exc:  # network, auth and cache errors all mean: no weights here
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelUnavailableError(
-            f"cannot get the weights for {model} ({tag}): {detail}. The first run downloads them from "
-            f"{where}; connect to the internet once, or download the weights file there and pass its "
-            f"path with --pretrained /path/to/open_clip_pytorch_model.bin (or 'none' for an untrained model)."
-        ) from exc
-    raise ModelUnavailableError(f"pretrained tag {tag!r} of {model} names no download location")
-
-
-def _check_reachable(url: str, timeout: float = 5.0) -> None:
-    """Fail in seconds when offline, instead of the hub client's minute of retries."""
-    parsed = urllib.parse.urlparse(url)
-    host = parsed.hostname or "huggingface.co"
-    port = parsed.port or (80 if parsed.scheme == "http" else 443)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        raise ConnectionError(
-            f"{host} is unreachable ({exc.strerror or exc}); you appear to be offline"
-        ) from exc
-
-
-def _forwarding_tqdm(progress: DownloadProgress):
-    """A tqdm class that reports byte progress to a callback instead of the terminal."""
-    from tqdm.auto import tqdm
-
-    class ForwardingTqdm(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs.pop("name", None)
-            kwargs["file"] = open(os.devnull, "w")  # noqa: SIM115 - closed with the bar
-            super().__init__(*args, **kwargs)
-
-        def update(self, n=1):
-            result = super().update(n)
-            progress(int(self.n), int(self.total) if self.total else None)
-            return result
-
-        def close(self):
-            fh = self.fp
-            super().close()
-            fh.close()
-
-    return ForwardingTqdm

@@ -110,7 +110,7 @@ def run_switch(
         report.swapped = True
         return report
     s = library.settings
-    embedder = Embedder(target.name, target.pretrained, s.device, batch_size=s.batch_size)
+    embedder = Embedder.for_settings(s, target.name, target.pretrained)
     progress(Progress("loading model", 0, 0, target.key))
     embedder.load()  # unknown or unavailable weights fail here, before anything is recorded
     pending = catalog.pending_switch()

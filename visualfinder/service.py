@@ -282,7 +282,7 @@ class Library(CatalogFeatures):
             embedder = (
                 current
                 if current.key == model.key
-                else Embedder(model.name, model.pretrained, s.device, batch_size=s.batch_size)
+                else Embedder.for_settings(s, model.name, model.pretrained)
             )
         spec = IndexSpec(
             embedder.dim, metric, s.index_dtype, s.hnsw_connectivity, model.key, self.catalog.library_id
@@ -876,7 +876,7 @@ def open_library(settings: Settings, progress: ProgressCallback = no_progress) -
     catalog = Catalog(data_dir / CATALOG_FILE)
     try:
         model = _library_model(catalog, settings)
-        embedder = Embedder(model.name, model.pretrained, settings.device, batch_size=settings.batch_size)
+        embedder = Embedder.for_settings(settings, model.name, model.pretrained)
         metric = catalog.meta("metric")
         if metric is None:  # a new library takes the configured metric and keeps it
             metric = settings.metric

@@ -1,0 +1,248 @@
+"""ONNX Runtime backend: the open_clip image and text towers exported to ONNX once, run by onnxruntime.
+
+Exports are cached in the data dir (`onnx/<model>/`), keyed by the model key (model + weights)
+and a fingerprint of what produced them (weights file stamp, torch and open_clip versions,
+export format). A mismatch re-exports. Each export is checked against torch on a fixed input
+before it is used, and on CPU the first export also times both backends once so that
+`backend = "auto"` can keep the faster one (the verdict is cached with the export).
+
+The towers are exported lazily: an indexing run never pays for the text tower.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT = 1
+OPSET = 17
+META_FILE = "export.json"
+# Largest difference between the unit vectors of torch and of the export on the check input.
+MAX_DEVIATION = 2e-3
+
+ModelFactory = Callable[[], object]  # returns the loaded open_clip model (torch), on CPU
+
+
+class OnnxExportError(RuntimeError):
+    """A tower could not be exported, or its export does not reproduce torch's output."""
+
+
+def available() -> bool:
+    """True when onnxruntime is installed (it is optional: torch alone always works)."""
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def providers_for(device: str) -> list[str]:
+    """Execution providers for a device, best first, among those this onnxruntime build has."""
+    import onnxruntime as ort
+
+    present = set(ort.get_available_providers())
+    wanted = {"cuda": ["CUDAExecutionProvider"], "mps": ["CoreMLExecutionProvider"]}.get(device, [])
+    return [p for p in wanted if p in present] + ["CPUExecutionProvider"]
+
+
+def fingerprint(model_key: str, weights_file: str | None) -> str:
+    """What an export depends on besides the model key: a change means export again."""
+    parts = [f"format {EXPORT_FORMAT}", f"opset {OPSET}", model_key]
+    for dist in ("torch", "open_clip_torch"):
+        try:
+            parts.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(f"{dist} ?")
+    if weights_file:
+        try:
+            st = os.stat(weights_file)
+            parts.append(f"weights {st.st_size} {st.st_mtime_ns}")
+        except OSError:
+            parts.append("weights missing")
+    return " | ".join(parts)
+
+
+class OnnxCache:
+    """The export folder of one model in the data dir, with its metadata file."""
+
+    def __init__(self, root: Path, model_key: str, stamp: str):
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_key).strip("_")[:60]
+        digest = hashlib.sha1(model_key.encode("utf-8")).hexdigest()[:8]
+        self.dir = Path(root) / f"{slug}-{digest}"
+        self.model_key = model_key
+        self.stamp = stamp
+        self._lock = threading.Lock()
+
+    def path(self, tower: str) -> Path:
+        return self.dir / f"{tower}.onnx"
+
+    def meta(self) -> dict | None:
+        """The cached export's metadata, or None when it is missing or was made for something else."""
+        try:
+            meta = json.loads((self.dir / META_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if meta.get("model_key") != self.model_key or meta.get("stamp") != self.stamp:
+            return None
+        return meta
+
+    def write_meta(self, meta: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta = dict(meta, model_key=self.model_key, stamp=self.stamp)
+        tmp = self.dir / f".{META_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        os.replace(tmp, self.dir / META_FILE)
+
+    def clear(self) -> None:
+        """Forget the export (a stale or failed one) so the next use starts over."""
+        for tower in ("image", "text"):
+            self.path(tower).unlink(missing_ok=True)
+        (self.dir / META_FILE).unlink(missing_ok=True)
+
+    def export(self, tower: str, model, example) -> Path:
+        """Export one tower of a torch open_clip model and check it against torch."""
+        import torch
+
+        dest = self.path(tower)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        module = _tower_module(model, tower).eval()
+        name = "pixels" if tower == "image" else "tokens"
+        started = time.perf_counter()
+        try:
+            # Not under no_grad/inference_mode: there nn.MultiheadAttention takes its fused fast
+            # path (aten::_native_multi_head_attention), which has no ONNX export.
+            with warnings.catch_warnings():  # tracer chatter about shape checks, not problems
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    module, (example,), str(tmp), input_names=[name], output_names=["features"],
+                    dynamic_axes={name: {0: "batch"}, "features": {0: "batch"}}, opset_version=OPSET,
+                    do_constant_folding=True, dynamo=False,
+                )  # fmt: skip
+            session = _session(tmp, ["CPUExecutionProvider"], threads=0)
+            with torch.inference_mode():
+                expected = _unit(module(example).float().numpy())
+            got = _unit(session.run(None, {name: example.numpy()})[0])
+            deviation = float(np.abs(got - expected).max())
+            if not deviation <= MAX_DEVIATION:
+                raise OnnxExportError(f"the {tower} export differs from torch by {deviation:.2e}")
+            os.replace(tmp, dest)
+        except OnnxExportError:
+            raise
+        except Exception as exc:  # the exporter raises many types; all mean "no ONNX for this model"
+            raise OnnxExportError(f"cannot export the {tower} tower to ONNX: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        log.info("exported the %s tower of %s to %s in %.1fs (max deviation %.1e)", tower, self.model_key,
+                 dest, time.perf_counter() - started, deviation)  # fmt: skip
+        return dest
+
+
+class OnnxBackend:
+    """Runs exported towers with onnxruntime; exports a tower on its first use if needed."""
+
+    name = "onnx"
+
+    def __init__(
+        self,
+        cache: OnnxCache,
+        model_factory: ModelFactory,
+        device: str = "cpu",
+        threads: int = 0,
+        image_size: int = 224,
+        context_length: int = 77,
+    ):
+        self.cache = cache
+        self._model_factory = model_factory
+        self.providers = providers_for(device)
+        self.threads = threads
+        self.image_size = image_size
+        self.context_length = context_length
+        self._sessions: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def prepare(self, tower: str) -> None:
+        """Make sure the tower is exported and its session open (export takes seconds to a minute)."""
+        self._session(tower)
+
+    def encode_image(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, 3, size, size) float32 pixels -> (n, dim) unit vectors."""
+        out = self._session("image").run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.float32)})[0]
+        return _unit(out)
+
+    def encode_text(self, tokens: np.ndarray) -> np.ndarray:
+        """(n, context) int64 tokens -> (n, dim) unit vectors."""
+        out = self._session("text").run(None, {"tokens": np.ascontiguousarray(tokens, dtype=np.int64)})[0]
+        return _unit(out)
+
+    def _session(self, tower: str):
+        session = self._sessions.get(tower)
+        if session is not None:
+            return session
+        with self._lock:
+            if tower not in self._sessions:
+                path = self.cache.path(tower)
+                if not path.is_file():
+                    self._export(tower)
+                self._sessions[tower] = _session(path, self.providers, self.threads)
+            return self._sessions[tower]
+
+    def _export(self, tower: str) -> None:
+        import torch
+
+        model = self._model_factory()
+        with self.cache._lock:
+            if tower == "image":
+                example = torch.randn(
+                    2, 3, self.image_size, self.image_size, generator=torch.Generator().manual_seed(0)
+                )
+            else:
+                example = torch.randint(
+                    1, 400, (2, self.context_length), generator=torch.Generator().manual_seed(0)
+                )
+            self.cache.export(tower, model, example)
+
+
+def _tower_module(model, tower: str):
+    """A torch module running one tower of an open_clip model (what gets exported)."""
+    import torch
+
+    class Tower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model.encode_image(x) if tower == "image" else self.model.encode_text(x)
+
+    return Tower()
+
+
+def _session(path: Path, providers: list[str], threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    # Spinning workers burn a core while the pipeline's decoders need it; yield instead.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=providers)
+
+
+def _unit(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.where(norms == 0, 1.0, norms)
