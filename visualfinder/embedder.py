@@ -192,6 +192,7 @@ class Embedder:
         self._model = None  # the torch model, when it was needed (torch backend, or an ONNX export)
         self._engine: Backend | None = None
         self._transform = None
+        self._pixel_steps: tuple[list, tuple[np.ndarray, np.ndarray] | None] | None = None
         self._tokenizer = None
         self._device: str | None = None
         self.key = model_key(model, pretrained)
@@ -395,7 +396,14 @@ class Embedder:
         """PIL RGB image -> model input tensor (thread-safe; runs in decode workers)."""
         if self._transform is None:
             self.load()
-        return self._transform(image)
+        if self._pixel_steps is None:
+            self._pixel_steps = _split_transform(self._transform)
+        pil_steps, mean_std = self._pixel_steps
+        if mean_std is None:
+            return self._transform(image)
+        for step in pil_steps:
+            image = step(image)
+        return _to_normalised_tensor(image, *mean_std)
 
     def embed_batch(self, tensors: Sequence) -> np.ndarray:
         """Preprocessed image tensors -> (n, dim) float32 unit vectors."""
@@ -419,6 +427,45 @@ class Embedder:
         """Texts -> (n, dim) float32 unit vectors from the CLIP text tower."""
         self.load()
         return self._engine.encode_text(self._tokenizer(list(texts)))
+
+
+def _split_transform(transform) -> tuple[list, tuple[np.ndarray, np.ndarray] | None]:
+    """Split open_clip's eval transform into its PIL steps and the Normalize mean/std.
+
+    The tail (to tensor, normalize) then runs in numpy: torch ops called from decode workers
+    start their own OpenMP teams, which on a small CPU fight the model's threads. The values
+    still come from the model's own transform. (steps, None) when the transform has another shape.
+    """
+    steps = list(getattr(transform, "transforms", []))
+    if len(steps) < 2:
+        return steps, None
+    to_tensor, normalize = steps[-2], steps[-1]
+    if (
+        type(to_tensor).__name__ not in ("ToTensor", "MaybeToTensor")
+        or type(normalize).__name__ != "Normalize"
+    ):
+        return steps, None
+    if getattr(normalize, "inplace", False):
+        return steps, None
+    mean = np.asarray(normalize.mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(normalize.std, dtype=np.float32).reshape(-1, 1, 1)
+    return steps[:-2], (mean, std)
+
+
+def _to_normalised_tensor(image, mean: np.ndarray, std: np.ndarray):
+    """PIL image -> float32 CHW tensor, (pixel / 255 - mean) / std, as ToTensor + Normalize do."""
+    import torch
+
+    if not hasattr(image, "mode"):  # already a tensor (a custom transform): finish in torch
+        return (torch.as_tensor(image) - torch.from_numpy(mean)) / torch.from_numpy(std)
+    pixels = np.asarray(image, dtype=np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    chw = pixels.transpose(2, 0, 1).astype(np.float32)
+    chw /= np.float32(255.0)
+    chw -= mean
+    chw /= std
+    return torch.from_numpy(chw)
 
 
 def _race(torch_engine: Backend, onnx_engine: Backend, image_size: int, batch: int) -> dict[str, float]:

@@ -49,9 +49,15 @@ def is_ignored_name(name: str) -> bool:
     return name.startswith(".") or lower.endswith(_TEMP_SUFFIXES) or name.startswith("~$")
 
 
+def has_image_extension(name: str) -> bool:
+    """The name ends in an image extension (a rescan asks this of every file: keep it cheap)."""
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
+
+
 def is_candidate_name(name: str) -> bool:
     """A file name that may hold an image; its content decides the actual format."""
-    return not is_ignored_name(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    return not is_ignored_name(name) and has_image_extension(name)
 
 
 def content_hash(data: bytes) -> str:

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # Commit at least this often even when nothing needs the model (moves, errors, copies).
 _MAX_PENDING_CHANGES = 512
+# Decoded files kept ready ahead of the model, in batches (tests/benchmarks/test_indexing_speed.py).
+PREFETCH_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,7 @@ class IndexingPipeline:
 
     def _prepare_all(self, pool: ThreadPoolExecutor, work, cancel) -> Iterator[_Prepared]:
         """Results in input order, with a bounded look-ahead of a few batches."""
-        ahead = max(2 * self.embedder.batch_size, 4 * self.decode_workers)
+        ahead = max(PREFETCH_BATCHES * self.embedder.batch_size, 4 * self.decode_workers)
         queue: deque[Future] = deque()
         items = iter(work)
         exhausted = False

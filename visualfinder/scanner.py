@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from visualfinder.catalog import Catalog, Folder, StatRow, path_to_db, subtree_bounds
-from visualfinder.imaging import is_candidate_name, is_ignored_name
+from visualfinder.imaging import has_image_extension, is_candidate_name, is_ignored_name
 from visualfinder.jobs import CancelToken
 from visualfinder.metadata_import import IMAGE_SIDECAR_SUFFIX, TABLE_SIDECARS, is_sidecar_name
 
@@ -359,7 +359,8 @@ def walk_folder(
             log.warning("cannot read folder %s: %s", directory, _os_reason(exc))
             continue
         for entry in entries:
-            if is_ignored_name(entry.name):
+            name = entry.name
+            if is_ignored_name(name):
                 continue
             try:
                 is_dir = entry.is_dir()  # follows symlinks
@@ -368,8 +369,8 @@ def walk_folder(
             if is_dir:
                 stack.append((entry.path, folder_ids.get(entry.path, folder_id)))
                 continue
-            if not is_candidate_name(entry.name):
-                if sidecars is not None and is_sidecar_name(entry.name):
+            if not has_image_extension(name):  # (not is_candidate_name: the name is not ignored)
+                if sidecars is not None and is_sidecar_name(name):
                     try:
                         st = entry.stat()
                         sidecars.append((entry.path, st.st_size, st.st_mtime_ns))

@@ -107,3 +107,32 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self._start
+
+
+def camera_jpeg(path: Path, seed: int, size: tuple[int, int] = (4000, 3000), quality: int = 90) -> Path:
+    """A camera-size JPEG with sensor-like noise (a flat drawing would compress to a few hundred
+    KB and decode unrealistically fast; this one is ~3 MB, like a 12 MP phone photo)."""
+    from imagegen import product_image
+    from PIL import Image
+
+    base = np.asarray(
+        product_image(seed, (size[0] // 4, size[1] // 4)).resize(size, Image.BILINEAR), dtype=np.int16
+    )
+    noise = np.random.default_rng(seed).integers(-12, 13, base.shape, dtype=np.int16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=quality)
+    return path
+
+
+def image_folder(root: Path, jpegs: int, pngs: int) -> list[Path]:
+    """`jpegs` camera-size JPEGs and `pngs` small PNGs (web/product shots) in `root`, made once."""
+    from imagegen import write_image
+
+    files = []
+    for i in range(jpegs):
+        path = root / f"camera_{i:04d}.jpg"
+        files.append(path if path.exists() else camera_jpeg(path, 1000 + i))
+    for i in range(pngs):
+        path = root / f"web_{i:04d}.png"
+        files.append(path if path.exists() else write_image(path, 5000 + i, (800, 800)))
+    return files
