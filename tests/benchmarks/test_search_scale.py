@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,28 @@ def _startup(data_dir: Path, dtype: str, view: bool) -> dict:
         capture_output=True, text=True, env=env, check=True, timeout=1800,
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _cli_first_search(data_dir: Path, dtype: str) -> tuple[float, float]:
+    """Seconds from `python -m visualfinder ... search --similar` start to its results, and the
+    seconds of a bare `import visualfinder.cli` (the floor), each the best of 3."""
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent.parent))
+    (data_dir / "settings.toml").write_text(
+        f'index_dtype = "{dtype}"\n', encoding="utf-8"
+    )  # as a user sets it
+    args = [sys.executable, "-m", "visualfinder", "--data-dir", str(data_dir), "--model", MODEL, "--pretrained",
+            "none", "--device", "cpu", "search", "--similar", f"{CATALOG_ROOT}/d0/s0/img_0000000.jpg", "-k", "10",
+            "--json"]  # fmt: skip
+    search, floor = [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+        search.append(time.perf_counter() - start)
+        assert out.returncode == 0 and len(json.loads(out.stdout)) == 10, out.stderr[-2000:]
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import visualfinder.cli"], env=env, check=True, timeout=600)
+        floor.append(time.perf_counter() - start)
+    return min(search), min(floor)
 
 
 def _numpy_brute_force(stored: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -124,7 +147,7 @@ def test_search_at_scale(tmp_path_factory):
         filtered_truth[name] = rows[exact_top_k(stored[rows], queries[:200], K)] + 1
 
     brute_p50 = ms(_numpy_brute_force(stored, queries[:50]))
-    build_rows, sweep_rows, filter_rows, start_rows = [], [], [], []
+    build_rows, sweep_rows, filter_rows, start_rows, cli_rows = [], [], [], [], []
     for dtype in DTYPES:
         data_dir = root / f"lib-{N}-{dtype}"
         if not (data_dir / "catalog.db").exists():
@@ -178,10 +201,14 @@ def test_search_at_scale(tmp_path_factory):
                                f"{(probe['rss_after']['VmRSS'] - probe['rss_before']['VmRSS']) / 1e9:.3f}",
                                f"{(probe['rss_after'].get('RssAnon', 0) - probe['rss_before'].get('RssAnon', 0)) / 1e9:.3f}"])  # fmt: skip
             print("  ", start_rows[-1], flush=True)
+        cli_rows.append([dtype, *(f"{v:.2f}" for v in _cli_first_search(data_dir, dtype))])
+        print("  ", cli_rows[-1], flush=True)
     print(f"\nnumpy float32 brute force (rclip): p50 {brute_p50:.1f} ms, {N * 512 * 4 / 1e9:.2f} GB of RAM")
     table(f"Index build from the catalog ({N:,} x 512)", ["dtype", "rebuild + save", "rate", "file", "usearch memory"], build_rows)  # fmt: skip
     table(f"Unfiltered k={K}, {QUERIES} queries (planner incl. result records; numpy f32 p50 {brute_p50:.1f} ms)",
           ["dtype", "expansion_search", "re-score factor", "recall@10", "p50 ms", "p99 ms", "vs numpy"], sweep_rows)  # fmt: skip
+    table("CLI: process start to first results (search --similar, best of 3)",
+          ["dtype", "search --similar s", "bare import s"], cli_rows)  # fmt: skip
     table("Filtered and exact search (200 queries)", ["dtype", "filter", "candidates", "path", "recall@10", "p50 ms", "p99 ms"], filter_rows)  # fmt: skip
     table("Start-up in a fresh process (open_library + 200 searches)",
           ["dtype", "open", "open s", "first query ms", "p50 ms", "RSS after open GB", "RSS after queries GB", "anon RSS GB"],
