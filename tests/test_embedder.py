@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import torch
 from imagegen import product_image
@@ -30,3 +34,14 @@ def test_embeddings_do_not_depend_on_how_the_batch_was_assembled():
     together = embedder.embed_images(images)
     one_by_one = np.vstack([embedder.embed_images([image]) for image in images])
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_openmp_workers_wait_passively_unless_the_user_says_otherwise():
+    """Spinning OpenMP workers made a batch-1 query 15-25x slower on a busy 2-core machine."""
+    code = "import os, visualfinder.service, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.stdout.strip() == "PASSIVE", out.stderr[-2000:]
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.stdout.strip() == "ACTIVE", out.stderr[-2000:]
