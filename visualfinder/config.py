@@ -79,8 +79,9 @@ class Settings:
     hnsw_expansion_add: int = 128
     hnsw_expansion_search: int = 64
     # Open the saved index memory-mapped: search is ready at once and pages load on use; the
-    # first change (indexing) copies it into memory.
-    index_memory_map: bool = True
+    # first change (indexing) copies it into memory. Off on Windows, where a file mapped by
+    # one process (the app) cannot be replaced by another's save (the CLI indexing).
+    index_memory_map: bool = sys.platform != "win32"
     # The planner searches exactly when a filter leaves at most this many candidates.
     exact_search_max_candidates: int = 50_000
     thumbnail_size: int = 256
