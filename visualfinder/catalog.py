@@ -516,10 +516,14 @@ class Catalog:
         return [_stat_row(r) for r in rows]
 
     def embedded_source(self, content_hash: str, model_key: str) -> EmbeddedSource | None:
-        """Any row with this content and an embedding from this model (for moves and copies)."""
+        """Any row with this content and an embedding from this model (for moves and copies).
+
+        CROSS JOIN keeps images (by content hash) the outer loop: SQLite would otherwise lead
+        with the model's index and visit every vector of the model, for each new file indexed.
+        """
         r = self.conn.execute(
             """SELECT i.id, i.width, i.height, i.format, i.thumb_path, e.vector
-               FROM images i JOIN embeddings e ON e.image_id = i.id AND e.model_key = ?
+               FROM images i CROSS JOIN embeddings e ON e.image_id = i.id AND e.model_key = ?
                WHERE i.content_hash = ? AND i.status = 'ok' LIMIT 1""",
             (model_key, content_hash),
         ).fetchone()
