@@ -175,7 +175,7 @@ def test_search_at_scale(tmp_path_factory):
                     sweep_rows.append([dtype, ef, factor or "-", f"{_recall(found, truth):.4f}", f"{ms(times):.2f}",
                                        f"{ms(times, 99):.2f}", f"{brute_p50 / ms(times):.0f}x"])  # fmt: skip
                     print("  ", sweep_rows[-1], flush=True)
-            search_module.RESCORE_FACTOR, search_module.RESCORE_EXTRA = 2, 10
+            search_module.RESCORE_FACTOR, search_module.RESCORE_EXTRA = 4, 30
             library.vector_index.set_expansion_search(library.settings.hnsw_expansion_search)
             times, found, _ = _planner_runs(library, queries[:20], exact=True)
             filter_rows.append([dtype, "none (exact scan)", N, "exact", f"{_recall(found, truth[:20]):.4f}",
