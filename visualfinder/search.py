@@ -290,16 +290,18 @@ class SearchPlanner:
             where, params = filters.to_sql()
             # SQLite counts the candidates first, stopping past the exact-search limit; only a
             # small set is materialised for exact search, a large one is checked hit by hit.
-            count = self.catalog.count_where(
-                where, params, model_key=self.model_key, limit=None if exact else self.exact_max + 1
-            )
+            # Images are counted and listed without checking each one for a vector (the index
+            # skips ids it does not hold): a folder filter is then answered from the path index
+            # alone, 10k candidates in ~1 ms instead of ~25 ms of per-row vector lookups at 1M.
+            # (Images that failed to decode count too; they are rare, and only the count shows it.)
+            count = self.catalog.count_where(where, params, limit=None if exact else self.exact_max + 1)
             if self.exact_max < count <= k:  # k may exceed the capped count: is it reachable?
                 count = self.catalog.count_where(where, params, model_key=self.model_key)
             if count == 0:
                 plan = Plan("exact", 0)
                 ids, dist = np.zeros(0, np.uint64), np.zeros(0, np.float32)
             elif choose_method(total, count, k, exact, self.exact_max) == "exact":
-                candidates = self.catalog.select_ids(where, params, model_key=self.model_key)
+                candidates = self.catalog.select_ids(where, params)
                 ids, dist = self._exact(query, candidates, k)
                 plan = Plan("exact", count)
             else:
@@ -356,10 +358,13 @@ class SearchPlanner:
         """
         fetch = self._fetch(k)
         want = min(fetch, matches)
-        count = min(total, max(4 * fetch, int(2 * fetch * total / max(matches, 1))))
+        # `matches` is capped (counting stopped past exact_max), so the selectivity it implies
+        # is a floor: start at most 32 x fetch deep and widen, rather than pay for the floor.
+        # At 1M with a 10 % folder: 12 ms instead of 56 ms; a 2 % one takes one more round.
+        count = min(total, max(4 * fetch, min(int(2 * fetch * total / max(matches, 1)), 32 * fetch)))
         while True:
             ids, dist = self.index.search(query, count)
-            allowed = self.catalog.select_ids(where, params, model_key=self.model_key, within=ids.tolist())
+            allowed = self.catalog.select_ids(where, params, within=ids.tolist())  # hits have vectors
             keep = _isin_sorted(ids, allowed)
             if keep.sum() >= want:
                 return self._finish(query, ids[keep], dist[keep], k)
@@ -367,8 +372,7 @@ class SearchPlanner:
                 break
             count = min(total, count * 4)
         log.debug("filtered HNSW found %d of %d; searching the candidates exactly", keep.sum(), want)
-        candidates = self.catalog.select_ids(where, params, model_key=self.model_key)
-        return self._exact(query, candidates, k)
+        return self._exact(query, self.catalog.select_ids(where, params), k)
 
     def _results(self, ids: np.ndarray, distances: np.ndarray) -> list[SearchResult]:
         records = self.catalog.records(ids.tolist())
