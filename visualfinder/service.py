@@ -32,7 +32,7 @@ from visualfinder.errors import (
 )
 from visualfinder.events import EventHub, LibraryChanged
 from visualfinder.export import write_results_csv
-from visualfinder.imaging import DecodedImage, crop_region, decode_file
+from visualfinder.imaging import DecodedImage, crop_region, decode_file, decode_image
 from visualfinder.index import IndexSpec, VectorIndex
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
 from visualfinder.pipeline import IndexingPipeline, IndexReport
@@ -370,13 +370,26 @@ class Library:
                 raise QueryError(f"cannot crop the query image: {exc.reason}") from exc
         return self.embedder.embed_images([decoded.image])[0]
 
-    def decode_query_image(self, path: str | os.PathLike) -> DecodedImage:
+    def decode_query_image(self, path: str | os.PathLike, min_side: int | None = None) -> DecodedImage:
+        """Decode a query image file; `min_side` asks for more pixels than the model needs (display)."""
         try:
             return decode_file(
-                path, min_side=self.embedder.image_size, max_pixels=self.settings.max_image_pixels
-            )
+                path, min_side=max(min_side or 0, self.embedder.image_size),
+                max_pixels=self.settings.max_image_pixels,
+            )  # fmt: skip
         except ImageDecodeError as exc:
             raise QueryError(f"cannot use {path} as a query image: {exc.reason}") from exc
+
+    def decode_query_bytes(self, data: bytes, name: str, min_side: int | None = None) -> DecodedImage:
+        """Decode query image data that is not a file (pasted, dropped from a browser); `name` says
+        where it came from in the error message."""
+        try:
+            return decode_image(
+                data, min_side=max(min_side or 0, self.embedder.image_size),
+                max_pixels=self.settings.max_image_pixels,
+            )  # fmt: skip
+        except ImageDecodeError as exc:
+            raise QueryError(f"cannot use {name} as a query image: {exc.reason}") from exc
 
     def _indexed_vector(self, ref: object) -> np.ndarray:
         """The stored vector of an indexed image, by id or by path."""
