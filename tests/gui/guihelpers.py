@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import shiboken6
 from PySide6.QtCore import QMimeData, QPointF, Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
@@ -59,6 +60,8 @@ class RecordingDesktop(Desktop):
 
 
 def close_window(qtbot, window: MainWindow) -> None:
+    if not shiboken6.isValid(window):
+        return
     if window.session.state != "shut":
         window.close()
         qtbot.waitUntil(lambda: window.session.state == "shut", timeout=WAIT_MS)

@@ -19,7 +19,9 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 log = logging.getLogger(__name__)
 
-IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.gif *.bmp *.tif *.tiff *.heic *.heif *.avif);;All files (*)"
+IMAGE_FILTER = (
+    "Images (*.jpg *.jpeg *.png *.webp *.gif *.bmp *.tif *.tiff *.heic *.heif *.avif);;All files (*)"
+)
 CSV_FILTER = "CSV (*.csv)"
 EXCEL_CSV_FILTER = "CSV for Excel (*.csv)"
 
@@ -31,7 +33,9 @@ class Dialogs:
         path, _ = QFileDialog.getOpenFileName(parent, "Search with an image", directory, IMAGE_FILTER)
         return path or None
 
-    def choose_folder(self, parent: QWidget, directory: str, caption: str = "Add a catalog folder") -> str | None:
+    def choose_folder(
+        self, parent: QWidget, directory: str, caption: str = "Add a catalog folder"
+    ) -> str | None:
         path = QFileDialog.getExistingDirectory(parent, caption, directory)
         return path or None
 

@@ -169,7 +169,9 @@ class FiltersPanel(QWidget):
 
     def _on_order(self, descending: bool, emit: bool = True) -> None:
         self.order.setIcon(icons.icon("sort-descending" if descending else "sort-ascending", self.palette()))
-        self.order.setToolTip("Descending (click for ascending)" if descending else "Ascending (click for descending)")
+        self.order.setToolTip(
+            "Descending (click for ascending)" if descending else "Ascending (click for descending)"
+        )
         if emit:
             self.viewChanged.emit()
 

@@ -107,7 +107,9 @@ class FoldersPanel(QWidget):
             tip = [path, f"{status.ok:,} images"]
             if not status.exists:
                 item.setIcon(COL_FOLDER, icons.icon("warning", palette))
-                tip.append("Folder not found (deleted, renamed or on an unmounted drive); its images are kept")
+                tip.append(
+                    "Folder not found (deleted, renamed or on an unmounted drive); its images are kept"
+                )
             else:
                 item.setIcon(COL_FOLDER, icons.icon("folder", palette))
             if status.errors:
@@ -117,7 +119,9 @@ class FoldersPanel(QWidget):
             item.setToolTip(COL_FOLDER, "\n".join(tip))
             item.setToolTip(COL_IMAGES, "\n".join(tip[1:]))
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(COL_WATCH, Qt.CheckState.Checked if status.folder.watched else Qt.CheckState.Unchecked)
+            item.setCheckState(
+                COL_WATCH, Qt.CheckState.Checked if status.folder.watched else Qt.CheckState.Unchecked
+            )
             item.setToolTip(COL_WATCH, "Index new and changed files in this folder automatically")
             self.tree.addTopLevelItem(item)
             if path == selected:
@@ -145,7 +149,9 @@ class FoldersPanel(QWidget):
 
     def _on_item_changed(self, item: QTreeWidgetItem, column: int) -> None:
         if not self._updating and column == COL_WATCH:
-            self.watchToggled.emit(item.data(COL_FOLDER, PathRole), item.checkState(COL_WATCH) == Qt.CheckState.Checked)
+            self.watchToggled.emit(
+                item.data(COL_FOLDER, PathRole), item.checkState(COL_WATCH) == Qt.CheckState.Checked
+            )
 
     def _on_double_click(self, item: QTreeWidgetItem, column: int) -> None:
         if column != COL_WATCH:

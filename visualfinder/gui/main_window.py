@@ -147,7 +147,13 @@ class MainWindow(QMainWindow):
                                           "folder or tag, or lower the similarity threshold.", "", self)  # fmt: skip
         self.opening_page = EmptyState("drop-image", "Opening the library…", "", "", self)
         self.pages = QStackedWidget(self)
-        for page in (self.opening_page, self.empty_page, self.ready_page, self.results_view, self.no_results_page):
+        for page in (
+            self.opening_page,
+            self.empty_page,
+            self.ready_page,
+            self.results_view,
+            self.no_results_page,
+        ):
             self.pages.addWidget(page)
 
         right = QWidget(self)
@@ -299,7 +305,9 @@ class MainWindow(QMainWindow):
         self.zoom.valueChanged.connect(lambda i: self.set_icon_size(ICON_SIZES[i]))
         self.results_view.customContextMenuRequested.connect(self.result_actions.show_menu)
         self.results_view.doubleClicked.connect(lambda _: self.result_actions.open_selected())
-        self.results_view.selectionModel().selectionChanged.connect(lambda *_: self.result_actions.update_enabled())
+        self.results_view.selectionModel().selectionChanged.connect(
+            lambda *_: self.result_actions.update_enabled()
+        )
         self.message_bar.linkActivated.connect(self._on_message_link)
 
     # --- library lifecycle ---------------------------------------------------------------
@@ -486,7 +494,9 @@ class MainWindow(QMainWindow):
         kept = len(self.results_model.kept())
         if kept < self.results_model.total:
             hidden = "hidden" if self.results_model.hide_below else "greyed"
-            text += f" · {self.results_model.total - kept:,} below {self.filters.threshold_value:.2f} {hidden}"
+            text += (
+                f" · {self.results_model.total - kept:,} below {self.filters.threshold_value:.2f} {hidden}"
+            )
         self.summary.setText(text)
         self.export_action.setEnabled(self.session.is_open and kept > 0)
 
@@ -636,6 +646,8 @@ class MainWindow(QMainWindow):
                                 library.metric if library else None, self)  # fmt: skip
         dialog.accepted.connect(lambda: self._apply_settings(dialog.chosen))
         self.settings_dialog = dialog
+        # The dialog deletes itself when closed: forget it first, never touch a deleted widget.
+        dialog.finished.connect(lambda _: setattr(self, "settings_dialog", None))
         dialog.open()
         return dialog
 
@@ -671,7 +683,9 @@ class MainWindow(QMainWindow):
 
     def show_error(self, message: str, settings_link: bool = False) -> None:
         if settings_link:
-            self.message_bar.show_message(f"{html.escape(message)} <a href='settings'>Open Settings</a>", "error", rich=True)
+            self.message_bar.show_message(
+                f"{html.escape(message)} <a href='settings'>Open Settings</a>", "error", rich=True
+            )
         else:
             self.message_bar.show_message(message, "error")
         self.errorShown.emit(message)
@@ -787,4 +801,3 @@ def _nearest_size_index(size: int) -> int:
 def _safe_name(text: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-")
     return cleaned[:60] or "results"
-

@@ -185,7 +185,9 @@ def download(url: str, cancel: CancelToken, progress: ProgressCallback) -> bytes
                 chunks.append(chunk)
                 done += len(chunk)
                 if done > MAX_DOWNLOAD_BYTES:
-                    raise QueryError(f"{url} is too large to search with (over {MAX_DOWNLOAD_BYTES >> 20} MB)")
+                    raise QueryError(
+                        f"{url} is too large to search with (over {MAX_DOWNLOAD_BYTES >> 20} MB)"
+                    )
                 progress(Progress("downloading", done, total))
             return b"".join(chunks)
     except urllib.error.HTTPError as exc:
@@ -201,7 +203,13 @@ def _qimage_to_pil(image: QImage) -> Image.Image:
         # Flatten transparency onto white, as the core does for files (product shots on white).
         rgba = image.convertToFormat(QImage.Format.Format_RGBA8888)
         raw = Image.frombuffer(
-            "RGBA", (rgba.width(), rgba.height()), bytes(rgba.constBits()), "raw", "RGBA", rgba.bytesPerLine(), 1
+            "RGBA",
+            (rgba.width(), rgba.height()),
+            bytes(rgba.constBits()),
+            "raw",
+            "RGBA",
+            rgba.bytesPerLine(),
+            1,
         )
         background = Image.new("RGBA", raw.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, raw).convert("RGB")

@@ -169,7 +169,9 @@ class CropImageView(QWidget):
         text_colour.setAlpha(170)
         painter.setPen(text_colour)
         text_rect = QRect(int(area.left()), int(top + 48), int(area.width()), 44)
-        painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, self.placeholder)
+        painter.drawText(
+            text_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, self.placeholder
+        )
 
 
 class QueryPanel(QWidget):

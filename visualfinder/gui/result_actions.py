@@ -33,7 +33,9 @@ class ResultActions(QObject):
         self.copied_tags: list[str] = []
         self.find_similar = self._action("find-similar", "&Find similar", self.find_similar_to_selected,
                                          "Search with this image", QKeySequence("Ctrl+Return"))  # fmt: skip
-        self.open = self._action("open", "&Open", self.open_selected, "Open with the default app", QKeySequence("Return"))
+        self.open = self._action(
+            "open", "&Open", self.open_selected, "Open with the default app", QKeySequence("Return")
+        )
         self.show_in_folder = self._action("show-folder", "Show in &folder", self.show_selected_in_folder,
                                            "Show the file in the file manager")  # fmt: skip
         self.copy_image = self._action("copy", "&Copy image", self.copy_selected_image,
@@ -48,7 +50,9 @@ class ResultActions(QObject):
         self.all = [self.find_similar, self.open, self.show_in_folder, self.copy_image, self.copy_path,
                     self.copy_tags, self.paste_tags, self.edit_tags]  # fmt: skip
         for action in self.all:
-            action.setObjectName(action.text().replace("&", "").replace("…", "").strip().lower().replace(" ", "_"))
+            action.setObjectName(
+                action.text().replace("&", "").replace("…", "").strip().lower().replace(" ", "_")
+            )
             self.window.results_view.addAction(action)
         self.find_similar.setShortcutVisibleInContextMenu(True)
         self.update_enabled()
@@ -145,7 +149,9 @@ class ResultActions(QObject):
         paths = [r.path for r in self.selected()]
         if paths:
             QGuiApplication.clipboard().setText("\n".join(paths))
-            self.window.statusBar().showMessage(f"Copied {len(paths)} path{'s' if len(paths) > 1 else ''}", 3000)
+            self.window.statusBar().showMessage(
+                f"Copied {len(paths)} path{'s' if len(paths) > 1 else ''}", 3000
+            )
 
     def copy_selected_image(self) -> None:
         """The image itself (decoded on the pool: a big photo takes longer than a frame) plus its file."""
@@ -166,7 +172,9 @@ class ResultActions(QObject):
             mime.setUrls([QUrl.fromLocalFile(p) for p in paths])
             mime.setText("\n".join(paths))
             QGuiApplication.clipboard().setMimeData(mime)
-            self.window.statusBar().showMessage("Copied the image" if len(paths) == 1 else f"Copied {len(paths)} files", 3000)
+            self.window.statusBar().showMessage(
+                "Copied the image" if len(paths) == 1 else f"Copied {len(paths)} files", 3000
+            )
 
         run_in_pool(self.pool, load, done)
 
@@ -177,7 +185,8 @@ class ResultActions(QObject):
         self.copied_tags = list(result.record.tags)
         QGuiApplication.clipboard().setText(", ".join(self.copied_tags))
         self.window.statusBar().showMessage(
-            f"Copied tags: {', '.join(self.copied_tags)}" if self.copied_tags else "This image has no tags", 3000
+            f"Copied tags: {', '.join(self.copied_tags)}" if self.copied_tags else "This image has no tags",
+            3000,
         )
         self.update_enabled()
 
@@ -194,4 +203,5 @@ class ResultActions(QObject):
         dialog = TagsDialog(selected, known, self.window)
         dialog.tagsEdited.connect(self.window.edit_tags)
         self.window.tags_dialog = dialog
+        dialog.finished.connect(lambda _: setattr(self.window, "tags_dialog", None))
         dialog.open()

@@ -211,7 +211,11 @@ def tooltip(result: SearchResult) -> str:
     if r.tags:
         rows.append(f"Tags: {e(', '.join(r.tags))}")
     if r.description:
-        text = r.description if len(r.description) <= _DESCRIPTION_TIP_CHARS else r.description[:_DESCRIPTION_TIP_CHARS] + "…"
+        text = (
+            r.description
+            if len(r.description) <= _DESCRIPTION_TIP_CHARS
+            else r.description[:_DESCRIPTION_TIP_CHARS] + "…"
+        )
         rows.append(f"<i>{e(text)}</i>")
     if r.url:
         rows.append(e(r.url))

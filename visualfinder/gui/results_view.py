@@ -81,7 +81,9 @@ class ResultDelegate(QStyledItemDelegate):
 
         metrics = QFontMetrics(option.font)
         line = metrics.height()
-        text_rect = QRect(rect.x() + PADDING, image_rect.bottom() + TEXT_GAP, rect.width() - 2 * PADDING, line)
+        text_rect = QRect(
+            rect.x() + PADDING, image_rect.bottom() + TEXT_GAP, rect.width() - 2 * PADDING, line
+        )
         text_colour = palette.color(QPalette.ColorRole.Text)
         painter.setFont(option.font)
         painter.setPen(text_colour)

@@ -236,7 +236,9 @@ class LibrarySession(QObject):
         return self.run(self.writer, name, run, refresh=True)
 
     def remove_folder(self, path: str) -> Job:
-        return self.run(self.writer, "Removing folder", lambda lib, ctx: lib.remove_folder(path), refresh=True)
+        return self.run(
+            self.writer, "Removing folder", lambda lib, ctx: lib.remove_folder(path), refresh=True
+        )
 
     def set_watched(self, path: str, watched: bool) -> Job:
         return self.run(

@@ -71,7 +71,9 @@ class SettingsDialog(QDialog):
         self.pretrained.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.pretrained.addItems(_unique([settings.pretrained, "none"]))
         self.pretrained.setCurrentText(settings.pretrained)
-        self.pretrained.setToolTip("A pretrained tag (downloaded once), a weights file, or 'none' (untrained)")
+        self.pretrained.setToolTip(
+            "A pretrained tag (downloaded once), a weights file, or 'none' (untrained)"
+        )
         self.browse_weights = QToolButton(self)
         self.browse_weights.setText("…")
         self.browse_weights.setToolTip("Use a weights file on this computer (for machines without internet)")
@@ -79,10 +81,10 @@ class SettingsDialog(QDialog):
         for device in DEVICES:
             self.device.addItem(DEVICE_LABELS[device], device)
         self.device.setCurrentIndex(max(0, self.device.findData(settings.device)))
-        self.metric = QComboBox(self)
+        self.metric_box = QComboBox(self)
         for metric in METRICS:
-            self.metric.addItem(METRIC_LABELS[metric], metric)
-        self.metric.setCurrentIndex(max(0, self.metric.findData(library_metric or settings.metric)))
+            self.metric_box.addItem(METRIC_LABELS[metric], metric)
+        self.metric_box.setCurrentIndex(max(0, self.metric_box.findData(library_metric or settings.metric)))
         self.metric_note = QLabel(self)
         self.metric_note.setWordWrap(True)
         self.metric_note.setEnabled(False)
@@ -123,7 +125,7 @@ class SettingsDialog(QDialog):
         form.addRow("Model", self.model)
         form.addRow("Weights", weights_row)
         form.addRow("Device", self.device)
-        form.addRow("Metric", self.metric)
+        form.addRow("Metric", self.metric_box)
         form.addRow("", self.metric_note)
         form.addRow("Thumbnails", self.thumbnail_size)
         form.addRow("Data folder", data_row)
@@ -160,7 +162,7 @@ class SettingsDialog(QDialog):
             model=self.model.currentText().strip(),
             pretrained=self.pretrained.currentText().strip() or "none",
             device=self.device.currentData(),
-            metric=self.metric.currentData(),
+            metric=self.metric_box.currentData(),
             thumbnail_size=self.thumbnail_size.value(),
             data_dir=Path(os.path.expanduser(self.data_dir.text().strip() or str(self.original.data_dir))),
         )
@@ -205,7 +207,9 @@ class SettingsDialog(QDialog):
         if progress.total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(round(1000 * progress.done / progress.total))
-            self.progress.setFormat(f"Downloading the weights: {progress.done / 1e6:,.0f} of {progress.total / 1e6:,.0f} MB")
+            self.progress.setFormat(
+                f"Downloading the weights: {progress.done / 1e6:,.0f} of {progress.total / 1e6:,.0f} MB"
+            )
         else:
             self.progress.setRange(0, 0)
 

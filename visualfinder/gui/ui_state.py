@@ -57,12 +57,21 @@ class UiState:
         self.q.setValue("view/icon_size", size)
 
     def restore_filters(self, filters: FiltersPanel) -> None:
-        filters.k.blockSignals(True)
-        filters.k.setValue(self._get("search/k", DEFAULT_K, int))
-        filters.k.blockSignals(False)
-        filters.set_threshold(self._get("view/threshold", 0.0, float))
-        filters.hide_below.setChecked(self._get("view/hide_below", False, bool))
-        filters.set_sort(self._get("view/sort", "similarity"), self._get("view/descending", True, bool))
+        # Read everything first: applying one value saves the view, which would overwrite the rest.
+        k = self._get("search/k", DEFAULT_K, int)
+        threshold = self._get("view/threshold", 0.0, float)
+        hide = self._get("view/hide_below", False, bool)
+        sort = self._get("view/sort", "similarity")
+        descending = self._get("view/descending", True, bool)
+        for widget in (filters.k, filters.threshold, filters.hide_below):
+            widget.blockSignals(True)
+        filters.k.setValue(k)
+        filters.set_threshold(threshold)
+        filters.threshold_label.setText(f"{filters.threshold_value:.2f}")
+        filters.hide_below.setChecked(hide)
+        for widget in (filters.k, filters.threshold, filters.hide_below):
+            widget.blockSignals(False)
+        filters.set_sort(sort, descending)  # emits viewChanged once, with every value in place
 
     def restore_filter_choice(self, filters: FiltersPanel) -> None:
         """The folder and tag chosen last time, once the library's folders and tags are known."""
