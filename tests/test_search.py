@@ -220,3 +220,31 @@ def _field(name, value):
     from visualfinder.search import FieldCondition
 
     return FieldCondition(name, value)
+
+
+def test_search_answers_while_an_index_run_is_in_progress(library, tmp_path):
+    import threading
+
+    files = make_catalog(tmp_path / "first", 4)
+    library.index([tmp_path / "first"])
+    make_catalog(tmp_path / "second", 30, start_seed=500)
+    library.embedder._batch_size = 4
+    first_commit, release = threading.Event(), threading.Event()
+
+    def progress(p):
+        if p.phase == "indexing" and p.done >= 4:
+            first_commit.set()
+            release.wait(30)
+
+    worker = threading.Thread(
+        target=library.index, args=([tmp_path / "second"],), kwargs={"progress": progress}
+    )
+    worker.start()
+    try:
+        assert first_commit.wait(60)
+        results = library.search_image(files[0], k=3)  # must not wait for the run to finish
+        assert results[0].path == str(files[0])
+    finally:
+        release.set()
+        worker.join(60)
+    assert len(library.vector_index) == 34

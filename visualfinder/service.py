@@ -324,9 +324,7 @@ class Library:
     def search(self, request: SearchRequest) -> SearchResponse:
         """Answer a query: combine its terms into one vector and run the planner."""
         started = time.perf_counter()
-        if self.catalog.generation != self.vector_index.generation:
-            with self._write_lock:
-                self.sync_index()
+        self._catch_up_with_other_processes()
         if len(self.vector_index) == 0:
             stats = self.catalog.stats(self.model_key)
             if stats.needs_embedding:
@@ -346,6 +344,20 @@ class Library:
         query = combine(vectors, weights)
         results, plan = self.planner.search(query, request.k, request.filters, request.exact)
         return SearchResponse(results, plan, time.perf_counter() - started)
+
+    def _catch_up_with_other_processes(self) -> None:
+        """If another process changed the catalog, bring our index up to date before searching.
+
+        When a writer of this process is running, a generation gap is expected (it mirrors
+        each batch right after committing it) and searches must not wait for it: skip.
+        """
+        if self.catalog.generation == self.vector_index.generation:
+            return
+        if self._write_lock.acquire(blocking=False):
+            try:
+                self.sync_index()
+            finally:
+                self._write_lock.release()
 
     def query_vector(self, term: QueryTerm) -> np.ndarray:
         """The embedding of one query term."""
