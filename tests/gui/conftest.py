@@ -56,7 +56,7 @@ def make_window(qtbot, settings, tmp_path) -> Callable[..., MainWindow]:
         with qtbot.waitSignal(session.snapshotChanged, timeout=WAIT_MS):
             session.open()
         for folder in folders:
-            (job,) = window.add_folders([str(folder)])
+            (job,) = window.library_actions.add_folders([str(folder)])
             qtbot.waitUntil(lambda job=job: job.done, timeout=WAIT_MS)
             assert job.state == "succeeded", job.error
         if folders:

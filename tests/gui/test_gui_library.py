@@ -75,7 +75,7 @@ def test_skipped_files_are_reported_with_their_reason(qtbot, make_window, catalo
     assert "1 skipped" in item.text(COL_IMAGES)
     assert window.folders_panel.errors_button.text() == "1 skipped"
 
-    dialog = window.show_skipped()
+    dialog = window.library_actions.show_skipped()
     assert dialog.table.topLevelItemCount() == 1
     assert dialog.table.topLevelItem(0).text(0) == str(catalog_dir / "truncated.jpg")
     assert "truncated" in dialog.table.topLevelItem(0).text(1)
@@ -119,7 +119,7 @@ def test_closing_the_window_while_indexing_stops_and_keeps_what_was_committed(
     for i in range(240):
         write_image(big / f"item_{i:04d}.jpg", 1000 + i, size=(96, 96))
     window = make_window()
-    (job,) = window.add_folders([str(big)])
+    (job,) = window.library_actions.add_folders([str(big)])
 
     # Close as soon as the first batch is committed.
     with qtbot.waitSignal(
@@ -156,7 +156,7 @@ def test_export_writes_the_results_shown_to_csv(qtbot, library_window, catalog_d
     library_window.dialogs.csv = (str(dest), True)
     library_window.filters.set_threshold(0.0)
 
-    job = library_window.export_csv()
+    job = library_window.library_actions.export_csv()
     qtbot.waitUntil(lambda: job.done, timeout=WAIT_MS)
 
     assert job.state == "succeeded", job.error
@@ -172,7 +172,7 @@ def test_export_writes_the_results_shown_to_csv(qtbot, library_window, catalog_d
     library_window.filters.set_threshold(1.0)
     library_window.filters.hide_below.setChecked(True)
     library_window.dialogs.csv = (str(dest), False)
-    job = library_window.export_csv()
+    job = library_window.library_actions.export_csv()
     if job is not None:  # the query itself scores 1.0 (it may round just below)
         qtbot.waitUntil(lambda: job.done, timeout=WAIT_MS)
         assert len(dest.read_text(encoding="utf-8").splitlines()) <= 2
@@ -217,7 +217,7 @@ def test_window_layout_and_view_choices_are_remembered(qtbot, make_window, catal
 
 
 def test_settings_dialog_saves_settings_to_the_library_settings_file(qtbot, library_window, settings):
-    dialog = library_window.open_settings()
+    dialog = library_window.library_actions.open_settings()
     dialog.thumbnail_size.setValue(192)
 
     with qtbot.waitSignal(library_window.session.opened, timeout=WAIT_MS):
@@ -230,7 +230,7 @@ def test_settings_dialog_saves_settings_to_the_library_settings_file(qtbot, libr
 
 
 def test_settings_dialog_shows_why_weights_cannot_be_used_and_stays_open(qtbot, library_window):
-    dialog = library_window.open_settings()
+    dialog = library_window.library_actions.open_settings()
     dialog.pretrained.setCurrentText("no-such-weights")
 
     with qtbot.waitSignal(dialog.modelChecked, timeout=WAIT_MS) as blocker:
@@ -249,7 +249,7 @@ def test_changing_the_model_offers_to_embed_the_library_again(qtbot, library_win
     embedder = library_window.session.library.embedder.load()
     torch.save(embedder._model.state_dict(), weights)
     library_window.dialogs.answers["Re-embed the library?"] = "Re-embed now"
-    dialog = library_window.open_settings()
+    dialog = library_window.library_actions.open_settings()
     dialog.pretrained.setCurrentText(str(weights))
 
     with qtbot.waitSignal(library_window.session.opened, timeout=WAIT_MS):

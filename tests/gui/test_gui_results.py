@@ -94,7 +94,9 @@ def test_edited_tags_show_in_place_and_become_a_filter(qtbot, results_window):
 
 def test_copied_tags_can_be_pasted_onto_other_results(qtbot, results_window):
     select_rows(results_window, 0)
-    job = results_window.edit_tags([results_window.results_model.result(0).id], ["summer"], [])
+    job = results_window.library_actions.edit_tags(
+        [results_window.results_model.result(0).id], ["summer"], []
+    )
     qtbot.waitUntil(lambda: job.done, timeout=WAIT_MS)
     results_window.result_actions.copy_tags.trigger()
     assert QGuiApplication.clipboard().text() == "summer"

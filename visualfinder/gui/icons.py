@@ -1,18 +1,21 @@
-"""Icons drawn for visualfinder (SVG in gui/resources), tinted to the palette so they follow dark mode."""
+"""Icons drawn for visualfinder (SVG in gui/resources), tinted to the palette so they follow dark mode.
+
+The toolbar icons are single-colour line drawings using `currentColor`; an icon engine renders
+each size on demand in the palette's text colour (faded when disabled) and caches it.
+"""
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QRectF, Qt
-from PySide6.QtGui import QColor, QGuiApplication, QIcon, QImage, QPainter, QPalette, QPixmap
+from PySide6.QtCore import QByteArray, QPoint, QRect, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QIconEngine, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 
 RESOURCES = Path(__file__).parent / "resources"
 ICON_DIR = RESOURCES / "icons"
 APP_ICON = RESOURCES / "visualfinder.svg"
-_SIZES = (16, 20, 24, 32, 48, 64)
 
 
 def app_icon() -> QIcon:
@@ -28,19 +31,50 @@ def icon(name: str, palette: QPalette | None = None) -> QIcon:
 
 
 def pixmap(name: str, size: int, colour: QColor | str, ratio: float = 1.0) -> QPixmap:
-    """One icon rendered at `size` logical pixels in `colour`."""
-    return _render(_svg(name, QColor(colour).name()), size, ratio)
+    """One icon rendered at `size` logical pixels in `colour` (alpha included)."""
+    colour = QColor(colour)
+    result = _render(_svg(name, colour.name()), size, ratio)
+    if colour.alpha() < 255:
+        faded = QPixmap(result.size())
+        faded.setDevicePixelRatio(ratio)
+        faded.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(faded)
+        painter.setOpacity(colour.alphaF())
+        painter.drawPixmap(QPoint(0, 0), result)
+        painter.end()
+        return faded
+    return result
 
 
 @cache
 def _icon(name: str, colour: str, disabled: str) -> QIcon:
-    result = QIcon()
-    normal, faded = _svg(name, colour), _svg(name, disabled)
-    for size in _SIZES:
-        for ratio in (1.0, 2.0):
-            result.addPixmap(_render(normal, size, ratio), QIcon.Mode.Normal)
-            result.addPixmap(_render(faded, size, ratio), QIcon.Mode.Disabled)
-    return result
+    return QIcon(_TintedIconEngine(name, colour, disabled))
+
+
+class _TintedIconEngine(QIconEngine):
+    def __init__(self, name: str, colour: str, disabled: str):
+        super().__init__()
+        self._name, self._colour, self._disabled = name, colour, disabled
+        self._cache: dict[tuple[int, int, bool], QPixmap] = {}
+
+    def pixmap(self, size: QSize, mode: QIcon.Mode, state: QIcon.State) -> QPixmap:
+        return self.scaledPixmap(size, mode, state, 1.0)
+
+    def scaledPixmap(self, size: QSize, mode: QIcon.Mode, state: QIcon.State, scale: float) -> QPixmap:
+        side = min(size.width(), size.height())
+        faded = mode == QIcon.Mode.Disabled
+        key = (side, round(scale * 100), faded)
+        if key not in self._cache:
+            svg = _svg(self._name, self._disabled if faded else self._colour)
+            self._cache[key] = _render(svg, side, scale)
+        return self._cache[key]
+
+    def paint(self, painter: QPainter, rect: QRect, mode: QIcon.Mode, state: QIcon.State) -> None:
+        ratio = painter.device().devicePixelRatioF() if painter.device() else 1.0
+        painter.drawPixmap(rect, self.scaledPixmap(rect.size(), mode, state, ratio))
+
+    def clone(self) -> QIconEngine:
+        return _TintedIconEngine(self._name, self._colour, self._disabled)
 
 
 @cache
@@ -50,7 +84,7 @@ def _svg(name: str, colour: str) -> bytes:
 
 
 def _render(svg: bytes, size: int, ratio: float) -> QPixmap:
-    pixels = round(size * ratio)
+    pixels = max(1, round(size * ratio))
     image = QImage(pixels, pixels, QImage.Format.Format_ARGB32_Premultiplied)
     image.fill(Qt.GlobalColor.transparent)
     painter = QPainter(image)

@@ -11,48 +11,29 @@ import logging
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QSettings, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import (
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QMainWindow,
-    QMessageBox,
-    QSizePolicy,
-    QSlider,
-    QSplitter,
-    QStackedWidget,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QEvent, QSettings, Signal
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QWidget
 
 from visualfinder import __version__
 from visualfinder.events import JobProgress, LibraryChanged, WatcherStatus
-from visualfinder.gui import icons
+from visualfinder.gui import icons, window_ui
 from visualfinder.gui.dialogs import Desktop, Dialogs
-from visualfinder.gui.filters_panel import FiltersPanel
-from visualfinder.gui.folders_panel import FoldersPanel, SkippedFilesDialog
-from visualfinder.gui.pages import EmptyState
+from visualfinder.gui.library_actions import LibraryActions
 from visualfinder.gui.query import QueryImage, QuerySource, file_source, indexed_source, load_query, read_mime
-from visualfinder.gui.query_panel import QueryPanel
 from visualfinder.gui.result_actions import ResultActions
 from visualfinder.gui.results_model import ResultsModel
 from visualfinder.gui.results_view import ICON_SIZES, ResultsView
-from visualfinder.gui.session import STATUS_ERROR_LIMIT, LibrarySession, Snapshot, response_summary
-from visualfinder.gui.settings_dialog import SettingsDialog
-from visualfinder.gui.status_widgets import MessageBar, ProgressPanel
+from visualfinder.gui.session import LibrarySession, Snapshot, response_summary
 from visualfinder.gui.thumbnails import ThumbnailLoader
 from visualfinder.gui.ui_state import UiState
 from visualfinder.gui.workers import Job
-from visualfinder.pipeline import IndexReport
 from visualfinder.search import SearchResult
 from visualfinder.service import QueryTerm, SearchRequest, SearchResponse
 
 log = logging.getLogger(__name__)
 
-PAGE_OPENING, PAGE_EMPTY, PAGE_READY, PAGE_RESULTS, PAGE_NO_RESULTS = range(5)
+from visualfinder.gui.window_ui import PAGE_EMPTY, PAGE_NO_RESULTS, PAGE_OPENING, PAGE_READY, PAGE_RESULTS  # noqa: E402
 
 
 class MainWindow(QMainWindow):
@@ -71,9 +52,7 @@ class MainWindow(QMainWindow):
         self.query_text = ""
         self.response: SearchResponse | None = None
         self.tags_dialog = None
-        self.settings_dialog: SettingsDialog | None = None
         self._pending_sources: list[QuerySource] = []
-        self._offer_reembed = False
         self._closing = False
         self._stale = False
         self.setWindowTitle("visualfinder")
@@ -85,10 +64,8 @@ class MainWindow(QMainWindow):
         self.results_view = ResultsView(self.ui.icon_size, self)
         self.results_view.setModel(self.results_model)
         self.result_actions = ResultActions(self)
-        self._build_widgets()
-        self._build_actions()
-        self._build_menus_and_toolbar()
-        self._build_status_bar()
+        self.library_actions = LibraryActions(self)
+        window_ui.setup(self)
         self._connect()
         self.ui.restore_window(self)
         self.ui.restore_filters(self.filters)
@@ -97,188 +74,6 @@ class MainWindow(QMainWindow):
         self.pages.setCurrentIndex(PAGE_OPENING)
 
     # --- construction --------------------------------------------------------------------
-
-    def _build_widgets(self) -> None:
-        self.query_panel = QueryPanel(self)
-        self.filters = FiltersPanel(self)
-        self.folders_panel = FoldersPanel(self)
-        sidebar = QWidget(self)
-        sidebar.setObjectName("sidebar")
-        side = QVBoxLayout(sidebar)
-        side.setContentsMargins(10, 10, 6, 8)
-        side.setSpacing(6)
-        side.addWidget(_section("Query"))
-        side.addWidget(self.query_panel, 3)
-        side.addSpacing(6)
-        side.addWidget(_section("Filters"))
-        side.addWidget(self.filters)
-        side.addSpacing(6)
-        side.addWidget(_section("Catalog folders"))
-        side.addWidget(self.folders_panel, 2)
-        sidebar.setMinimumWidth(250)
-
-        self.message_bar = MessageBar(self)
-        self.summary = QLabel(self)
-        self.summary.setTextFormat(Qt.TextFormat.PlainText)
-        self.stale_button = QToolButton(self)
-        self.stale_button.setText("Library changed — refresh")
-        self.stale_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.stale_button.setAutoRaise(True)
-        self.stale_button.setVisible(False)
-        self.zoom = QSlider(Qt.Orientation.Horizontal, self)
-        self.zoom.setRange(0, len(ICON_SIZES) - 1)
-        self.zoom.setFixedWidth(110)
-        self.zoom.setToolTip("Thumbnail size")
-        self.zoom.setValue(_nearest_size_index(self.ui.icon_size))
-        header = QHBoxLayout()
-        header.setContentsMargins(6, 0, 6, 0)
-        header.addWidget(self.summary, 1)
-        header.addWidget(self.stale_button)
-        header.addWidget(self.zoom)
-
-        self.empty_page = EmptyState("drop-folder", "Drop a folder here",
-                                     "Add a folder of product photos to build your catalog. visualfinder indexes "
-                                     "every image in it (and its subfolders) on this computer.",
-                                     "Add folder…", self)  # fmt: skip
-        self.ready_page = EmptyState("drop-image", "Drop an image to search",
-                                     "Drop a product photo here, paste one with Ctrl+V, or describe what you are "
-                                     "looking for in the search box.", "Open image…", self)  # fmt: skip
-        self.no_results_page = EmptyState("search", "No results", "Nothing matches the filters. Choose another "
-                                          "folder or tag, or lower the similarity threshold.", "", self)  # fmt: skip
-        self.opening_page = EmptyState("drop-image", "Opening the library…", "", "", self)
-        self.pages = QStackedWidget(self)
-        for page in (
-            self.opening_page,
-            self.empty_page,
-            self.ready_page,
-            self.results_view,
-            self.no_results_page,
-        ):
-            self.pages.addWidget(page)
-
-        right = QWidget(self)
-        column = QVBoxLayout(right)
-        column.setContentsMargins(4, 8, 8, 0)
-        column.setSpacing(6)
-        column.addWidget(self.message_bar)
-        column.addLayout(header)
-        column.addWidget(self.pages, 1)
-
-        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        self.splitter.addWidget(sidebar)
-        self.splitter.addWidget(right)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([300, 900])
-        self.splitter.setChildrenCollapsible(False)
-        self.setCentralWidget(self.splitter)
-
-        self.search_field = QLineEdit(self)
-        self.search_field.setPlaceholderText("Describe what to find…")
-        self.search_field.setClearButtonEnabled(True)
-        self.search_field.setMinimumWidth(260)
-        self.search_field.setAccessibleName("Text search")
-        self.search_field.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-
-    def _action(self, icon: str | None, text: str, slot, shortcut=None, tip: str = "") -> QAction:
-        action = QAction(text, self)
-        action.setData(icon)
-        if icon:
-            action.setIcon(icons.icon(icon, self.palette()))
-        if shortcut is not None:
-            action.setShortcut(shortcut)
-        if tip:
-            action.setToolTip(tip)
-            action.setStatusTip(tip)
-        action.triggered.connect(slot)
-        self.addAction(action)
-        return action
-
-    def _build_actions(self) -> None:
-        K = QKeySequence
-        self.open_image_action = self._action("open-image", "&Open image…", self.open_image, K.StandardKey.Open,
-                                              "Search with an image file")  # fmt: skip
-        self.paste_action = self._action("paste", "&Paste image", self.paste, K.StandardKey.Paste,
-                                         "Search with the image on the clipboard")  # fmt: skip
-        self.add_folder_action = self._action("folder-add", "&Add folder…", self.add_folder, K("Ctrl+Shift+O"),
-                                              "Add a folder of images to the catalog")  # fmt: skip
-        self.export_action = self._action("export", "&Export results…", self.export_csv, K("Ctrl+E"),
-                                          "Export the results to a CSV file")  # fmt: skip
-        self.settings_action = self._action("settings", "&Settings…", self.open_settings, K("Ctrl+,"),
-                                            "Model, device, thumbnails, data folder")  # fmt: skip
-        self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
-        self.refresh_action = self._action("refresh", "&Refresh", self.refresh, K.StandardKey.Refresh,
-                                           "Search again and re-read the library")  # fmt: skip
-        self.reindex_action = self._action(None, "&Update all folders", self.reindex_all, None,
-                                           "Index new and changed files in every catalog folder")  # fmt: skip
-        self.clear_action = self._action("clear", "&Clear query", self.clear_query, K("Ctrl+Shift+Backspace"))
-        self.focus_search_action = self._action("search", "&Search by text", self.search_field.setFocus,
-                                                K.StandardKey.Find)  # fmt: skip
-        self.quit_action = self._action(None, "&Quit", self.close, K.StandardKey.Quit)
-        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
-        self.about_action = self._action(None, "&About visualfinder", self.show_about)
-        self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
-        self.zoom_in_action = self._action(None, "Larger thumbnails", lambda: self.zoom.setValue(self.zoom.value() + 1),
-                                           K.StandardKey.ZoomIn)  # fmt: skip
-        self.zoom_out_action = self._action(None, "Smaller thumbnails", lambda: self.zoom.setValue(self.zoom.value() - 1),
-                                            K.StandardKey.ZoomOut)  # fmt: skip
-        self.watch_new_action = QAction("&Watch added folders", self, checkable=True)
-        self.watch_new_action.setChecked(self.ui.watch_new_folders)
-        self.watch_new_action.setStatusTip("Index new and changed files in added folders automatically")
-        self.watch_new_action.toggled.connect(self.ui.set_watch_new_folders)
-
-    def _build_menus_and_toolbar(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        for action in (self.open_image_action, self.paste_action, None, self.add_folder_action, self.reindex_action,
-                       self.watch_new_action, None, self.export_action, None, self.settings_action, None,
-                       self.quit_action):  # fmt: skip
-            file_menu.addSeparator() if action is None else file_menu.addAction(action)
-        edit_menu = bar.addMenu("&Edit")
-        ra = self.result_actions
-        for action in (ra.find_similar, ra.open, ra.show_in_folder, None, ra.copy_image, ra.copy_path, None,
-                       ra.copy_tags, ra.paste_tags, ra.edit_tags, None, self.clear_action, self.focus_search_action):  # fmt: skip
-            edit_menu.addSeparator() if action is None else edit_menu.addAction(action)
-        edit_menu.aboutToShow.connect(ra.update_enabled)
-        view_menu = bar.addMenu("&View")
-        for action in (self.refresh_action, None, self.zoom_in_action, self.zoom_out_action):
-            view_menu.addSeparator() if action is None else view_menu.addAction(action)
-        help_menu = bar.addMenu("&Help")
-        help_menu.addAction(self.about_action)
-
-        toolbar = self.addToolBar("Main")
-        toolbar.setObjectName("mainToolBar")
-        toolbar.setMovable(False)
-        toolbar.setIconSize(QSize(20, 20))
-        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.open_image_action.setIconText("Open image")
-        self.paste_action.setIconText("Paste")
-        self.add_folder_action.setIconText("Add folder")
-        self.export_action.setIconText("Export CSV")
-        for action in (self.open_image_action, self.paste_action, self.add_folder_action, self.export_action):
-            toolbar.addAction(action)
-        toolbar.addSeparator()
-        toolbar.addWidget(self.search_field)
-        spacer = QWidget(self)
-        spacer.setFixedWidth(6)
-        toolbar.addWidget(spacer)
-        settings_button = QToolButton(self)
-        settings_button.setDefaultAction(self.settings_action)
-        settings_button.setAutoRaise(True)
-        settings_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
-        toolbar.addWidget(settings_button)
-        self.toolbar = toolbar
-
-    def _build_status_bar(self) -> None:
-        status = self.statusBar()
-        self.progress = ProgressPanel(self)
-        self.library_label = QLabel(self)
-        self.model_label = QLabel(self)
-        self.watcher_label = QLabel(self)
-        self.watcher_label.setVisible(False)
-        status.addPermanentWidget(self.progress)
-        status.addPermanentWidget(self.watcher_label)
-        status.addPermanentWidget(self.library_label)
-        status.addPermanentWidget(self.model_label)
 
     def _connect(self) -> None:
         s = self.session
@@ -294,11 +89,11 @@ class MainWindow(QMainWindow):
         self.query_panel.browseRequested.connect(self.open_image)
         self.filters.searchChanged.connect(self.run_search)
         self.filters.viewChanged.connect(self._apply_view_options)
-        self.folders_panel.addRequested.connect(self.add_folder)
-        self.folders_panel.removeRequested.connect(self.remove_folder)
-        self.folders_panel.watchToggled.connect(self.set_watched)
-        self.folders_panel.errorsRequested.connect(self.show_skipped)
-        self.empty_page.buttonClicked.connect(self.add_folder)
+        self.folders_panel.addRequested.connect(self.library_actions.add_folder)
+        self.folders_panel.removeRequested.connect(self.library_actions.remove_folder)
+        self.folders_panel.watchToggled.connect(self.library_actions.set_watched)
+        self.folders_panel.errorsRequested.connect(self.library_actions.show_skipped)
+        self.empty_page.buttonClicked.connect(self.library_actions.add_folder)
         self.ready_page.buttonClicked.connect(self.open_image)
         self.search_field.returnPressed.connect(self._on_text_entered)
         self.stale_button.clicked.connect(self.run_search)
@@ -362,7 +157,7 @@ class MainWindow(QMainWindow):
                 self.ready_page.set_text(text=f"Drop a product photo here, paste one with Ctrl+V, or describe what "
                                               f"you are looking for. {stats.ok:,} images are ready to search.")  # fmt: skip
         if stats.needs_embedding:
-            self._offer_reembedding(stats.needs_embedding)
+            self.library_actions.offer_reembedding(stats.needs_embedding)
 
     def _update_model_label(self, snapshot: Snapshot | None = None) -> None:
         settings = self.session.settings
@@ -370,22 +165,6 @@ class MainWindow(QMainWindow):
         pretrained = settings.pretrained if len(settings.pretrained) <= 24 else Path(settings.pretrained).name
         self.model_label.setText(f"{settings.model} · {device}")
         self.model_label.setToolTip(f"Model {settings.model}, weights {pretrained}, running on {device}")
-
-    def _offer_reembedding(self, count: int) -> None:
-        if self._offer_reembed:
-            self._offer_reembed = False
-            self.dialogs.ask(
-                self, "Re-embed the library?",
-                f"{count:,} images were embedded with another model. Embed them with "
-                f"{self.session.settings.model} now?",
-                ["Re-embed now", "Later"],
-                lambda answer: self.reindex_all() if answer == "Re-embed now" else None,
-                informative="Searching finds only the images embedded with the current model. Re-embedding "
-                "runs in the background and can be stopped; what is done is kept.",
-            )  # fmt: skip
-        elif not self._jobs_named("Indexing"):
-            self.show_message(f"{count:,} images were embedded with another model and are not searched yet. "
-                              "<a href='reindex'>Embed them now</a>", "warning", rich=True)  # fmt: skip
 
     # --- queries -------------------------------------------------------------------------
 
@@ -542,7 +321,7 @@ class MainWindow(QMainWindow):
         """Folders are added to the catalog; an image (file, data or web address) becomes the query."""
         content = read_mime(mime, verb)
         if content.folders:
-            self.add_folders(content.folders)
+            self.library_actions.add_folders(content.folders)
         if content.query is not None:
             self.search_source(content.query)
         return not content.empty
@@ -551,119 +330,6 @@ class MainWindow(QMainWindow):
         path = self.dialogs.open_image(self, self.ui.last_image_dir)
         if path:
             self.search_file(path)
-
-    # --- folders -------------------------------------------------------------------------
-
-    def add_folder(self) -> None:
-        path = self.dialogs.choose_folder(self, self.ui.last_folder_dir)
-        if path:
-            self.ui.last_folder_dir = str(Path(path).parent)
-            self.add_folders([path])
-
-    def add_folders(self, paths: list[str]) -> list[Job]:
-        watched = True if self.watch_new_action.isChecked() else None
-        return [self._track_indexing(self.session.index([p], watched=watched), Path(p).name) for p in paths]
-
-    def reindex_all(self) -> Job | None:
-        if not self.session.is_open:
-            return None
-        return self._track_indexing(self.session.index(None), "all folders")
-
-    def _track_indexing(self, job: Job, name: str) -> Job:
-        self.progress.start(job, f"Indexing {name}", job.cancel)
-        job.progressed.connect(lambda p, job=job: self.progress.update_progress(job, p))
-        job.finished.connect(lambda job=job: self.progress.finish(job))
-        job.succeeded.connect(lambda report: self._on_indexed(report, name))
-        job.failed.connect(self.show_error)
-        job.cancelled.connect(lambda: self.statusBar().showMessage(f"Stopped indexing {name}", 5000))
-        return job
-
-    def _on_indexed(self, report: IndexReport, name: str) -> None:
-        added = report.added + report.updated + report.moved + report.reused
-        verb = "Stopped indexing" if report.cancelled else "Indexed"
-        self.statusBar().showMessage(f"{verb} {name}: {added:,} images added or updated, "
-                                     f"{report.removed:,} removed, {len(report.errors):,} skipped "
-                                     f"({report.seconds:.1f} s)", 10000)  # fmt: skip
-        problems = [f"{Path(p).name}: {reason}" for p, reason in report.folder_errors]
-        if report.errors:
-            problems.append(f"{len(report.errors):,} file{'s' if len(report.errors) > 1 else ''} could not be read "
-                            f"and {'were' if len(report.errors) > 1 else 'was'} skipped. <a href='skipped'>See why</a>")  # fmt: skip
-        if problems:
-            self.show_message("<br>".join(problems), "warning", rich=True)
-
-    def remove_folder(self, path: str) -> None:
-        def answer(choice: str | None) -> None:
-            if choice == "Remove":
-                job = self.session.remove_folder(path)
-                job.succeeded.connect(lambda n: self.statusBar().showMessage(
-                    f"Removed {path} and its {n:,} images from the catalog", 6000))  # fmt: skip
-                job.failed.connect(self.show_error)
-
-        self.dialogs.ask(self, "Remove folder", f"Remove {path} from the catalog?", ["Remove", "Cancel"], answer,
-                         informative="Its images are forgotten by visualfinder; the files on disk are not touched.")  # fmt: skip
-
-    def set_watched(self, path: str, watched: bool) -> None:
-        self.session.set_watched(path, watched).failed.connect(self.show_error)
-
-    def show_skipped(self, folder: str = "") -> SkippedFilesDialog | None:
-        snapshot = self.session.snapshot
-        if snapshot is None:
-            return None
-        errors = snapshot.status.errors
-        dialog = SkippedFilesDialog(errors, folder, len(errors) >= STATUS_ERROR_LIMIT, self)
-        dialog.open()
-        return dialog
-
-    # --- tags, export, settings ----------------------------------------------------------
-
-    def edit_tags(self, image_ids: list[int], add: list[str], remove: list[str]) -> Job:
-        job = self.session.edit_tags(image_ids, add, remove)
-        job.succeeded.connect(self.results_model.update_tags)
-        job.failed.connect(self.show_error)
-        return job
-
-    def export_csv(self) -> Job | None:
-        results = self.results_model.kept()
-        if not results:
-            self.statusBar().showMessage("No results to export", 4000)
-            return None
-        stem = Path(self.query.source.name).stem if self.query else (self.query_text or "results")
-        suggested = str(Path(self.ui.last_export_dir) / f"visualfinder-{_safe_name(stem)}.csv")
-        choice = self.dialogs.save_csv(self, suggested)
-        if choice is None:
-            return None
-        dest, excel = choice
-        self.ui.last_export_dir = str(Path(dest).parent)
-        job = self.session.export_csv(results, dest, excel)
-        job.succeeded.connect(lambda path: self.statusBar().showMessage(
-            f"Exported {len(results):,} results to {path}", 8000))  # fmt: skip
-        job.failed.connect(self.show_error)
-        return job
-
-    def open_settings(self) -> SettingsDialog:
-        library = self.session.library
-        dialog = SettingsDialog(self.session.settings, self.session.background, self.dialogs,
-                                library.metric if library else None, self)  # fmt: skip
-        dialog.accepted.connect(lambda: self._apply_settings(dialog.chosen))
-        self.settings_dialog = dialog
-        # The dialog deletes itself when closed: forget it first, never touch a deleted widget.
-        dialog.finished.connect(lambda _: setattr(self, "settings_dialog", None))
-        dialog.open()
-        return dialog
-
-    def _apply_settings(self, chosen) -> None:
-        if chosen is None:
-            return
-        old = self.session.settings
-        if chosen == old:
-            return
-        model_changed = any(getattr(chosen, f) != getattr(old, f) for f in ("model", "pretrained", "device"))
-        self._offer_reembed = model_changed
-        if chosen.data_dir != old.data_dir:
-            self.ui.data_dir = str(chosen.data_dir)
-            self.clear_query()
-        self.set_library_open(False)
-        self.session.open(chosen).failed.connect(lambda message: None)  # openFailed shows it
 
     def refresh(self) -> None:
         self.session.refresh()
@@ -695,12 +361,12 @@ class MainWindow(QMainWindow):
 
     def _on_message_link(self, link: str) -> None:
         if link == "settings":
-            self.open_settings()
+            self.library_actions.open_settings()
         elif link == "skipped":
-            self.show_skipped()
+            self.library_actions.show_skipped()
         elif link == "reindex":
             self.message_bar.dismiss()
-            self.reindex_all()
+            self.library_actions.reindex_all()
 
     def _on_library_changed(self, event: LibraryChanged) -> None:
         if event.source == "metadata":
@@ -752,6 +418,7 @@ class MainWindow(QMainWindow):
                        self.ready_page, self.no_results_page, self.opening_page):  # fmt: skip
             widget.refresh_icons()
         self.stale_button.setIcon(icons.icon("refresh", self.palette()))
+        self.search_icon.setIcon(icons.icon("search", self.palette()))
 
     # --- closing -------------------------------------------------------------------------
 
@@ -770,8 +437,8 @@ class MainWindow(QMainWindow):
         self.ui.save_view(self.filters)
         self.ui.save_filters(self.filters)
         self.ui.sync()
-        if self.settings_dialog is not None:
-            self.settings_dialog.close()
+        if self.library_actions.settings_dialog is not None:
+            self.library_actions.settings_dialog.close()
         busy = any(q.busy for q in (self.session.writer, self.session.reader))
         self.statusBar().showMessage("Stopping and saving…" if busy else "Closing…")
         self.centralWidget().setEnabled(False)
@@ -780,24 +447,3 @@ class MainWindow(QMainWindow):
 
     def _on_session_closed(self) -> None:
         self.close()
-
-
-def _section(title: str) -> QLabel:
-    label = QLabel(title.upper())
-    label.setObjectName("sectionTitle")
-    font = label.font()
-    font.setPointSizeF(font.pointSizeF() * 0.85)
-    font.setWeight(font.Weight.Bold)
-    font.setLetterSpacing(font.SpacingType.PercentageSpacing, 108)
-    label.setFont(font)
-    label.setEnabled(False)  # the palette's muted text colour
-    return label
-
-
-def _nearest_size_index(size: int) -> int:
-    return min(range(len(ICON_SIZES)), key=lambda i: abs(ICON_SIZES[i] - size))
-
-
-def _safe_name(text: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-")
-    return cleaned[:60] or "results"

@@ -28,10 +28,13 @@ class EmptyState(QWidget):
         self.text = QLabel(text, self)
         self.text.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.text.setWordWrap(True)
-        self.text.setMaximumWidth(460)
+        self.text.setFixedWidth(420)  # a wrapped label needs a width to know its height
         self.button = QPushButton(button, self)
         self.button.setVisible(bool(button))
         self.button.clicked.connect(self.buttonClicked)
+        # The same background as the results grid it stands in for.
+        self.setBackgroundRole(QPalette.ColorRole.Base)
+        self.setAutoFillBackground(True)
 
         row = QHBoxLayout()
         row.addStretch(1)
@@ -42,7 +45,11 @@ class EmptyState(QWidget):
         layout.addWidget(self.icon)
         layout.addSpacing(8)
         layout.addWidget(self.title)
-        layout.addWidget(self.text, 0, Qt.AlignmentFlag.AlignHCenter)
+        text_row = QHBoxLayout()
+        text_row.addStretch(1)
+        text_row.addWidget(self.text)
+        text_row.addStretch(1)
+        layout.addLayout(text_row)
         layout.addSpacing(10)
         layout.addLayout(row)
         layout.addStretch(4)

@@ -246,7 +246,7 @@ class QueryPanel(QWidget):
         lines = [self._title] if self._title else []
         detail = self._detail
         if crop is not None:
-            detail = f"region {crop[2] * 100:.0f}% × {crop[3] * 100:.0f}% of the image"
+            detail = f"region {crop[2] * 100:.0f}% × {crop[3] * 100:.0f}%"
         if detail:
             lines.append(detail)
         self.caption.setText("\n".join(lines))

@@ -193,7 +193,7 @@ class ResultActions(QObject):
     def paste_tags_to_selected(self) -> None:
         selected = self.selected()
         if selected and self.copied_tags:
-            self.window.edit_tags([r.id for r in selected], self.copied_tags, [])
+            self.window.library_actions.edit_tags([r.id for r in selected], self.copied_tags, [])
 
     def edit_selected_tags(self) -> None:
         selected = self.selected()
@@ -201,7 +201,7 @@ class ResultActions(QObject):
             return
         known = [tag for tag, _ in self.window.session.snapshot.tags] if self.window.session.snapshot else []
         dialog = TagsDialog(selected, known, self.window)
-        dialog.tagsEdited.connect(self.window.edit_tags)
+        dialog.tagsEdited.connect(self.window.library_actions.edit_tags)
         self.window.tags_dialog = dialog
         dialog.finished.connect(lambda _: setattr(self.window, "tags_dialog", None))
         dialog.open()

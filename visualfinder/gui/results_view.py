@@ -61,6 +61,7 @@ class ResultDelegate(QStyledItemDelegate):
             logical = pixmap.deviceIndependentSize().toSize()
             target = QRect(0, 0, logical.width(), logical.height())
             target.moveCenter(image_rect.center())
+            target.moveBottom(image_rect.bottom())  # wide images sit on their label, like a file manager
             clip = QPainterPath()
             clip.addRoundedRect(QRectF(target), 4, 4)
             painter.save()
@@ -155,7 +156,16 @@ class ResultsView(QListView):
             self.iconSizeChanged.emit(size)
 
     def _apply_grid(self) -> None:
+        """Cells as wide as the columns that fit, so the grid fills the width without a ragged edge."""
         cell = self.delegate.cell_size(self.font())
-        self.setGridSize(cell)
-        self.verticalScrollBar().setSingleStep(max(20, cell.height() // 4))
-        self.doItemsLayout()
+        available = self.viewport().width() - 2 * self.spacing() - 1
+        columns = max(1, available // (cell.width() + self.spacing()))
+        width = max(cell.width(), available // columns - self.spacing())
+        grid = QSize(width, cell.height())
+        if grid != self.gridSize():
+            self.setGridSize(grid)
+            self.verticalScrollBar().setSingleStep(max(20, cell.height() // 4))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._apply_grid()

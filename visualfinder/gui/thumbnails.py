@@ -49,7 +49,9 @@ def read_scaled(sources: Sequence[str], size: int) -> QImage:
             reader.setScaledSize(original.scaled(QSize(size, size), Qt.AspectRatioMode.KeepAspectRatio))
         image = reader.read()
         if not image.isNull():
-            if image.width() > size or image.height() > size:  # formats that ignore setScaledSize
+            # Larger: formats that ignore setScaledSize. Smaller: a thumbnail made from a small
+            # decode, or a grid zoomed past the thumbnail size; filling the cell reads better.
+            if max(image.width(), image.height()) != size:
                 image = image.scaled(
                     size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
                 )
