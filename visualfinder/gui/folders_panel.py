@@ -42,6 +42,7 @@ class FoldersPanel(QWidget):
         self.tree.setUniformRowHeights(True)
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.tree.setAccessibleName("Catalog folders")
+        self.tree.setMinimumHeight(72)
         header = self.tree.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(COL_FOLDER, QHeaderView.ResizeMode.Stretch)

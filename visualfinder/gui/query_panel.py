@@ -26,7 +26,7 @@ class CropImageView(QWidget):
         self._drag_from: QPointF | None = None
         self._drag_to: QPointF | None = None
         self.placeholder = "Drop an image here\nor paste one (Ctrl+V)"
-        self.setMinimumSize(180, 150)
+        self.setMinimumSize(160, 110)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.setCursor(Qt.CursorShape.CrossCursor)
         self.setAccessibleName("Query image")

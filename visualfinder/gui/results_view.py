@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPainterPath, QPalette, QPixmap
+from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from visualfinder.gui.results_model import KeptRole, ScoreRole, SecondLineRole
@@ -58,27 +58,16 @@ class ResultDelegate(QStyledItemDelegate):
         image_rect.moveLeft(rect.x() + (rect.width() - size) // 2)
         pixmap = index.data(Qt.ItemDataRole.DecorationRole)
         if isinstance(pixmap, QPixmap) and not pixmap.isNull():
+            # Rounded and framed by the loader: a plain copy here, no clip, no scaling.
             logical = pixmap.deviceIndependentSize().toSize()
             target = QRect(0, 0, logical.width(), logical.height())
             target.moveCenter(image_rect.center())
             target.moveBottom(image_rect.bottom())  # wide images sit on their label, like a file manager
-            clip = QPainterPath()
-            clip.addRoundedRect(QRectF(target), 4, 4)
-            painter.save()
-            painter.setClipPath(clip)
             painter.drawPixmap(target, pixmap)
-            painter.restore()
-            frame = QColor(palette.color(QPalette.ColorRole.WindowText))
-            frame.setAlpha(30)
-            painter.setPen(frame)
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            painter.drawRoundedRect(QRectF(target).adjusted(0.5, 0.5, -0.5, -0.5), 4, 4)
         else:
             placeholder = QColor(palette.color(QPalette.ColorRole.WindowText))
             placeholder.setAlpha(18)
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(placeholder)
-            painter.drawRoundedRect(QRectF(image_rect.adjusted(10, 10, -10, -10)), 6, 6)
+            painter.fillRect(image_rect.adjusted(10, 10, -10, -10), placeholder)
 
         metrics = QFontMetrics(option.font)
         line = metrics.height()
@@ -100,20 +89,18 @@ class ResultDelegate(QStyledItemDelegate):
         text_width = metrics.horizontalAdvance(second)
         total = bar_width + 6 + text_width
         left = score_rect.x() + max(0, (score_rect.width() - total) // 2)
-        bar = QRectF(left, score_rect.center().y() - 2, bar_width, 4)
+        bar = QRect(left, score_rect.center().y() - 1, bar_width, 4)
         track = QColor(text_colour)
         track.setAlpha(40)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(track)
-        painter.drawRoundedRect(bar, 2, 2)
-        filled = QRectF(bar)
-        filled.setWidth(max(2.0, bar.width() * min(1.0, max(0.0, score))))
-        painter.setBrush(palette.color(QPalette.ColorRole.Highlight))
-        painter.drawRoundedRect(filled, 2, 2)
+        painter.fillRect(bar, track)
+        filled = round(bar.width() * min(1.0, max(0.0, score)))
+        painter.fillRect(
+            QRect(bar.x(), bar.y(), max(2, filled), bar.height()), palette.color(QPalette.ColorRole.Highlight)
+        )
         muted = QColor(text_colour)
         muted.setAlpha(170)
         painter.setPen(muted)
-        painter.drawText(QRect(int(bar.right()) + 6, score_rect.y(), text_width + 2, line),
+        painter.drawText(QRect(bar.right() + 7, score_rect.y(), text_width + 2, line),
                          Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, second)  # fmt: skip
         painter.restore()
 

@@ -78,11 +78,12 @@ def render(out: Path, *, width: int = 1280, height: int = 800, dark: bool = Fals
             window.query_panel.view.set_crop(crop)
             wait_for(app, lambda: window.response is not first, what="the region's results")
         window.results_view.setCurrentIndex(window.results_model.index(1))
-        model_rows = window.results_model
-        visible = [model_rows.result(i).record.path for i in range(min(15, model_rows.rowCount()))]
         for _ in range(3):  # the view asks for thumbnails as it paints
             window.results_view.viewport().repaint()
             app.processEvents()
+        view, rows = window.results_view, window.results_model
+        visible = [rows.result(i).record.path for i in range(rows.rowCount())
+                   if view.visualRect(rows.index(i)).intersects(view.viewport().rect())]  # fmt: skip
         wait_for(app, lambda: all(window.thumbnails.is_cached(p) for p in visible), what="the thumbnails")
         window.statusBar().clearMessage()
         window.message_bar.dismiss()
@@ -106,7 +107,7 @@ def save_png(image, out: Path, colours: int) -> Path:
     rgb = image.convertToFormat(QImage.Format.Format_RGB888)
     pil = Image.frombuffer("RGB", (rgb.width(), rgb.height()), bytes(rgb.constBits()), "raw", "RGB",
                            rgb.bytesPerLine(), 1)  # fmt: skip
-    pil.quantize(colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+    pil.quantize(colors=colours, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
         out, optimize=True
     )
     return out

@@ -15,8 +15,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal, Slot
-from PySide6.QtGui import QImage, QImageReader, QPixmap
+from PySide6.QtCore import QObject, QRectF, QRunnable, QSize, Qt, QThreadPool, Signal, Slot
+from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPainterPath, QPen, QPixmap
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,27 @@ def read_scaled(sources: Sequence[str], size: int) -> QImage:
                 image = image.scaled(
                     size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
                 )
-            return image
+            return rounded(image, radius=max(2.0, size / 40))
     return QImage()
+
+
+def rounded(image: QImage, radius: float) -> QImage:
+    """Round the corners and draw a faint frame once, here on the pool, so that painting the grid
+    is a plain copy (a clip path per cell costs more than the rest of the cell)."""
+    out = QImage(image.size(), QImage.Format.Format_ARGB32_Premultiplied)
+    out.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(out)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    rect = QRectF(0, 0, image.width(), image.height())
+    path = QPainterPath()
+    path.addRoundedRect(rect, radius, radius)
+    painter.setClipPath(path)
+    painter.drawImage(0, 0, image)
+    painter.setClipping(False)
+    painter.setPen(QPen(QColor(128, 128, 128, 70), 1))
+    painter.drawRoundedRect(rect.adjusted(0.5, 0.5, -0.5, -0.5), radius, radius)
+    painter.end()
+    return out
 
 
 class ThumbnailLoader(QObject):
