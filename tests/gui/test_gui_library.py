@@ -267,3 +267,14 @@ def test_changing_the_model_offers_to_embed_the_library_again(qtbot, library_win
     )
     assert library_window.session.snapshot.status.stats.embedded_current == 12
     assert f'pretrained = "{weights}"' in settings.settings_path.read_text(encoding="utf-8")
+
+
+def test_settings_dialog_offers_open_clip_models_and_their_weights(qtbot, library_window):
+    dialog = library_window.library_actions.open_settings()
+    qtbot.waitUntil(lambda: dialog.model.findText("ViT-L-14") >= 0, timeout=WAIT_MS)
+
+    dialog.model.setCurrentText("ViT-B-32-256")
+
+    qtbot.waitUntil(lambda: dialog.pretrained.findText("datacomp_s34b_b86k") >= 0, timeout=WAIT_MS)
+    assert dialog.pretrained.currentText() == "none"  # what the user had stays chosen
+    dialog.reject()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from visualfinder.config import DEVICES, METRICS, Settings
-from visualfinder.embedder import Embedder
+from visualfinder.embedder import Embedder, known_models, known_pretrained
 from visualfinder.errors import VisualFinderError
 from visualfinder.gui import icons
 from visualfinder.gui.dialogs import Dialogs
@@ -59,6 +59,7 @@ class SettingsDialog(QDialog):
         self._queue = queue
         self._dialogs = dialogs
         self._job: Job | None = None
+        self._names_job: Job | None = None
 
         self.model = QComboBox(self)
         self.model.setEditable(True)
@@ -151,8 +152,44 @@ class SettingsDialog(QDialog):
         self.browse_data.clicked.connect(self._browse_data)
         self.model.currentTextChanged.connect(lambda _: self._clear_message())
         self.pretrained.currentTextChanged.connect(lambda _: self._clear_message())
+        self.model.currentTextChanged.connect(lambda _: self._tags_timer.start())
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.setWindowIcon(icons.app_icon())
+        # open_clip's model and weight names need torch imported: fetched on the worker.
+        self._tags_timer = QTimer(self, singleShot=True, interval=300)
+        self._tags_timer.timeout.connect(self._load_names)
+        self._load_names()
+
+    def _load_names(self) -> None:
+        model = self.model.currentText().strip()
+
+        def run(ctx: JobContext) -> tuple[list[str], list[str]]:
+            return known_models(), known_pretrained(model)
+
+        job = self._queue.submit(Job("Listing models", run, key="settings-names"))
+        job.succeeded.connect(lambda names, model=model: self._show_names(model, *names))
+        self._names_job = job
+
+    def _show_names(self, model: str, models: list[str], tags: list[str]) -> None:
+        if model != self.model.currentText().strip():
+            return  # the user typed on since
+        if self.model.count() <= len(RECOMMENDED_MODELS) + 1:
+            current = self.model.currentText()
+            self.model.blockSignals(True)
+            known = set(_unique([self.original.model, *RECOMMENDED_MODELS]))
+            self.model.insertSeparator(self.model.count())
+            self.model.addItems([m for m in models if m not in known])
+            self.model.setCurrentText(current)
+            self.model.blockSignals(False)
+        current = self.pretrained.currentText()
+        self.pretrained.blockSignals(True)
+        self.pretrained.clear()
+        self.pretrained.addItems(_unique([*tags, "none"]))
+        self.pretrained.setCurrentText(current)
+        self.pretrained.blockSignals(False)
+        self.pretrained.setToolTip(
+            f"Weights for {model}: {', '.join(tags) or 'none known'}; or a weights file, or 'none' (untrained)"
+        )
 
     # --- values --------------------------------------------------------------------------
 
@@ -231,6 +268,13 @@ class SettingsDialog(QDialog):
             self._job.cancel()  # a download cannot be interrupted; its result is ignored
             self._job = None
         super().reject()
+
+    def done(self, result: int) -> None:
+        # The dialog deletes itself when closed: a job finishing later must not reach it.
+        self._tags_timer.stop()
+        if self._names_job is not None:
+            self._names_job.cancel()
+        super().done(result)
 
     def _set_busy(self, busy: bool, text: str = "") -> None:
         self.progress.setVisible(busy)
