@@ -36,5 +36,5 @@ def test_visualfinder_without_a_command_opens_the_app_and_closes_on_ctrl_c(data_
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, output
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
     assert (tmp_path / "config" / "visualfinder" / "visualfinder.ini").exists()  # window state saved

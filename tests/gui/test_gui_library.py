@@ -37,7 +37,7 @@ def test_adding_a_folder_shows_progress_then_its_count(qtbot, make_window, catal
 
     window.add_folder_action.trigger()
 
-    (task,) = window.progress.tasks
+    (task,) = [t for t in window.progress.tasks if t.title.startswith("Indexing")]
     job = task.key
     assert not window.progress.isHidden()
     assert window.progress.label.text().startswith("Indexing catalog")

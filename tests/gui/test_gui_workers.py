@@ -162,3 +162,21 @@ def test_exclusive_holder_waits_for_shared_holders():
     for t in threads:
         t.join(5)
     assert order == ["read", "read done", "write"]
+
+
+def test_a_job_left_running_at_shutdown_reports_to_nobody(qtbot):
+    queue = JobQueue("left behind")
+    release = threading.Event()
+    heard = []
+    job = queue.call("download", lambda ctx: release.wait(5))
+    job.finished.connect(lambda: heard.append("finished"))
+    qtbot.waitUntil(lambda: job.state == "running")
+
+    assert not queue.shutdown(timeout=0.05)  # it cannot be interrupted: left behind
+    assert queue.alive
+    with qtbot.assertNotEmitted(job.finished, wait=100):
+        release.set()
+        qtbot.waitUntil(lambda: not queue.alive)
+
+    assert heard == []
+    assert job.state == "cancelled"

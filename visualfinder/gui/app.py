@@ -106,7 +106,15 @@ def run_app(settings: Settings, query_path: str | os.PathLike | None = None) -> 
     interrupt_timer.timeout.connect(lambda: None)
     interrupt_timer.start()
     try:
-        return int(app.exec())
+        code = int(app.exec())
     finally:
         interrupt_timer.stop()
         signal.signal(signal.SIGINT, previous)
+    if session.left_behind():
+        # A model download cannot be interrupted. The library is closed and saved, so leave
+        # now rather than let interpreter shutdown tear down a thread inside torch or a download.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -28,6 +28,7 @@ from visualfinder.config import Settings
 from visualfinder.errors import Cancelled
 from visualfinder.events import JobProgress, LibraryChanged, WatcherStatus
 from visualfinder.gui.workers import Job, JobContext, JobQueue
+from visualfinder.jobs import Progress
 from visualfinder.search import SearchResult
 from visualfinder.service import Library, LibraryStatus, SearchRequest, SearchResponse, open_library
 
@@ -186,6 +187,10 @@ class LibrarySession(QObject):
         self.state = "shut"
         self.closed.emit()
 
+    def left_behind(self) -> bool:
+        """After shutdown: a job that could not be interrupted (a download) still runs."""
+        return any(q.alive for q in (self.writer, self.reader, self.background))
+
     def _close_library(self) -> None:
         """On a worker, holding the library exclusively."""
         if self._unsubscribe is not None:
@@ -210,10 +215,16 @@ class LibrarySession(QObject):
         *,
         key: str | None = None,
         refresh: bool = False,
+        needs_model: bool = False,
     ) -> Job:
-        """Run `fn(library, ctx)` on `queue`, holding the library shared; `refresh`: then update the snapshot."""
+        """Run `fn(library, ctx)` on `queue`, holding the library shared; `refresh`: then update the snapshot.
+
+        `needs_model`: wait for the model (maybe a first download) before taking the library, so
+        closing the window never waits for a download."""
 
         def run(ctx: JobContext) -> Any:
+            if needs_model:
+                self._wait_for_model(ctx)
             with self._lock.shared():
                 if self._library is None:
                     raise Cancelled("the library is closed")
@@ -224,16 +235,24 @@ class LibrarySession(QObject):
             job.finished.connect(self.schedule_refresh)
         return self._submit(queue, job)
 
+    def _wait_for_model(self, ctx: JobContext) -> None:
+        library = self._library
+        if library is not None:
+            library.embedder.load()  # lock-guarded: returns at once when loaded
+        ctx.cancel.raise_if_cancelled()
+
     def search(self, request: SearchRequest) -> Job:
         """The newest search wins: one still waiting or running is cancelled."""
-        return self.run(self.reader, "Searching", lambda lib, ctx: lib.search(request), key="search")
+        needs_model = any(term.kind != "similar" for term in request.terms)
+        return self.run(self.reader, "Searching", lambda lib, ctx: lib.search(request), key="search",
+                        needs_model=needs_model)  # fmt: skip
 
     def index(self, paths: Sequence[str | os.PathLike] | None = None, watched: bool | None = None) -> Job:
         def run(lib: Library, ctx: JobContext):
             return lib.index(paths, watched=watched, progress=ctx.progress, cancel=ctx.cancel)
 
         name = f"Indexing {Path(paths[0]).name}" if paths and len(paths) == 1 else "Indexing"
-        return self.run(self.writer, name, run, refresh=True)
+        return self.run(self.writer, name, run, refresh=True, needs_model=True)
 
     def remove_folder(self, path: str) -> Job:
         return self.run(
@@ -266,16 +285,20 @@ class LibrarySession(QObject):
     def load_model(self) -> Job:
         """Load (on first use, download) the model ahead of the first query."""
 
-        def run(lib: Library, ctx: JobContext) -> str:
-            from visualfinder.jobs import Progress
+        def run(ctx: JobContext) -> str:
+            # Not under the library lock: a first download may take minutes, and closing the
+            # library must not wait for it (the embedder does not need the catalog).
+            library = self._library
+            if library is None:
+                raise Cancelled("the library is closed")
 
             def downloaded(done: int, total: int | None) -> None:
                 ctx.progress(Progress("downloading model", done, total or 0))
 
-            lib.embedder.load(progress=downloaded)
-            return lib.embedder.key
+            library.embedder.load(progress=downloaded)
+            return library.embedder.key
 
-        return self.run(self.background, "Loading the model", run)
+        return self._submit(self.background, Job("Loading the model", run))
 
     # --- snapshot and events -------------------------------------------------------------
 

@@ -86,6 +86,7 @@ class JobQueue(QObject):
         self._current: Job | None = None
         self._condition = threading.Condition()
         self._stopping = False
+        self._shut = False
         self._undelivered = 0  # jobs taken by the worker whose outcome the GUI has not seen yet
         # Queued explicitly: the slot runs on this object's (the GUI) thread whoever emits.
         self._deliver.connect(self._on_deliver, Qt.ConnectionType.QueuedConnection)
@@ -133,13 +134,25 @@ class JobQueue(QObject):
         with self._condition:
             self._condition.notify_all()
         self._thread.join(timeout)
+        # From now on outcomes are dropped: the window that asked may be gone (a left-behind
+        # download finishing later must not call into deleted widgets).
+        self._shut = True
         if self._thread.is_alive():
-            log.warning("job queue %s: %s did not stop within %.0fs", self.name, self._current, timeout)
+            log.info("job queue %s: %s is left to finish in the background", self.name, self._current)
             return False
         return True
 
+    @property
+    def alive(self) -> bool:
+        """The worker thread still runs (after shutdown: a job that could not be interrupted)."""
+        return self._thread.is_alive()
+
     @Slot(object, str, object)
     def _on_deliver(self, job: Job, what: str, payload: object) -> None:
+        if self._shut:
+            if what not in ("started", "progress"):
+                job.state = "cancelled"
+            return
         if what == "started":
             job.state = "running"
             self.jobStarted.emit(job)
@@ -199,6 +212,10 @@ class JobQueue(QObject):
             log.info("%s failed: %s", job.name, exc)
             self._deliver.emit(job, "failed", str(exc))
         except Exception as exc:  # a bug: keep the app alive, log the traceback, say what failed
+            if self._stopping and job.token.cancelled:  # the app is closing under it: not a bug
+                log.debug("%s stopped by shutdown: %r", job.name, exc)
+                self._deliver.emit(job, "cancelled", None)
+                return
             log.exception("%s failed unexpectedly", job.name)
             self._deliver.emit(job, "failed", f"{job.name} failed unexpectedly ({type(exc).__name__}: {exc})")
         else:
