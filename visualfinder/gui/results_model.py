@@ -66,9 +66,14 @@ class ResultsModel(QAbstractListModel):
             self._relayout()
 
     def set_threshold(self, threshold: float, hide_below: bool) -> None:
-        if (threshold, hide_below) != (self.threshold, self.hide_below):
-            self.threshold, self.hide_below = threshold, hide_below
+        if (threshold, hide_below) == (self.threshold, self.hide_below):
+            return
+        relayout = hide_below or self.hide_below  # rows appear or disappear
+        self.threshold, self.hide_below = threshold, hide_below
+        if relayout:
             self._relayout()
+        elif self._rows:  # greyed, not hidden: same rows, same order, only their look changes
+            self.dataChanged.emit(self.index(0), self.index(len(self._rows) - 1), [KeptRole])
 
     def _relayout(self) -> None:
         rows = self._results
