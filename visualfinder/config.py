@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 import tomli_w
@@ -42,6 +43,9 @@ DEFAULT_PRETRAINED = "datacomp_s34b_b86k"
 METRICS = ("cosine", "ip", "l2")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INDEX_DTYPES = ("f16", "f32", "i8")
+# nmslib is deprecated in OpenSearch 3 and refused; "auto" picks faiss, or lucene where the
+# cluster's faiss cannot do the library's metric (cosine before OpenSearch 2.19).
+REMOTE_ENGINES = ("auto", "faiss", "lucene")
 
 
 def default_data_dir() -> Path:
@@ -73,6 +77,31 @@ class Settings:
     max_image_pixels: int = 250_000_000
     # Save the vector index at least this often during long indexing runs (seconds).
     index_save_interval_s: float = 300.0
+
+    # --- optional sync to an OpenSearch k-NN index (visualfinder.remote) ---------------------
+    # One URL, or several nodes of one cluster separated by commas. Empty: sync is off. The
+    # password is never a setting: it lives in the OS keyring (visualfinder.remote.credentials).
+    remote_url: str = ""
+    remote_index: str = "visualfinder"
+    remote_user: str = ""
+    # A PEM file of CA certificates for a cluster with a private CA; empty: the system's store.
+    remote_ca_bundle: str = ""
+    # Turning verification off is explicit (`sync --insecure`) and warned about on every connection.
+    remote_verify_tls: bool = True
+    # Set for Amazon OpenSearch Service: requests are signed (SigV4) with botocore's credentials.
+    remote_aws_region: str = ""
+    remote_aws_service: str = "es"  # "aoss" for OpenSearch Serverless
+    remote_engine: str = "auto"
+    remote_timeout_s: float = 30.0
+    # Retries of 429 / 5xx / timeouts, with exponential backoff and full jitter.
+    remote_max_retries: int = 6
+    remote_backoff_s: float = 0.5
+    remote_backoff_max_s: float = 30.0
+    # One _bulk request carries at most this many bytes (and documents).
+    remote_bulk_max_bytes: int = 5_000_000
+    remote_bulk_max_docs: int = 5000
+    # Continuous mode: wait this long after a change so a burst goes out as one request.
+    remote_push_delay_s: float = 1.0
 
     @property
     def settings_path(self) -> Path:
@@ -113,6 +142,53 @@ class Settings:
         for name in ("thumbnail_size", "hnsw_connectivity", "hnsw_expansion_add", "hnsw_expansion_search"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
+        self._validate_remote()
+
+    def _validate_remote(self) -> None:
+        if self.remote_engine == "nmslib":
+            raise SettingsError("remote_engine nmslib is deprecated in OpenSearch 3; use faiss or lucene")
+        if self.remote_engine not in REMOTE_ENGINES:
+            raise SettingsError(
+                f"remote_engine must be one of {', '.join(REMOTE_ENGINES)}, not {self.remote_engine!r}"
+            )
+        for url in self.remote_urls:
+            parsed = urlsplit(url)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise SettingsError(
+                    f"remote_url {url!r} is not an http(s) URL (example: https://search.example.com:9200)"
+                )
+            if parsed.password:
+                raise SettingsError(
+                    "remote_url must not contain a password: give the user with --user and store the "
+                    "password in the keyring with `visualfinder sync --ask-password`"
+                )
+        if self.remote_url and not self.remote_index.strip():
+            raise SettingsError("remote_index must not be empty")
+        name = self.remote_index
+        if (
+            name != name.lower()
+            or name.startswith(("_", "-", "+"))
+            or any(c in name for c in ' "*\\<|,>/?#:')
+        ):
+            raise SettingsError(
+                f"remote_index {self.remote_index!r} is not a valid OpenSearch index name (lower case, not starting "
+                'with _ - +, no spaces or any of \\/*?"<>|,#:)'
+            )
+        for setting in ("remote_timeout_s", "remote_backoff_s", "remote_backoff_max_s", "remote_bulk_max_bytes",
+                        "remote_bulk_max_docs"):  # fmt: skip
+            if getattr(self, setting) <= 0:
+                raise SettingsError(f"{setting} must be positive")
+        if self.remote_max_retries < 0 or self.remote_push_delay_s < 0:
+            raise SettingsError("remote_max_retries and remote_push_delay_s must not be negative")
+
+    @property
+    def remote_urls(self) -> list[str]:
+        """The cluster's node URLs from `remote_url` (comma-separated), trailing slashes removed."""
+        return [u.strip().rstrip("/") for u in self.remote_url.split(",") if u.strip()]
+
+    @property
+    def sync_configured(self) -> bool:
+        return bool(self.remote_urls)
 
     def save(self) -> Path:
         """Write every setting except the data dir (which locates the file) to settings.toml."""
@@ -131,6 +207,22 @@ class Settings:
         updated = dataclasses.replace(self, **_coerce(changes))
         updated.validate()
         return updated
+
+
+def update_settings_file(data_dir: str | os.PathLike, **changes: Any) -> Path:
+    """Change some settings in the data dir's settings.toml, leaving the others as the file has them.
+
+    Unlike `Settings.save`, values that came from env vars or CLI flags are not written.
+    """
+    path = Path(data_dir) / SETTINGS_FILE
+    current = _read_settings_file(path) if path.is_file() else {}
+    current.update(_coerce(changes))
+    Settings(**_coerce({**current, "data_dir": data_dir})).validate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(current), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def _read_settings_file(path: Path) -> dict[str, Any]:

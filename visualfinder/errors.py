@@ -61,3 +61,21 @@ class EmptyLibraryError(VisualFinderError):
 
 class Cancelled(VisualFinderError):
     """A long job was cancelled through its CancelToken."""
+
+
+class RemoteError(VisualFinderError):
+    """The OpenSearch cluster refused a request, or is set up in a way we cannot use."""
+
+
+class RemoteUnavailableError(RemoteError):
+    """The cluster cannot be reached (or kept failing with 429/5xx); local changes stay in the outbox."""
+
+    exit_code = 3
+
+
+class RemoteMismatchError(RemoteError):
+    """The remote index holds other vectors (dimension, metric or model) than this library's."""
+
+
+class RemoteAuthError(RemoteError):
+    """The cluster refused our credentials, or no usable credentials are configured."""

@@ -40,6 +40,20 @@ class WatcherStatus:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class SyncStatusChanged:
+    """The background sync (remote.worker.SyncWorker): 'pushing', 'idle' (all sent), 'pending',
+    'offline' (cluster unreachable, retrying), 'rejected' (documents refused), 'error', 'stopped'.
+
+    `pending` is the number of images with changes not yet on the cluster.
+    """
+
+    state: str
+    pending: int
+    message: str = ""
+    at: float = 0.0
+
+
 Listener = Callable[[object], None]
 
 

@@ -77,7 +77,7 @@ class Filters:
             clauses.append("i.id IN (SELECT image_id FROM tags WHERE tag = ?)")
             params.append(tag.strip().lower())
         if self.types:
-            formats = sorted({_format_name(t) for t in self.types})
+            formats = sorted({format_name(t) for t in self.types})
             clauses.append(f"i.format IN ({_marks(formats)})")
             params += formats
         if self.modified_after:
@@ -117,6 +117,9 @@ class SearchResult:
     score: float
     distance: float
     record: ImageRecord
+    # Remote results only: the OpenSearch document id (`<library id>-<image id>`), since a
+    # shared cluster holds several libraries whose image ids overlap.
+    doc_id: str | None = None
 
     @property
     def path(self) -> str:
@@ -137,7 +140,7 @@ class SearchResult:
             "distance": round(self.distance, 6), "title": r.title, "tags": list(r.tags),
             "description": r.description, "sku": r.sku, "url": r.url, "price": r.price,
             "width": r.width, "height": r.height, "thumbnail": r.thumb_path,
-        }  # fmt: skip
+        } | ({"doc_id": self.doc_id} if self.doc_id else {})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,20 @@ class Plan:
 
     method: str  # "exact" or "hnsw"
     candidates: int  # images the filter allowed (or the whole index)
+    where: str = "local"  # "local", or "remote" (the OpenSearch cluster)
+
+
+def choose_method(total: int, candidates: int | None, k: int, exact: bool, exact_max: int) -> str:
+    """The planner's rule, shared by local and remote search: "exact" or "hnsw".
+
+    `candidates` is what a filter leaves (None: no filter). Exact when asked, when a filter
+    narrows to at most `exact_max`, or when an unfiltered set is small or k covers it.
+    """
+    if exact:
+        return "exact"
+    if candidates is None:
+        return "exact" if k >= total or total <= exact_max // 8 else "hnsw"
+    return "exact" if candidates <= exact_max else "hnsw"
 
 
 def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -185,7 +202,7 @@ class SearchPlanner:
         if total == 0 or k <= 0:
             return [], Plan("exact", 0)
         if filters.is_empty():
-            if exact or k >= total or total <= self.exact_max // 8:
+            if choose_method(total, None, k, exact, self.exact_max) == "exact":
                 ids, dist = self._exact(query, self.index.keys(), k)
                 plan = Plan("exact", total)
             else:
@@ -194,7 +211,7 @@ class SearchPlanner:
         else:
             where, params = filters.to_sql()
             candidates = self.catalog.select_ids(f"i.model_key = ? AND {where}", [self.model_key, *params])
-            if exact or len(candidates) <= self.exact_max:
+            if choose_method(total, len(candidates), k, exact, self.exact_max) == "exact":
                 ids, dist = self._exact(query, candidates, k)
                 plan = Plan("exact", len(candidates))
             else:
@@ -263,7 +280,8 @@ def _isin_sorted(values: np.ndarray, sorted_allowed: np.ndarray) -> np.ndarray:
     return sorted_allowed[pos] == values
 
 
-def _format_name(name: str) -> str:
+def format_name(name: str) -> str:
+    """Pillow's format name for a file type as users type it (jpg, .PNG, tiff)."""
     key = name.strip().lower().lstrip(".")
     if key in TYPE_ALIASES:
         return TYPE_ALIASES[key]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -38,6 +39,12 @@ from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progre
 from visualfinder.pipeline import IndexingPipeline, IndexReport
 from visualfinder.scanner import scan
 from visualfinder.search import Filters, Plan, SearchPlanner, SearchResult, combine
+
+if TYPE_CHECKING:  # the remote package (and opensearch-py) is imported only when used
+    from visualfinder.remote.mapping import RemoteSpec
+    from visualfinder.remote.opensearch import RemoteCluster
+    from visualfinder.remote.query import RemoteSearcher
+    from visualfinder.remote.sync import Syncer, SyncReport, SyncStatus
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,8 @@ class SearchRequest:
     k: int = 20
     filters: Filters = field(default_factory=Filters)
     exact: bool = False
+    # Search the OpenSearch index this library syncs to, instead of the local index.
+    remote: bool = False
 
 
 @dataclass
@@ -139,6 +148,9 @@ class Library:
         self._last_save = time.monotonic()
         self._unsaved = False
         self.events = EventHub()
+        self._remote_lock = threading.Lock()
+        self._remote: RemoteCluster | None = None
+        self._remote_searcher: RemoteSearcher | None = None
         self.planner = SearchPlanner(
             catalog, vector_index, self.metric, embedder.key, settings.exact_search_max_candidates
         )
@@ -164,6 +176,8 @@ class Library:
                 "index not saved on close: another process holds the library; it will catch up on open"
             )
         finally:
+            if self._remote is not None:
+                self._remote.close()
             self.catalog.close()
 
     def __enter__(self) -> Library:
@@ -322,8 +336,14 @@ class Library:
     # --- search --------------------------------------------------------------------------
 
     def search(self, request: SearchRequest) -> SearchResponse:
-        """Answer a query: combine its terms into one vector and run the planner."""
+        """Answer a query: combine its terms into one vector and run the planner (local or remote)."""
         started = time.perf_counter()
+        if request.remote:
+            if request.k < 1:
+                raise QueryError("k must be at least 1")
+            query = self._query(request)
+            results, plan = self.remote_searcher().search(query, request.k, request.filters, request.exact)
+            return SearchResponse(results, plan, time.perf_counter() - started)
         self._catch_up_with_other_processes()
         if len(self.vector_index) == 0:
             stats = self.catalog.stats(self.model_key)
@@ -337,13 +357,17 @@ class Library:
             )
         if request.k < 1:
             raise QueryError("k must be at least 1")
+        query = self._query(request)
+        results, plan = self.planner.search(query, request.k, request.filters, request.exact)
+        return SearchResponse(results, plan, time.perf_counter() - started)
+
+    def _query(self, request: SearchRequest) -> np.ndarray:
+        """The request's terms combined into one query vector."""
         vectors, weights = [], []
         for term in request.terms:
             vectors.append(self.query_vector(term))
             weights.append(term.weight)
-        query = combine(vectors, weights)
-        results, plan = self.planner.search(query, request.k, request.filters, request.exact)
-        return SearchResponse(results, plan, time.perf_counter() - started)
+        return combine(vectors, weights)
 
     def _catch_up_with_other_processes(self) -> None:
         """If another process changed the catalog, bring our index up to date before searching.
@@ -449,6 +473,70 @@ class Library:
     def all_tags(self) -> list[tuple[str, int]]:
         """Every tag in the library with its image count, most used first."""
         return self.catalog.tag_counts()
+
+    # --- OpenSearch sync and remote search (visualfinder.remote) ---------------------------
+
+    def remote_cluster(self) -> RemoteCluster:
+        """The connection to the configured OpenSearch cluster (made once, on first use)."""
+        from visualfinder.remote.opensearch import connect
+
+        with self._remote_lock:
+            if self._remote is None:
+                self._remote = connect(self.settings)
+            return self._remote
+
+    def remote_spec(self) -> RemoteSpec:
+        """What the remote index must hold: this library's model, dimension and metric."""
+        from visualfinder.remote.sync import remote_spec
+
+        return remote_spec(self.settings, self.embedder.dim, self.metric, self.model_key)
+
+    def remote_searcher(self) -> RemoteSearcher:
+        from visualfinder.remote.query import RemoteSearcher
+
+        cluster = self.remote_cluster()
+        with self._remote_lock:
+            if self._remote_searcher is None:
+                self._remote_searcher = RemoteSearcher(
+                    cluster, self.remote_spec(), self.settings.exact_search_max_candidates, self.catalog
+                )
+            return self._remote_searcher
+
+    def syncer(self, cluster: RemoteCluster | None = None) -> Syncer:
+        """A Syncer for this library (its own, for a background thread; see remote.worker)."""
+        from visualfinder.remote.sync import Syncer
+
+        return Syncer(self.catalog, cluster or self.remote_cluster(), self.remote_spec(), self.settings)
+
+    def sync(
+        self,
+        *,
+        full: bool = False,
+        recreate: bool = False,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> SyncReport:
+        """Push every pending change to OpenSearch (everything with `full`; a new index with `recreate`)."""
+        return self.syncer().run(full=full, recreate=recreate, progress=progress, cancel=cancel)
+
+    def sync_pending(self) -> int:
+        from visualfinder.remote.outbox import Outbox
+
+        return Outbox(self.catalog).pending()
+
+    def sync_status(self, rejected_limit: int | None = 20) -> SyncStatus:
+        from visualfinder.remote.outbox import Outbox, SyncState
+        from visualfinder.remote.sync import SyncStatus
+
+        outbox = Outbox(self.catalog)
+        state = SyncState.load(self.catalog)
+        s = self.settings
+        return SyncStatus(
+            configured=s.sync_configured, enabled=self.catalog.outbox_enabled, urls=s.remote_urls,
+            index=s.remote_index, user=s.remote_user, pending=outbox.pending(),
+            rejected=outbox.rejected(rejected_limit), rejected_count=outbox.rejected_count(),
+            last_success=state.last_success, last_error=state.last_error, last_error_at=state.last_error_at,
+        )  # fmt: skip
 
     # --- reporting -----------------------------------------------------------------------
 

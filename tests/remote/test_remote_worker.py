@@ -1,0 +1,101 @@
+"""Continuous sync: the background SyncWorker pushes changes as they happen and never holds up
+indexing or search, whether the cluster is slow or gone."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from imagegen import make_catalog, write_image
+from remote_helpers import remote_docs
+
+from visualfinder.events import SyncStatusChanged
+from visualfinder.remote.worker import SyncWorker
+
+
+def wait_for(condition, timeout: float = 20.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def test_the_worker_pushes_changes_as_they_happen(tmp_path, synced, osmem_clone, os_client):
+    lib = synced(osmem_clone.url)
+    states = []
+    lib.events.subscribe(lambda e: states.append(e.state) if isinstance(e, SyncStatusChanged) else None)
+    worker = SyncWorker(lib).start()
+    try:
+        files = make_catalog(tmp_path / "c", 5)
+        lib.index([tmp_path / "c"])
+        assert wait_for(lambda: len(remote_docs(os_client)) == 5)
+        lib.add_tags(files[0], ["oak"])
+        files[1].unlink()
+        lib.index()
+        assert wait_for(lambda: len(remote_docs(os_client)) == 4 and lib.sync_pending() == 0)
+        assert wait_for(lambda: any(d["tags"] == ["oak"] for d in remote_docs(os_client).values()))
+    finally:
+        worker.stop()
+    assert "pushing" in states and "idle" in states and states[-1] == "stopped"
+    assert not worker.running
+
+
+def test_indexing_and_search_never_wait_for_a_slow_cluster(tmp_path, synced, proxy, os_client):
+    lib = synced(proxy.url)
+    make_catalog(tmp_path / "c", 3)
+    lib.index([tmp_path / "c"])
+    hold = threading.Event()
+    proxy.script.hold = hold  # every request to the cluster now waits until released
+    worker = SyncWorker(lib).start()
+    try:
+        assert proxy.in_flight.wait(10)  # the worker is stuck in a request to the cluster
+
+        write_image(tmp_path / "c" / "new.jpg", 77)
+        report = lib.index()
+        results = lib.search_image(tmp_path / "c" / "new.jpg", k=2)
+        lib.add_tags(tmp_path / "c" / "new.jpg", ["lamp"])
+
+        assert report.added == 1 and results[0].path == str(tmp_path / "c" / "new.jpg")
+        assert not hold.is_set() and worker.state == "pushing"  # all of that happened while it waited
+        hold.set()
+        assert wait_for(lambda: lib.sync_pending() == 0 and worker.state == "idle")
+        assert len(remote_docs(os_client)) == 4
+    finally:
+        hold.set()
+        worker.stop()
+
+
+def test_the_worker_waits_out_an_unreachable_cluster_and_catches_up(tmp_path, synced, proxy, os_client):
+    lib = synced(proxy.url)
+    make_catalog(tmp_path / "c", 2)
+    lib.index([tmp_path / "c"])
+    lib.sync()
+    proxy.down()
+    events: list[SyncStatusChanged] = []
+    lib.events.subscribe(lambda e: events.append(e) if isinstance(e, SyncStatusChanged) else None)
+    worker = SyncWorker(lib, max_retry_s=0.2).start()
+    try:
+        make_catalog(tmp_path / "c", 2, start_seed=10)
+        lib.index()
+        assert wait_for(lambda: any(e.state == "offline" and e.pending == 2 for e in events))
+        assert "cannot reach OpenSearch" in events[-1].message
+        assert lib.sync_pending() == 2  # kept, not lost
+
+        proxy.up()
+        assert wait_for(lambda: worker.state == "idle", timeout=30)
+        assert len(remote_docs(os_client)) == 4 and lib.sync_pending() == 0
+    finally:
+        worker.stop()
+
+
+def test_stop_returns_promptly_while_the_worker_backs_off(synced, proxy):
+    proxy.down()
+    lib = synced(proxy.url, remote_max_retries=50, remote_backoff_s=5.0, remote_backoff_max_s=5.0)
+    worker = SyncWorker(lib).start()
+    assert wait_for(lambda: len(proxy.seen) == 0 and worker.state == "pushing")
+    time.sleep(0.2)  # inside a 2.5-5 s backoff pause now
+    started = time.monotonic()
+    worker.stop()
+    assert time.monotonic() - started < 2.0 and not worker.running
