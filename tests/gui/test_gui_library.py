@@ -12,6 +12,7 @@ from PySide6.QtCore import QMimeData, Qt, QUrl
 from visualfinder.config import Settings
 from visualfinder.export import COLUMNS
 from visualfinder.gui.folders_panel import COL_IMAGES, COL_WATCH
+from visualfinder.jobs import Progress
 from visualfinder.service import open_library
 
 
@@ -277,4 +278,35 @@ def test_settings_dialog_offers_open_clip_models_and_their_weights(qtbot, librar
 
     qtbot.waitUntil(lambda: dialog.pretrained.findText("datacomp_s34b_b86k") >= 0, timeout=WAIT_MS)
     assert dialog.pretrained.currentText() == "none"  # what the user had stays chosen
+    dialog.reject()
+
+
+def test_results_offer_a_refresh_when_the_library_changes_under_them(
+    qtbot, library_window, catalog_dir, tmp_path
+):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(catalog_dir / "product_0001.jpg"))])
+    search_and_wait(qtbot, library_window, lambda: drop(library_window, mime))
+    assert library_window.stale_button.isHidden()
+    more = tmp_path / "more"
+    make_catalog(more, 3, start_seed=70)
+
+    (job,) = library_window.library_actions.add_folders([str(more)])
+    qtbot.waitUntil(lambda: not library_window.stale_button.isHidden(), timeout=WAIT_MS)
+    response = search_and_wait(qtbot, library_window, library_window.stale_button.click)
+
+    assert len(response.results) == 15
+    assert library_window.stale_button.isHidden()
+
+
+def test_settings_dialog_shows_the_weights_download_progress(library_window):
+    dialog = library_window.library_actions.open_settings()
+    dialog._set_busy(True, "Loading ViT-B-32-256 (datacomp_s34b_b86k)…")
+
+    dialog._on_progress(Progress("downloading model", 150_000_000, 600_000_000))
+
+    assert not dialog.progress.isHidden()
+    assert dialog.progress.value() == 250
+    assert dialog.progress.format() == "Downloading the weights: 150 of 600 MB"
+    assert not dialog.buttons.button(dialog.buttons.StandardButton.Ok).isEnabled()
     dialog.reject()

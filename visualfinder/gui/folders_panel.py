@@ -198,4 +198,7 @@ class SkippedFilesDialog(QDialog):
 
 
 def _is_under(path: str, folder: str) -> bool:
-    return os.path.commonpath([os.path.abspath(path), os.path.abspath(folder)]) == os.path.abspath(folder)
+    try:
+        return os.path.commonpath([os.path.abspath(path), os.path.abspath(folder)]) == os.path.abspath(folder)
+    except ValueError:  # different drives (Windows)
+        return False

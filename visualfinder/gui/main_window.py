@@ -54,7 +54,7 @@ class MainWindow(QMainWindow):
         self.tags_dialog = None
         self._pending_sources: list[QuerySource] = []
         self._closing = False
-        self._stale = False
+        self._restore_filter_choice = True
         self.setWindowTitle("visualfinder")
         self.setWindowIcon(icons.app_icon())
         self.setAcceptDrops(True)
@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
         self.query_panel.cropChanged.connect(lambda _: self.run_search())
         self.query_panel.clearRequested.connect(self.clear_query)
         self.query_panel.browseRequested.connect(self.open_image)
-        self.filters.searchChanged.connect(self.run_search)
+        self.filters.searchChanged.connect(self._on_filters_changed)
         self.filters.viewChanged.connect(self._apply_view_options)
         self.folders_panel.addRequested.connect(self.library_actions.add_folder)
         self.folders_panel.removeRequested.connect(self.library_actions.remove_folder)
@@ -117,6 +117,7 @@ class MainWindow(QMainWindow):
 
     def _on_opened(self, library) -> None:
         self.set_library_open(True)
+        self._restore_filter_choice = True
         if self.message_bar.kind == "error":
             self.message_bar.dismiss()
         self.pages.setCurrentIndex(PAGE_READY if self.results_model.total == 0 else PAGE_RESULTS)
@@ -149,7 +150,9 @@ class MainWindow(QMainWindow):
         self.folders_panel.set_folders(status.folders)
         self.filters.set_folders([f.folder for f in status.folders])
         self.filters.set_tags(snapshot.tags)
-        self.ui.restore_filter_choice(self.filters)
+        if self._restore_filter_choice:  # once per opening: later snapshots keep the user's choice
+            self._restore_filter_choice = False
+            self.ui.restore_filter_choice(self.filters)
         if self.pages.currentIndex() in (PAGE_EMPTY, PAGE_READY, PAGE_OPENING) and self.session.is_open:
             empty = snapshot.is_empty and not status.folders
             self.pages.setCurrentIndex(PAGE_EMPTY if empty else PAGE_READY)
@@ -239,6 +242,10 @@ class MainWindow(QMainWindow):
             return None
         return SearchRequest(terms, k=self.filters.k.value(), filters=self.filters.filters())
 
+    def _on_filters_changed(self) -> None:
+        self.ui.save_filters(self.filters)
+        self.run_search()
+
     def run_search(self) -> Job | None:
         request = self.current_request()
         if request is None or not self.session.is_open:
@@ -252,7 +259,6 @@ class MainWindow(QMainWindow):
 
     def _on_results(self, response: SearchResponse) -> None:
         self.response = response
-        self._stale = False
         self.stale_button.setVisible(False)
         self.results_model.set_results(response.results)
         self.results_view.scrollToTop()
@@ -372,7 +378,6 @@ class MainWindow(QMainWindow):
         if event.source == "metadata":
             return  # tag edits are shown in place
         if self.response is not None:
-            self._stale = True
             self.stale_button.setVisible(True)
         for task in self.progress.tasks:
             if isinstance(task.key, str) and task.key.startswith("external:"):
