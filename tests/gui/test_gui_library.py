@@ -245,29 +245,37 @@ def test_settings_dialog_shows_why_weights_cannot_be_used_and_stays_open(qtbot, 
     dialog.reject()
 
 
-def test_changing_the_model_offers_to_embed_the_library_again(qtbot, library_window, settings, tmp_path):
+def test_changing_the_model_offers_to_switch_the_library_to_it(qtbot, library_window, settings, tmp_path):
     weights = tmp_path / "tiny-weights.pt"
     embedder = library_window.session.library.embedder.load()
     torch.save(embedder._model.state_dict(), weights)
-    library_window.dialogs.answers["Re-embed the library?"] = "Re-embed now"
+    library_window.dialogs.answers["Switch the library's model?"] = "Switch now"
     dialog = library_window.library_actions.open_settings()
     dialog.pretrained.setCurrentText(str(weights))
 
     with qtbot.waitSignal(library_window.session.opened, timeout=WAIT_MS):
         dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
     qtbot.waitUntil(
-        lambda: any(t == "Re-embed the library?" for t, _ in library_window.dialogs.asked), timeout=WAIT_MS
-    )
-    assert "12 images were embedded with another model" in library_window.dialogs.asked[-1][1]
-    qtbot.waitUntil(
-        lambda: (
-            library_window.session.snapshot.status.stats.needs_embedding == 0
-            and library_window.session.snapshot.status.model_key.startswith("vf-tiny/file:")
-        ),
+        lambda: any(t == "Switch the library's model?" for t, _ in library_window.dialogs.asked),
         timeout=WAIT_MS,
+    )
+    assert "Embed the library's 12 images with vf-tiny" in library_window.dialogs.asked[-1][1]
+    qtbot.waitUntil(
+        lambda: library_window.session.snapshot.status.model_key.startswith("vf-tiny/file:"), timeout=WAIT_MS
     )
     assert library_window.session.snapshot.status.stats.embedded_current == 12
     assert f'pretrained = "{weights}"' in settings.settings_path.read_text(encoding="utf-8")
+
+
+def test_changing_the_metric_rebuilds_the_index_without_embedding_again(qtbot, library_window):
+    dialog = library_window.library_actions.open_settings()
+    dialog.metric_box.setCurrentIndex(dialog.metric_box.findData("l2"))
+
+    dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
+
+    qtbot.waitUntil(lambda: library_window.session.snapshot.status.metric == "l2", timeout=WAIT_MS)
+    assert library_window.session.snapshot.status.index_count == 12
+    assert library_window.session.library.metric == "l2"
 
 
 def test_settings_dialog_offers_open_clip_models_and_their_weights(qtbot, library_window):

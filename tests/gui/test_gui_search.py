@@ -128,8 +128,9 @@ def test_a_web_address_that_is_not_an_image_shows_why(qtbot, library_window, web
     with qtbot.waitSignal(library_window.errorShown, timeout=WAIT_MS) as blocker:
         drop(library_window, mime)
 
-    assert "HTML page" in blocker.args[0]
-    assert "HTML page" in library_window.message_bar.message
+    message = blocker.args[0]
+    assert "not an image" in message and "html" in message.lower()
+    assert library_window.message_bar.message == message
 
 
 def test_a_query_image_that_cannot_be_decoded_shows_a_message_and_keeps_the_results(

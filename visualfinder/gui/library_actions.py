@@ -26,8 +26,9 @@ class LibraryActions(QObject):
         super().__init__(window)
         self.window = window
         self.settings_dialog: SettingsDialog | None = None
-        # Set when the model changed: the next snapshot that finds old embeddings asks to redo them.
+        # Set when the settings named another model: the next snapshot asks to switch to it.
         self.offer_next_time = False
+        self.pending_metric: str | None = None  # applied once the library has reopened
 
     def _jobs_named(self, prefix: str) -> list[Job]:
         return [j for j in self.window.session.writer.jobs() if j.name.startswith(prefix)]
@@ -160,38 +161,88 @@ class LibraryActions(QObject):
         return dialog
 
     def _apply_settings(self, chosen) -> None:
+        """Save and reopen with the chosen settings; then rebuild for a new metric, or offer to
+        switch the library's model (the library keeps its model and metric until told)."""
         if chosen is None:
             return
         old = self.window.session.settings
+        library = self.window.session.library
         if chosen == old:
             return
-        model_changed = any(getattr(chosen, f) != getattr(old, f) for f in ("model", "pretrained", "device"))
-        self.offer_next_time = model_changed
+        self.pending_metric = (
+            chosen.metric if library is not None and chosen.metric != library.metric else None
+        )
+        self.offer_next_time = any(getattr(chosen, f) != getattr(old, f) for f in ("model", "pretrained"))
         if chosen.data_dir != old.data_dir:
             self.window.ui.data_dir = str(chosen.data_dir)
             self.window.clear_query()
+            self.pending_metric = None  # another library keeps its own metric
         self.window.set_library_open(False)
-        self.window.session.open(chosen).failed.connect(lambda message: None)  # openFailed shows it
+        self.window.session.open(chosen)  # openFailed shows what went wrong
 
-    def offer_reembedding(self, count: int) -> None:
-        if self.offer_next_time:
-            self.offer_next_time = False
-            self.window.dialogs.ask(
-                self.window,
-                "Re-embed the library?",
-                f"{count:,} images were embedded with another model. Embed them with "
-                f"{self.window.session.settings.model} now?",
-                ["Re-embed now", "Later"],
-                lambda answer: self.reindex_all() if answer == "Re-embed now" else None,
-                informative="Searching finds only the images embedded with the current model. Re-embedding "
-                "runs in the background and can be stopped; what is done is kept.",
-            )
-        elif not self._jobs_named("Indexing"):
+    def after_open(self) -> None:
+        """Called when the library (re)opened: run what the settings asked for."""
+        metric, self.pending_metric = self.pending_metric, None
+        if metric is not None:
+            job = self.window.session.set_metric(metric)
+            self.window.progress.start(job, f"Rebuilding the index for {metric}", job.cancel)
+            job.progressed.connect(lambda p, job=job: self.window.progress.update_progress(job, p))
+            job.finished.connect(lambda job=job: self.window.progress.finish(job))
+            job.failed.connect(self.window.show_error)
+
+    def check_model(self, snapshot) -> None:
+        """After a snapshot: offer to switch models, resume a half-done switch, or embed stragglers."""
+        status = snapshot.status
+        settings = self.window.session.settings
+        if self._jobs_named("Switching") or self._jobs_named("Indexing"):
+            return
+        if snapshot.model_differs or status.switch is not None:
+            target = f"{settings.model} ({settings.pretrained})"
+            if self.offer_next_time:
+                self.offer_next_time = False
+                self.window.dialogs.ask(
+                    self.window, "Switch the library's model?",
+                    f"Embed the library's {status.stats.ok:,} images with {target} now?",
+                    ["Switch now", "Later"],
+                    lambda answer: self.switch_model() if answer == "Switch now" else None,
+                    informative="Searches keep using the current model until every image is embedded. "
+                    "The switch runs in the background and can be stopped; it resumes where it stopped.",
+                )  # fmt: skip
+            elif status.switch is not None:
+                done = status.switch
+                self.window.show_message(
+                    f"A switch to {done.target.name} is half done ({done.embedded:,} of {done.total:,} images). "
+                    "<a href='switch'>Resume it</a>", "warning", rich=True)  # fmt: skip
+            else:
+                self.window.show_message(
+                    f"The settings ask for {target}, but this library's images are embedded with "
+                    f"{status.model}. <a href='switch'>Switch the library</a>", "warning", rich=True)  # fmt: skip
+        elif status.stats.needs_embedding:
             self.window.show_message(
-                f"{count:,} images were embedded with another model and are not searched yet. "
-                "<a href='reindex'>Embed them now</a>",
-                "warning",
-                rich=True,
+                f"{status.stats.needs_embedding:,} images have no vector for {status.model} yet and are not "
+                "searched. <a href='reindex'>Embed them now</a>", "warning", rich=True)  # fmt: skip
+
+    def switch_model(self) -> Job | None:
+        settings = self.window.session.settings
+        if not self.window.session.is_open:
+            return None
+        job = self.window.session.switch_model(settings.model, settings.pretrained)
+        name = settings.model
+        self.window.progress.start(job, f"Switching to {name}", job.cancel)
+        job.progressed.connect(lambda p, job=job: self.window.progress.update_progress(job, p))
+        job.finished.connect(lambda job=job: self.window.progress.finish(job))
+        job.succeeded.connect(lambda report: self._on_switched(report, name))
+        job.failed.connect(self.window.show_error)
+        return job
+
+    def _on_switched(self, report, name: str) -> None:
+        if report.swapped:
+            self.window.message_bar.dismiss()
+            self.window.statusBar().showMessage(f"The library now uses {name}: {report.summary()}", 10000)
+            self.window.run_search()
+        else:
+            self.window.statusBar().showMessage(
+                f"Switch to {name} stopped; it resumes where it stopped", 8000
             )
 
 

@@ -16,6 +16,7 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplicat
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QWidget
 
 from visualfinder import __version__
+from visualfinder.errors import VisualFinderError
 from visualfinder.events import JobProgress, LibraryChanged, WatcherStatus
 from visualfinder.gui import icons, window_ui
 from visualfinder.gui.dialogs import Desktop, Dialogs
@@ -28,6 +29,7 @@ from visualfinder.gui.session import LibrarySession, Snapshot, response_summary
 from visualfinder.gui.thumbnails import ThumbnailLoader
 from visualfinder.gui.ui_state import UiState
 from visualfinder.gui.workers import Job
+from visualfinder.query import parse_query
 from visualfinder.search import SearchResult
 from visualfinder.service import QueryTerm, SearchRequest, SearchResponse
 
@@ -117,6 +119,7 @@ class MainWindow(QMainWindow):
 
     def _on_opened(self, library) -> None:
         self.set_library_open(True)
+        self.library_actions.after_open()
         self._restore_filter_choice = True
         if self.message_bar.kind == "error":
             self.message_bar.dismiss()
@@ -159,15 +162,21 @@ class MainWindow(QMainWindow):
             if not empty:
                 self.ready_page.set_text(text=f"Drop a product photo here, paste one with Ctrl+V, or describe what "
                                               f"you are looking for. {stats.ok:,} images are ready to search.")  # fmt: skip
-        if stats.needs_embedding:
-            self.library_actions.offer_reembedding(stats.needs_embedding)
+        self.library_actions.check_model(snapshot)
 
     def _update_model_label(self, snapshot: Snapshot | None = None) -> None:
+        """The model the library's vectors come from (the settings may ask for another)."""
         settings = self.session.settings
-        device = snapshot.device if snapshot else settings.device
-        pretrained = settings.pretrained if len(settings.pretrained) <= 24 else Path(settings.pretrained).name
-        self.model_label.setText(f"{settings.model} · {device}")
-        self.model_label.setToolTip(f"Model {settings.model}, weights {pretrained}, running on {device}")
+        library = self.session.library
+        if snapshot is not None:
+            model, pretrained, device = snapshot.status.model, snapshot.status.pretrained, snapshot.device
+        elif library is not None:
+            model, pretrained, device = library.model.name, library.model.pretrained, settings.device
+        else:
+            model, pretrained, device = settings.model, settings.pretrained, settings.device
+        weights = pretrained if len(pretrained) <= 24 else Path(pretrained).name
+        self.model_label.setText(f"{model} · {device}")
+        self.model_label.setToolTip(f"Model {model}, weights {weights}, running on {device}")
 
     # --- queries -------------------------------------------------------------------------
 
@@ -235,20 +244,38 @@ class MainWindow(QMainWindow):
                                        else PAGE_READY)  # fmt: skip
 
     def current_request(self) -> SearchRequest | None:
+        """The query image (or its region), the search box's words and filters, and the panel's filters.
+
+        The search box speaks the CLI's query bar language: `red chair -leather tag:oak price:<50`."""
         terms = self.query.terms(self.query_panel.view.crop) if self.query is not None else []
+        filters = self.filters.filters()
         if self.query_text:
-            terms.append(QueryTerm("text", self.query_text))
-        if not terms:
+            snapshot = self.session.snapshot
+            parsed = parse_query(self.query_text, set(snapshot.fields) if snapshot else set())
+            filters = filters.merged(parsed.filters)
+            if parsed.text:
+                terms.append(QueryTerm("text", parsed.text))
+            terms += [QueryTerm("text", t, weight=-1.0) for t in parsed.minus]
+        if not any(t.weight > 0 for t in terms):
             return None
-        return SearchRequest(terms, k=self.filters.k.value(), filters=self.filters.filters())
+        return SearchRequest(terms, k=self.filters.k.value(), filters=filters)
 
     def _on_filters_changed(self) -> None:
         self.ui.save_filters(self.filters)
         self.run_search()
 
     def run_search(self) -> Job | None:
-        request = self.current_request()
-        if request is None or not self.session.is_open:
+        if not self.session.is_open:
+            return None
+        try:
+            request = self.current_request()
+        except VisualFinderError as exc:  # a query bar typo: `after:someday`
+            self.show_error(str(exc))
+            return None
+        if request is None:
+            if self.query_text:
+                self.show_error("give something to search for besides filters and minus words: "
+                                "an image, or words describing it")  # fmt: skip
             return None
         self.ui.save_filters(self.filters)
         job = self.session.search(request)
@@ -370,6 +397,9 @@ class MainWindow(QMainWindow):
             self.library_actions.open_settings()
         elif link == "skipped":
             self.library_actions.show_skipped()
+        elif link == "switch":
+            self.message_bar.dismiss()
+            self.library_actions.switch_model()
         elif link == "reindex":
             self.message_bar.dismiss()
             self.library_actions.reindex_all()

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +17,8 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QUrl
 from PySide6.QtGui import QImage
 
-from visualfinder import __version__
 from visualfinder.errors import QueryError
-from visualfinder.jobs import CancelToken, Progress, ProgressCallback
+from visualfinder.jobs import CancelToken, ProgressCallback
 from visualfinder.service import Library, QueryTerm
 
 log = logging.getLogger(__name__)
@@ -30,8 +27,6 @@ log = logging.getLogger(__name__)
 DISPLAY_MIN_SIDE = 768
 # ... and the preview keeps at most this many pixels on its long side.
 DISPLAY_MAX_SIDE = 1600
-MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
-DOWNLOAD_TIMEOUT_S = 20
 # Raw image formats browsers and editors put on the clipboard, best first.
 IMAGE_MIME_TYPES = ("image/png", "image/webp", "image/jpeg", "image/gif", "image/bmp", "image/tiff")
 
@@ -145,9 +140,8 @@ def load_query(
         decoded = _decode_indexed(library, source)
     elif source.kind == "data":
         decoded = library.decode_query_bytes(bytes(source.value), source.name, min_side=DISPLAY_MIN_SIDE)
-    elif source.kind == "url":
-        data = download(str(source.value), cancel, progress)
-        decoded = library.decode_query_bytes(data, source.name, min_side=DISPLAY_MIN_SIDE)
+    elif source.kind == "url":  # the core's fetcher: size limit, timeout, content-type check
+        decoded = library.fetch_query_image(str(source.value), min_side=DISPLAY_MIN_SIDE)
     elif source.kind == "qimage":
         image = _qimage_to_pil(source.value)
         if image.width * image.height > library.settings.max_image_pixels:
@@ -168,33 +162,6 @@ def _decode_indexed(library: Library, source: QuerySource):
         if record is None or not record.thumb_path:
             raise
         return library.decode_query_image(record.thumb_path)
-
-
-def download(url: str, cancel: CancelToken, progress: ProgressCallback) -> bytes:
-    """Fetch a web image into memory (size-capped, cancellable between chunks)."""
-    request = urllib.request.Request(url, headers={"User-Agent": f"visualfinder/{__version__}"})
-    try:
-        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            if total > MAX_DOWNLOAD_BYTES:
-                raise QueryError(f"{url} is too large to search with ({total / 1e6:.0f} MB)")
-            chunks: list[bytes] = []
-            done = 0
-            while chunk := response.read(256 * 1024):
-                cancel.raise_if_cancelled()
-                chunks.append(chunk)
-                done += len(chunk)
-                if done > MAX_DOWNLOAD_BYTES:
-                    raise QueryError(
-                        f"{url} is too large to search with (over {MAX_DOWNLOAD_BYTES >> 20} MB)"
-                    )
-                progress(Progress("downloading", done, total))
-            return b"".join(chunks)
-    except urllib.error.HTTPError as exc:
-        raise QueryError(f"cannot download {url}: the server answered {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise QueryError(f"cannot download {url}: {reason}") from exc
 
 
 def _qimage_to_pil(image: QImage) -> Image.Image:

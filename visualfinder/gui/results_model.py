@@ -215,6 +215,9 @@ def tooltip(result: SearchResult) -> str:
         rows.append(f"Price: {format_price(r.price)}")
     if r.tags:
         rows.append(f"Tags: {e(', '.join(r.tags))}")
+    for name, value in sorted((getattr(r, "extra", None) or {}).items()):  # imported extra columns
+        if value not in (None, ""):
+            rows.append(f"{e(str(name))}: {e(str(value))}")
     if r.description:
         text = (
             r.description

@@ -44,6 +44,13 @@ class Snapshot:
     status: LibraryStatus
     device: str  # the resolved device (auto -> cpu/cuda/mps)
     tags: list[tuple[str, int]] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)  # metadata fields the query bar accepts
+
+    @property
+    def model_differs(self) -> bool:
+        """The settings ask for another model than the one the library's vectors come from."""
+        status = self.status
+        return bool(status.requested_model_key) and status.requested_model_key != status.model_key
 
     @property
     def images(self) -> int:
@@ -278,6 +285,24 @@ class LibrarySession(QObject):
 
         return self.run(self.writer, "Saving tags", run, refresh=True)
 
+    def switch_model(self, model: str, pretrained: str) -> Job:
+        """Re-embed the library with another model; searches use the current one until it is done.
+
+        Stopping leaves the switch pending: running it again resumes where it stopped."""
+
+        def run(lib: Library, ctx: JobContext):
+            return lib.switch_model(model, pretrained, ctx.progress, ctx.cancel)
+
+        return self.run(self.writer, f"Switching to {model}", run, refresh=True)
+
+    def set_metric(self, metric: str) -> Job:
+        """Compare images by another metric: the index is rebuilt from stored vectors."""
+
+        def run(lib: Library, ctx: JobContext) -> int:
+            return lib.set_metric(metric, ctx.progress, ctx.cancel)
+
+        return self.run(self.writer, "Rebuilding the index", run, refresh=True)
+
     def export_csv(self, results: Sequence[SearchResult], dest: str, excel: bool) -> Job:
         rows = list(results)
         return self.run(self.reader, "Exporting", lambda lib, ctx: lib.export_csv(rows, dest, excel=excel))
@@ -309,7 +334,7 @@ class LibrarySession(QObject):
 
         def run(lib: Library, ctx: JobContext) -> Snapshot:
             status = lib.status(error_limit=STATUS_ERROR_LIMIT)
-            return Snapshot(status, lib.embedder.device, lib.all_tags())
+            return Snapshot(status, lib.embedder.device, lib.all_tags(), lib.metadata_fields())
 
         job = self.run(self.reader, "Reading library status", run, key="status")
         job.succeeded.connect(self._on_snapshot)

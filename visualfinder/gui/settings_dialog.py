@@ -91,8 +91,8 @@ class SettingsDialog(QDialog):
         self.metric_note.setEnabled(False)
         if library_metric:
             self.metric_note.setText(
-                f"This library compares images by {METRIC_LABELS[library_metric].lower()}; "
-                "the metric chosen here applies to new libraries."
+                f"This library compares images by {METRIC_LABELS[library_metric].lower()}. Another metric "
+                "rebuilds its index from the stored vectors (no re-embedding)."
             )
         self.thumbnail_size = QSpinBox(self)
         self.thumbnail_size.setRange(64, 1024)
@@ -131,8 +131,8 @@ class SettingsDialog(QDialog):
         form.addRow("Thumbnails", self.thumbnail_size)
         form.addRow("Data folder", data_row)
         note = QLabel(
-            "Changing the model means every image is embedded again; you can start that right away "
-            "or later.", self
+            "Another model means every image is embedded again; searches keep using the current model "
+            "until that is done, and you can start it right away or later.", self
         )  # fmt: skip
         note.setWordWrap(True)
         note.setEnabled(False)

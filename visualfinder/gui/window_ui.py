@@ -134,10 +134,16 @@ def _build_widgets(self) -> None:
     self.setCentralWidget(self.splitter)
 
     self.search_field = QLineEdit(self)
-    self.search_field.setPlaceholderText("Describe what to find…")
+    self.search_field.setPlaceholderText("Describe what to find…  (tag:oak  price:<50  -leather)")
+    self.search_field.setToolTip(
+        "<qt>Words describe what to find (CLIP text); <b>-word</b> means less like this.<br>"
+        "Filters: <b>folder:</b>name <b>tag:</b>oak <b>type:</b>png <b>after:</b>2025-01 <b>before:</b>7d "
+        "<b>size:</b>&gt;2mb <b>sku:</b> <b>title:</b> <b>price:</b>&lt;50 or 10..50, and imported columns "
+        "(<b>colour:</b>red).</qt>"
+    )
     self.search_field.setClearButtonEnabled(True)
     self.search_field.setMinimumWidth(240)
-    self.search_field.setMaximumWidth(520)
+    self.search_field.setMaximumWidth(560)
     self.search_field.setAccessibleName("Text search")
     self.search_field.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
     self.search_icon = self.search_field.addAction(
