@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import random
 from pathlib import Path
@@ -173,3 +174,29 @@ def write_demo_catalog(root: Path, colours_per_product: int = 6) -> list[Path]:
 def query_photo(kind: str = "mug", colour: str = "red") -> Image.Image:
     """A 'customer photo' of a catalog product: another background and placement."""
     return draw_product(kind, COLOURS[colour], seed=4242, background=(226, 232, 238))
+
+
+NAMES = {"mug": "Ceramic mug", "lamp": "Table lamp", "chair": "Dining chair", "sneaker": "Canvas sneaker",
+         "bottle": "Glass bottle", "vase": "Stoneware vase", "clock": "Wall clock", "backpack": "Day backpack"}  # fmt: skip
+PRICES = {
+    "mug": 14,
+    "lamp": 59,
+    "chair": 129,
+    "sneaker": 79,
+    "bottle": 9,
+    "vase": 39,
+    "clock": 45,
+    "backpack": 69,
+}
+
+
+def write_demo_products(paths: list[Path], dest: Path) -> Path:
+    """A product sheet for the demo catalog (file, sku, title, price, tags), as a shop exports it."""
+    with dest.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "sku", "title", "price", "tags"])
+        for i, path in enumerate(paths):
+            kind, colour = path.stem.split("-", 1)
+            writer.writerow([path.name, f"{kind[:2].upper()}-{100 + i}", f"{NAMES[kind]}, {colour}",
+                             f"{PRICES[kind] + (i % 5) * 2 - 0.01:.2f}", ";".join(TAGS[kind])])  # fmt: skip
+    return dest

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QApplication
 
 from visualfinder.config import Settings
 from visualfinder.gui import app as gui_app
-from visualfinder.gui.demo import TAGS, query_photo, write_demo_catalog
+from visualfinder.gui.demo import query_photo, write_demo_catalog, write_demo_products
 from visualfinder.gui.main_window import MainWindow
 from visualfinder.gui.session import LibrarySession
 
@@ -63,12 +63,11 @@ def render(out: Path, *, width: int = 1280, height: int = 800, dark: bool = Fals
         wait_for(app, lambda: job.done, what="indexing")
         if job.state != "succeeded":
             raise RuntimeError(job.error or job.state)
-        for path in paths:  # a few tags, as a shop would have
-            kind = path.parent.name
-            tagging = session.run(
-                session.writer, "tag", lambda lib, ctx, p=path, k=kind: lib.add_tags(str(p), TAGS[k])
-            )
-        wait_for(app, lambda: tagging.done, what="tagging")
+        sheet = write_demo_products(paths, root / "products.csv")  # titles, prices, tags
+        importing = session.run(session.writer, "Importing", lambda lib, ctx: lib.import_metadata(sheet))
+        wait_for(app, lambda: importing.done, what="the product sheet")
+        if importing.state != "succeeded":
+            raise RuntimeError(importing.error or importing.state)
         session.refresh()
         wait_for(app, lambda: session.snapshot is not None and session.snapshot.tags, what="the tags")
         window.search_file(query)
@@ -107,7 +106,7 @@ def save_png(image, out: Path, colours: int) -> Path:
     rgb = image.convertToFormat(QImage.Format.Format_RGB888)
     pil = Image.frombuffer("RGB", (rgb.width(), rgb.height()), bytes(rgb.constBits()), "raw", "RGB",
                            rgb.bytesPerLine(), 1)  # fmt: skip
-    pil.quantize(colors=colours, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+    pil.quantize(colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
         out, optimize=True
     )
     return out
