@@ -29,6 +29,7 @@ class LibraryActions(QObject):
         # Set when the settings named another model: the next snapshot asks to switch to it.
         self.offer_next_time = False
         self.pending_metric: str | None = None  # applied once the library has reopened
+        self._told: set[str] = set()  # notices shown since the library opened (a dismissal sticks)
 
     def _jobs_named(self, prefix: str) -> list[Job]:
         return [j for j in self.window.session.writer.jobs() if j.name.startswith(prefix)]
@@ -180,8 +181,14 @@ class LibraryActions(QObject):
         self.window.set_library_open(False)
         self.window.session.open(chosen)  # openFailed shows what went wrong
 
+    def _tell_once(self, key: str, text: str) -> None:
+        if key not in self._told:
+            self._told.add(key)
+            self.window.show_message(text, "warning", rich=True)
+
     def after_open(self) -> None:
         """Called when the library (re)opened: run what the settings asked for."""
+        self._told.clear()
         metric, self.pending_metric = self.pending_metric, None
         if metric is not None:
             job = self.window.session.set_metric(metric)
@@ -210,17 +217,17 @@ class LibraryActions(QObject):
                 )  # fmt: skip
             elif status.switch is not None:
                 done = status.switch
-                self.window.show_message(
+                self._tell_once(f"switch:{done.target.key}",
                     f"A switch to {done.target.name} is half done ({done.embedded:,} of {done.total:,} images). "
-                    "<a href='switch'>Resume it</a>", "warning", rich=True)  # fmt: skip
+                    "<a href='switch'>Resume it</a>")  # fmt: skip
             else:
-                self.window.show_message(
+                self._tell_once(f"differs:{status.requested_model_key}",
                     f"The settings ask for {target}, but this library's images are embedded with "
-                    f"{status.model}. <a href='switch'>Switch the library</a>", "warning", rich=True)  # fmt: skip
+                    f"{status.model}. <a href='switch'>Switch the library</a>")  # fmt: skip
         elif status.stats.needs_embedding:
-            self.window.show_message(
+            self._tell_once("needs-embedding",
                 f"{status.stats.needs_embedding:,} images have no vector for {status.model} yet and are not "
-                "searched. <a href='reindex'>Embed them now</a>", "warning", rich=True)  # fmt: skip
+                "searched. <a href='reindex'>Embed them now</a>")  # fmt: skip
 
     def switch_model(self) -> Job | None:
         settings = self.window.session.settings
