@@ -76,6 +76,7 @@ class FoldersPanel(QWidget):
         layout.addLayout(buttons)
 
         self._updating = False
+        self._modes: dict[str, str] = {}
         self.add_button.clicked.connect(self.addRequested)
         self.remove_button.clicked.connect(self._remove_selected)
         self.errors_button.clicked.connect(lambda: self.errorsRequested.emit(""))
@@ -128,9 +129,26 @@ class FoldersPanel(QWidget):
             if path == selected:
                 item.setSelected(True)
         self._updating = False
+        self.set_watch_modes(self._modes)
         self.errors_button.setText(f"{skipped:,} skipped")
         self.errors_button.setToolTip("Files that could not be indexed, and why")
         self.errors_button.setVisible(skipped > 0)
+
+    def set_watch_modes(self, modes: dict[str, str]) -> None:
+        """How the watcher follows each folder: 'watching', 'polling' or 'missing' (from WatcherStatus)."""
+        self._modes = dict(modes)
+        self._updating = True
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            mode = self._modes.get(item.data(COL_FOLDER, PathRole), "")
+            item.setText(COL_WATCH, {"polling": "polling", "missing": "missing"}.get(mode, ""))
+            tip = {
+                "watching": "Watched: changes are indexed as they happen",
+                "polling": "Watched by rescanning every few seconds (a network drive, or notifications failed)",
+                "missing": "The folder is gone or unmounted; its images are kept and it is watched again when it returns",
+            }.get(mode, "Index new and changed files in this folder automatically")
+            item.setToolTip(COL_WATCH, tip)
+        self._updating = False
 
     def selected_path(self) -> str | None:
         items = self.tree.selectedItems()

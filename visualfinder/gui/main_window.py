@@ -17,8 +17,9 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox, QWidget
 
 from visualfinder import __version__
 from visualfinder.errors import VisualFinderError
-from visualfinder.events import JobProgress, LibraryChanged, WatcherStatus
+from visualfinder.events import LibraryChanged
 from visualfinder.gui import icons, window_ui
+from visualfinder.gui.activity import Activity
 from visualfinder.gui.dialogs import Desktop, Dialogs
 from visualfinder.gui.library_actions import LibraryActions
 from visualfinder.gui.query import QueryImage, QuerySource, file_source, indexed_source, load_query, read_mime
@@ -68,6 +69,8 @@ class MainWindow(QMainWindow):
         self.result_actions = ResultActions(self)
         self.library_actions = LibraryActions(self)
         window_ui.setup(self)
+        self.activity = Activity(self)  # the watcher and other work the window did not start
+        window_ui.add_watch_action(self)
         self._connect()
         self.ui.restore_window(self)
         self.ui.restore_filters(self.filters)
@@ -83,8 +86,6 @@ class MainWindow(QMainWindow):
         s.openFailed.connect(self._on_open_failed)
         s.snapshotChanged.connect(self._on_snapshot)
         s.libraryChanged.connect(self._on_library_changed)
-        s.externalProgress.connect(self._on_external_progress)
-        s.watcherStatus.connect(self._on_watcher_status)
         s.closed.connect(self._on_session_closed)
         self.query_panel.cropChanged.connect(lambda _: self.run_search())
         self.query_panel.clearRequested.connect(self.clear_query)
@@ -409,28 +410,6 @@ class MainWindow(QMainWindow):
             return  # tag edits are shown in place
         if self.response is not None:
             self.stale_button.setVisible(True)
-        for task in self.progress.tasks:
-            if isinstance(task.key, str) and task.key.startswith("external:"):
-                self.progress.finish(task.key)
-
-    def _on_external_progress(self, event: JobProgress) -> None:
-        key = f"external:{event.source}"
-        progress = event.progress
-        if progress.total and progress.done >= progress.total:
-            self.progress.finish(key)
-        else:
-            title = "Updating watched folders" if event.source == "watcher" else event.source.capitalize()
-            self.progress.update_progress(key, progress, title)
-
-    def _on_watcher_status(self, event: WatcherStatus) -> None:
-        text = {"watching": "Watching folders", "polling": "Watching folders (polling)",
-                "stopped": "", "folder-missing": "Watched folder missing", "error": "Watcher stopped"}.get(
-            event.state, event.state)  # fmt: skip
-        self.watcher_label.setText(text)
-        self.watcher_label.setToolTip(event.message)
-        self.watcher_label.setVisible(bool(text))
-        if event.state == "error" and event.message:
-            self.show_message(event.message, "warning")
 
     def _jobs_named(self, prefix: str) -> list[Job]:
         return [j for j in self.session.writer.jobs() if j.name.startswith(prefix)]

@@ -6,6 +6,9 @@ Every call runs as a Job on one of the session's queues, never on the GUI thread
   (SQLite WAL, one connection per thread; the vector index has its own lock), so a query
   answers while a folder is being indexed;
 - `background`: loading (downloading) the model, which may take minutes and must block neither.
+The folder watcher (`watcher.Watcher`) runs on its own thread while the library is open and
+goes through the library's writer lock like any indexing run; it is stopped before the
+library closes.
 Opening and closing take the library exclusively (a shared/exclusive lock), so no job ever sees
 a library that is being closed. Library events (from indexing runs and the watcher, on worker
 threads) come back as Qt signals on the GUI thread.
@@ -31,6 +34,7 @@ from visualfinder.gui.workers import Job, JobContext, JobQueue
 from visualfinder.jobs import Progress
 from visualfinder.search import SearchResult
 from visualfinder.service import Library, LibraryStatus, SearchRequest, SearchResponse, open_library
+from visualfinder.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +121,8 @@ class LibrarySession(QObject):
         self.background = JobQueue("model", self)
         self._lock = SharedLock()
         self._library: Library | None = None
+        self._watcher: Watcher | None = None
+        self.watch = True  # run the folder watcher while the library is open
         self._unsubscribe: Callable[[], None] | None = None
         self.state = "closed"  # closed, opening, open, failed, closing, shut
         self.snapshot: Snapshot | None = None
@@ -149,6 +155,8 @@ class LibrarySession(QObject):
                 library = open_library(new_settings, ctx.progress)
                 self._library = library
                 self._unsubscribe = library.events.subscribe(self._event.emit)
+                if self.watch:
+                    self._start_watcher(library)
                 return library
 
         job = Job("Opening the library", run)
@@ -198,8 +206,41 @@ class LibrarySession(QObject):
         """After shutdown: a job that could not be interrupted (a download) still runs."""
         return any(q.alive for q in (self.writer, self.reader, self.background))
 
+    # --- the folder watcher --------------------------------------------------------------
+
+    @property
+    def watching(self) -> bool:
+        return self._watcher is not None and self._watcher.running
+
+    def set_watching(self, on: bool) -> Job | None:
+        """Start or stop the folder watcher (it follows the folders ticked Watch)."""
+        self.watch = on
+        if not self.is_open or on == self.watching:
+            return None
+
+        def run(ctx: JobContext) -> bool:
+            with self._lock.shared():
+                if on and self._library is not None:
+                    self._start_watcher(self._library)
+                else:
+                    self._stop_watcher()
+            return on
+
+        return self._submit(self.writer, Job("Starting the watcher" if on else "Stopping the watcher", run))
+
+    def _start_watcher(self, library: Library) -> None:
+        if self._watcher is None or not self._watcher.running:
+            self._watcher = Watcher(library)
+            self._watcher.start()
+
+    def _stop_watcher(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and not watcher.stop(timeout=60):
+            log.warning("the folder watcher did not stop within a minute; closing anyway")
+
     def _close_library(self) -> None:
         """On a worker, holding the library exclusively."""
+        self._stop_watcher()  # its batch in flight ends at a commit; it must stop before the library
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -72,10 +72,18 @@ class ProgressPanel(QWidget):
         self._tasks[key] = Task(key, title, None, cancel)
         self._render()
 
-    def update_progress(self, key: object, progress: Progress, title: str | None = None) -> None:
+    def update_progress(
+        self,
+        key: object,
+        progress: Progress,
+        title: str | None = None,
+        cancel: Callable[[], None] | None = None,
+    ) -> None:
         task = self._tasks.get(key)
         if task is None:
-            task = self._tasks[key] = Task(key, title or PHASES.get(progress.phase, progress.phase))
+            task = self._tasks[key] = Task(
+                key, title or PHASES.get(progress.phase, progress.phase), None, cancel
+            )
         task.progress = progress
         self._render()
 

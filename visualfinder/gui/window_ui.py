@@ -342,3 +342,9 @@ def _section(title: str) -> QLabel:
 
 def nearest_size_index(size: int) -> int:
     return min(range(len(ICON_SIZES)), key=lambda i: abs(ICON_SIZES[i] - size))
+
+
+def add_watch_action(self: MainWindow) -> None:
+    """File › Watch folders for changes (the watcher's on/off), after the watch-new-folders item."""
+    menu = self.menuBar().actions()[0].menu()
+    menu.insertAction(self.watch_new_action, self.activity.action)
