@@ -42,7 +42,7 @@ from visualfinder.library_catalog import CatalogFeatures
 from visualfinder.metadata_import import apply_sidecars
 from visualfinder.model_switch import SwitchReport, SwitchState, run_switch, switch_state
 from visualfinder.pipeline import IndexingPipeline, IndexReport
-from visualfinder.scanner import FileStat, scan, scan_paths
+from visualfinder.scanner import LIBRARY_MARKER, FileStat, scan, scan_paths
 from visualfinder.search import Filters, Plan, SearchPlanner, SearchResult, combine
 
 if TYPE_CHECKING:  # the remote package (and opensearch-py) is imported only when used
@@ -886,6 +886,11 @@ def open_library(settings: Settings, progress: ProgressCallback = no_progress) -
     data_dir = settings.data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
+        marker = data_dir / LIBRARY_MARKER
+        if not marker.exists():
+            marker.write_text(
+                "visualfinder library data: not scanned as a catalog folder\n", encoding="utf-8"
+            )
     except OSError as exc:
         raise SettingsError(f"cannot create the data folder {data_dir}: {exc.strerror or exc}") from exc
     catalog = Catalog(data_dir / CATALOG_FILE)
