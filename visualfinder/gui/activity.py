@@ -48,14 +48,16 @@ class Activity(QObject):
     def set_watching(self, on: bool) -> None:
         job = self.window.session.set_watching(on)
         if not on:
-            self.window.watcher_label.setText("Not watching")
-            self.window.watcher_label.setToolTip(
-                "Turn on File › Watch folders for changes to index changes as they happen"
-            )
-            self.window.watcher_label.setVisible(True)
-            self.window.folders_panel.set_watch_modes({})
+            self._show_paused()
         if job is not None:
             job.failed.connect(self.window.show_error)
+
+    def _show_paused(self) -> None:
+        label = self.window.watcher_label
+        label.setText("Not watching")
+        label.setToolTip("Turn on File › Watch folders for changes to index changes as they happen")
+        label.setVisible(True)
+        self.window.folders_panel.set_watch_modes({})
 
     def on_progress(self, event: JobProgress) -> None:
         key = f"external:{event.source}"
@@ -74,6 +76,9 @@ class Activity(QObject):
             text = f"Watching {watched} folder{'s' if watched != 1 else ''}"
         elif event.state == "watching":
             text = ""  # nothing ticked Watch: nothing to say
+        elif event.state == "stopped" and not self.action.isChecked():
+            self._show_paused()  # the watcher's own 'stopped' comes after the user paused it
+            return
         label.setText(text)
         label.setToolTip(event.message[:1].upper() + event.message[1:] if event.message else "")
         label.setVisible(bool(text))
