@@ -707,26 +707,41 @@ class Library(CatalogFeatures):
                 raise QueryError(f"cannot crop the query image: {exc.reason}") from exc
         return engine.embedder.embed_images([decoded.image])[0]
 
-    def fetch_query_image(self, url: str, embedder: Embedder | None = None) -> DecodedImage:
+    def fetch_query_image(
+        self, url: str, embedder: Embedder | None = None, min_side: int | None = None
+    ) -> DecodedImage:
         """Download a query image (size limit, timeout and content-type check) and decode it."""
         s = self.settings
         data = fetch_image(url, max_bytes=s.url_max_bytes, timeout=s.url_timeout_s)
-        try:
-            return decode_image(
-                data, min_side=(embedder or self.embedder).image_size, max_pixels=s.max_image_pixels, path=url
-            )
-        except ImageDecodeError as exc:
-            raise QueryError(f"cannot use {url} as a query image: {exc.reason}") from exc
+        return self.decode_query_bytes(data, url, embedder, min_side)
 
-    def decode_query_image(self, path: str | os.PathLike, embedder: Embedder | None = None) -> DecodedImage:
+    def decode_query_image(
+        self, path: str | os.PathLike, embedder: Embedder | None = None, min_side: int | None = None
+    ) -> DecodedImage:
+        """Decode a query image file; `min_side` asks for more pixels than the model needs (display)."""
         try:
             return decode_file(
                 path,
-                min_side=(embedder or self.embedder).image_size,
+                min_side=max(min_side or 0, (embedder or self.embedder).image_size),
                 max_pixels=self.settings.max_image_pixels,
             )
         except ImageDecodeError as exc:
             raise QueryError(f"cannot use {path} as a query image: {exc.reason}") from exc
+
+    def decode_query_bytes(
+        self, data: bytes, name: str, embedder: Embedder | None = None, min_side: int | None = None
+    ) -> DecodedImage:
+        """Decode query image data that is not a file (pasted, dropped from a browser, downloaded);
+        `name` says where it came from in the error message."""
+        try:
+            return decode_image(
+                data,
+                min_side=max(min_side or 0, (embedder or self.embedder).image_size),
+                max_pixels=self.settings.max_image_pixels,
+                path=name,
+            )
+        except ImageDecodeError as exc:
+            raise QueryError(f"cannot use {name} as a query image: {exc.reason}") from exc
 
     def _indexed_vector(self, ref: object, key: str | None = None) -> np.ndarray:
         """The stored vector of an indexed image, by id or by path."""
