@@ -35,7 +35,7 @@ from visualfinder.errors import (
 from visualfinder.events import EventHub, LibraryChanged
 from visualfinder.export import write_results_csv
 from visualfinder.fetch import fetch_image
-from visualfinder.imaging import DecodedImage, crop_region, decode_file, decode_image
+from visualfinder.imaging import DecodedImage, crop_region, decode_file, decode_image, library_decode_side
 from visualfinder.index import IndexSpec, VectorIndex
 from visualfinder.jobs import BackgroundJob, CancelToken, Progress, ProgressCallback, no_progress
 from visualfinder.library_catalog import CatalogFeatures
@@ -715,6 +715,9 @@ class Library(CatalogFeatures):
         data = fetch_image(url, max_bytes=s.url_max_bytes, timeout=s.url_timeout_s)
         return self.decode_query_bytes(data, url, embedder, min_side)
 
+    def _decode_side(self, embedder: Embedder | None) -> int:
+        return library_decode_side((embedder or self.embedder).image_size, self.settings.thumbnail_size)
+
     def decode_query_image(
         self, path: str | os.PathLike, embedder: Embedder | None = None, min_side: int | None = None
     ) -> DecodedImage:
@@ -722,7 +725,7 @@ class Library(CatalogFeatures):
         try:
             return decode_file(
                 path,
-                min_side=max(min_side or 0, (embedder or self.embedder).image_size),
+                min_side=max(min_side or 0, self._decode_side(embedder)),
                 max_pixels=self.settings.max_image_pixels,
             )
         except ImageDecodeError as exc:
@@ -736,7 +739,7 @@ class Library(CatalogFeatures):
         try:
             return decode_image(
                 data,
-                min_side=max(min_side or 0, (embedder or self.embedder).image_size),
+                min_side=max(min_side or 0, self._decode_side(embedder)),
                 max_pixels=self.settings.max_image_pixels,
                 path=name,
             )
