@@ -172,3 +172,28 @@ def test_symlink_loop_does_not_hang_the_scan(library, tmp_path):
     (root / "loop").symlink_to(root, target_is_directory=True)
     report = library.index([root])
     assert report.added == 2
+
+
+def test_a_data_folder_inside_a_catalog_folder_is_not_catalogued(settings, tmp_path):
+    from visualfinder.service import open_library
+
+    root = tmp_path / "catalog"
+    make_catalog(root, 3)
+    lib = open_library(settings.replace(data_dir=root / "vf-library"))
+    try:
+        lib.index([root])
+        assert lib.index([root]).added == 0  # the thumbnails written by the first run stay out
+        assert lib.catalog.stats(lib.model_key).ok == 3
+        assert any((root / "vf-library" / "thumbs").rglob("*.jpg"))
+    finally:
+        lib.close()
+
+
+def test_thumbnails_are_full_size_even_when_the_model_input_is_smaller(library, tmp_path):
+    from PIL import Image
+
+    photo = write_image(tmp_path / "catalog" / "photo.jpg", 3, size=(1600, 1200))
+    library.index([tmp_path / "catalog"])
+    record = next(iter(library.catalog.records([library.catalog.id_for_path(str(photo))]).values()))
+    with Image.open(record.thumb_path) as thumb:
+        assert max(thumb.size) == library.settings.thumbnail_size

@@ -498,3 +498,16 @@ def _normalise(features) -> np.ndarray:
 
     features = torch.nn.functional.normalize(features.float(), dim=-1)
     return features.cpu().numpy().astype(np.float32, copy=False)
+
+
+def known_models() -> list[str]:
+    """Every model name open_clip can build (ours included), sorted; imports open_clip."""
+    return sorted(_open_clip().list_models(), key=str.casefold)
+
+
+def known_pretrained(model: str) -> list[str]:
+    """The pretrained weight tags open_clip can download for `model` (empty if it knows none)."""
+    try:
+        return list(_open_clip().list_pretrained_tags_by_model(model))
+    except (KeyError, RuntimeError, ValueError):  # a name open_clip does not know
+        return []

@@ -321,6 +321,11 @@ def _deepest_folder_id(path: str, folders: list[Folder]) -> int:
     return best.id
 
 
+# Written into every data folder: the walk never catalogues a library's own thumbnails, even
+# when the data folder sits inside a catalog folder.
+LIBRARY_MARKER = ".visualfinder-library"
+
+
 def walk_folder(
     root: str,
     root_folder_id: int,
@@ -358,6 +363,8 @@ def walk_folder(
             errors.append((directory, _os_reason(exc)))
             log.warning("cannot read folder %s: %s", directory, _os_reason(exc))
             continue
+        if any(entry.name == LIBRARY_MARKER for entry in entries):
+            continue  # a library's data folder: its thumbnails are not catalog images
         for entry in entries:
             name = entry.name
             if is_ignored_name(name):
