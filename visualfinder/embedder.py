@@ -168,8 +168,9 @@ class Embedder:
     """One open_clip model turning images and text into unit vectors of `dim` floats.
 
     `backend`: "torch", "onnx" (ONNX Runtime; exports cached under `onnx_dir`) or "auto":
-    on CPU, ONNX when onnxruntime is installed, `onnx_dir` is given and the export, checked
-    against torch and timed against it once, is faster; torch otherwise (and on a GPU).
+    ONNX when onnxruntime is installed and runs on the device (CPU; CUDA or CoreML where the
+    build has that provider), `onnx_dir` is given and the export, checked against torch and
+    timed against it once on a batch, is faster; torch otherwise.
     `threads` > 0 caps the model's intra-op threads (0: the library's default, all cores).
     """
 
@@ -275,11 +276,13 @@ class Embedder:
             if self.onnx_dir is None:
                 raise ModelUnavailableError("backend 'onnx' needs a folder for its exports (onnx_dir)")
             return True
+        # auto: a candidate where onnxruntime runs on the device itself (CPU, or a GPU whose
+        # provider this onnxruntime build has); the first export's timed race then decides.
         return (
             self.requested_backend == "auto"
-            and self.device == "cpu"
             and self.onnx_dir is not None
             and onnx_backend.available()
+            and onnx_backend.accelerates(self.device)
         )
 
     def _torch_parts(self, progress: DownloadProgress | None = None) -> tuple[object, object, object]:

@@ -3,8 +3,9 @@
 Exports are cached in the data dir (`onnx/<model>/`), keyed by the model key (model + weights)
 and a fingerprint of what produced them (weights file stamp, torch and open_clip versions,
 export format). A mismatch re-exports. Each export is checked against torch on a fixed input
-before it is used, and on CPU the first export also times both backends once so that
-`backend = "auto"` can keep the faster one (the verdict is cached with the export).
+before it is used; under `backend = "auto"` the first export also times both backends once on
+a batch and keeps the faster one (the verdict is cached with the export). onnxruntime runs on
+CPU, and on CUDA or CoreML where its build has that execution provider.
 
 The towers are exported lazily: an indexing run never pays for the text tower.
 """
@@ -46,13 +47,25 @@ def available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def providers_for(device: str) -> list[str]:
-    """Execution providers for a device, best first, among those this onnxruntime build has."""
-    import onnxruntime as ort
+# The accelerated execution providers tried for a torch device, best first.
+DEVICE_PROVIDERS = {"cuda": ["CUDAExecutionProvider"], "mps": ["CoreMLExecutionProvider"]}
 
-    present = set(ort.get_available_providers())
-    wanted = {"cuda": ["CUDAExecutionProvider"], "mps": ["CoreMLExecutionProvider"]}.get(device, [])
+
+def providers_for(device: str, present: list[str] | None = None) -> list[str]:
+    """Execution providers for a device, best first, among those this onnxruntime build has
+    (`present`: what the build offers, `onnxruntime.get_available_providers()` by default)."""
+    if present is None:
+        import onnxruntime as ort
+
+        present = ort.get_available_providers()
+    wanted = DEVICE_PROVIDERS.get(device, [])
     return [p for p in wanted if p in present] + ["CPUExecutionProvider"]
+
+
+def accelerates(device: str) -> bool:
+    """onnxruntime can run on this device itself: on CPU always, on a GPU when this build has
+    the device's provider (onnxruntime-gpu for CUDA; CoreML in the macOS wheels)."""
+    return device == "cpu" or len(providers_for(device)) > 1
 
 
 def fingerprint(model_key: str, weights_file: str | None) -> str:
@@ -118,6 +131,9 @@ class OnnxCache:
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         module = _tower_module(model, tower).eval()
         name = "pixels" if tower == "image" else "tokens"
+        # The model may live on a GPU (CUDA/CoreML providers run the export there); the check
+        # runs onnxruntime on CPU, so inputs go to the model's device and outputs come back.
+        example = example.to(next(module.parameters()).device)
         started = time.perf_counter()
         try:
             # Not under no_grad/inference_mode: there nn.MultiheadAttention takes its fused fast
@@ -131,8 +147,8 @@ class OnnxCache:
                 )  # fmt: skip
             session = _session(tmp, ["CPUExecutionProvider"], threads=0)
             with torch.inference_mode():
-                expected = _unit(module(example).float().numpy())
-            got = _unit(session.run(None, {name: example.numpy()})[0])
+                expected = _unit(module(example).float().cpu().numpy())
+            got = _unit(session.run(None, {name: example.cpu().numpy()})[0])
             deviation = float(np.abs(got - expected).max())
             if not deviation <= MAX_DEVIATION:
                 raise OnnxExportError(f"the {tower} export differs from torch by {deviation:.2e}")
