@@ -58,13 +58,14 @@ def _index(mode: str, data_dir: Path, folder: Path) -> dict:
 
 def _embed(model: str, batches: int) -> dict:
     import numpy as np
+    import torch
 
     from visualfinder.embedder import Embedder
 
     embedder = Embedder(model, "none", "cpu", backend="torch").load()
     rng = np.random.default_rng(0)
     tensors = [
-        rng.standard_normal((3, embedder.image_size, embedder.image_size), dtype=np.float32)
+        torch.from_numpy(rng.standard_normal((3, embedder.image_size, embedder.image_size), dtype=np.float32))
         for _ in range(16)
     ]
     embedder.embed_batch(tensors)  # warm-up
