@@ -25,12 +25,7 @@ from visualfinder.weights import DownloadProgress, fetch_pretrained
 
 log = logging.getLogger(__name__)
 
-# OpenMP workers (torch's intra-op threads) spin at every barrier by default. Beside our decode
-# threads, or on a machine busy with anything else, one preempted worker keeps the others
-# spinning for a whole time slice: measured on a loaded 2-core host, a batch-1 query took
-# 4.5-7.6 s with spinning and 0.3 s without, and a batch of 16 used 35% less CPU. Must be set
-# before torch (libgomp) is first imported; every torch import in this package is lazy.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OMP_WAIT_POLICY=PASSIVE is set by the package's __init__, before torch or usearch loads.
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 NO_WEIGHTS = ("none", "random", "")
