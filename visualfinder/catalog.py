@@ -259,14 +259,16 @@ class Catalog:
             raise CatalogError(_describe_db_error(self.path, exc)) from exc
         try:
             yield conn
+        except sqlite3.OperationalError as exc:  # disk full, I/O error: a typed, one-line error
+            _rollback(conn)
+            raise CatalogError(_describe_db_error(self.path, exc)) from exc
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             raise CatalogError(_describe_db_error(self.path, exc)) from exc
 
     def close(self) -> None:
@@ -669,6 +671,15 @@ def _stack(rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
 def _chunks(items: list, size: int = _SQL_CHUNK) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open; SQLite may have rolled back itself (SQLITE_FULL)."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:  # pragma: no cover - the original error is the one worth reporting
+            log.warning("rollback failed", exc_info=True)
 
 
 def _describe_db_error(path: Path, exc: sqlite3.Error) -> str:

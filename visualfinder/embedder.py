@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from visualfinder.errors import ModelUnavailableError
+from visualfinder.imaging import crop_to_aspect
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 NO_WEIGHTS = ("none", "random", "")
 # Seed for random-init models ("--pretrained none"): tests and benchmarks are reproducible.
 RANDOM_INIT_SEED = 0
+# Longest side / shortest side of what reaches a shortest-side-resize transform (see preprocess).
+MAX_MODEL_ASPECT = 4.0
 
 DownloadProgress = Callable[[int, int | None], None]  # (bytes done, bytes total or None)
 
@@ -221,6 +224,10 @@ class Embedder:
         """PIL RGB image -> model input tensor (thread-safe; runs in decode workers)."""
         if self._transform is None:
             self.load()
+        if _resizes_shortest_side(self._transform):
+            # The model sees only the centre square; a 65000x1 strip resized by its short side
+            # would otherwise become billions of pixels. Cutting the far ends first changes nothing.
+            image = crop_to_aspect(image, MAX_MODEL_ASPECT)
         return self._transform(image)
 
     def embed_batch(self, tensors: Sequence) -> np.ndarray:
@@ -340,3 +347,12 @@ def _forwarding_tqdm(progress: DownloadProgress):
             fh.close()
 
     return ForwardingTqdm
+
+
+def _resizes_shortest_side(transform: object) -> bool:
+    """True for open_clip's default preprocessing: resize the short side, then crop the centre."""
+    steps = getattr(transform, "transforms", None) or [None]
+    size = getattr(steps[0], "size", None)
+    if type(steps[0]).__name__ != "Resize":
+        return False
+    return isinstance(size, int) or (isinstance(size, (list, tuple)) and len(size) == 1)

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import xxhash
 from usearch.index import Index, MetricKind
 
+from visualfinder.errors import StorageError
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,9 @@ class IndexState:
     spec: IndexSpec
     generation: int
     count: int
+    # xxh3-128 of the file. A damaged graph can crash usearch on search, so a file is used only
+    # if it hashes to this; "" in sidecars written before it was recorded (then not checked).
+    checksum: str = ""
 
 
 class VectorIndex:
@@ -77,7 +83,9 @@ class VectorIndex:
             raw = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
             if raw.get("format") != SIDECAR_FORMAT:
                 return None
-            return IndexState(IndexSpec(**raw["spec"]), int(raw["generation"]), int(raw["count"]))
+            return IndexState(
+                IndexSpec(**raw["spec"]), int(raw["generation"]), int(raw["count"]), str(raw.get("xxh3", ""))
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -86,6 +94,8 @@ class VectorIndex:
         if state.spec != self.spec:
             return False
         try:
+            if state.checksum and file_checksum(path) != state.checksum:
+                raise ValueError("contents do not match the checksum in its sidecar")
             meta = Index.metadata(os.fspath(path))
             if not meta or meta["dimensions"] != self.spec.ndim or meta["count_present"] != state.count:
                 raise ValueError("header does not match its sidecar")
@@ -102,18 +112,33 @@ class VectorIndex:
             return False
 
     def save(self, path: Path) -> None:
-        """Write the index and then its sidecar, each atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the index and then its sidecar, each atomically (temp file, fsync, rename, fsync folder).
+
+        Raises StorageError when the data folder cannot take it (disk full, read-only); the
+        temp files are removed and the previous index stays usable or is rebuilt on open.
+        """
         tmp = path.with_name(path.name + ".tmp")
-        with self._lock:
-            self._index.save(os.fspath(tmp))
-            state = {"format": SIDECAR_FORMAT, "spec": asdict(self.spec), "generation": self.generation,
-                     "count": len(self._index)}  # fmt: skip
-        _fsync_file(tmp)
-        # The old sidecar must not vouch for the new file if we crash between the two renames.
-        sidecar_path(path).unlink(missing_ok=True)
-        os.replace(tmp, path)
-        _atomic_write_text(sidecar_path(path), json.dumps(state))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                self._index.save(os.fspath(tmp))
+                state = {"format": SIDECAR_FORMAT, "spec": asdict(self.spec), "generation": self.generation,
+                         "count": len(self._index)}  # fmt: skip
+            _fsync_file(tmp)
+            state["xxh3"] = file_checksum(tmp)
+            # The old sidecar must not vouch for the new file if we crash between the two renames.
+            sidecar_path(path).unlink(missing_ok=True)
+            os.replace(tmp, path)
+            # The rename must reach the disk before a sidecar that describes the new file does.
+            _fsync_dir(path.parent)
+            _atomic_write_text(sidecar_path(path), json.dumps(state))
+        except (OSError, RuntimeError) as exc:  # usearch reports a failed write as RuntimeError
+            for leftover in (tmp, sidecar_path(path).with_name(sidecar_path(path).name + ".tmp")):
+                try:
+                    leftover.unlink(missing_ok=True)
+                except OSError:
+                    pass
+            raise StorageError(_describe_save_error(path, exc)) from exc
 
     # --- mutation ------------------------------------------------------------------------
 
@@ -240,6 +265,39 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def file_checksum(path: Path) -> str:
+    """xxh3-128 of a file's bytes, read in chunks (GB/s: small next to loading the index)."""
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _describe_save_error(path: Path, exc: BaseException) -> str:
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    try:
+        free = shutil.disk_usage(path.parent).free
+        detail += f"; {free / 1e6:.0f} MB free on that disk"
+    except OSError:
+        pass
+    return (
+        f"cannot save the vector index {path} ({detail}): free some disk space or make the data folder "
+        "writable. The catalog is intact; the index is rebuilt from it when needed"
+    )
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (POSIX; Windows cannot open folders and needs no such step)."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -255,3 +313,4 @@ def _atomic_write_text(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
