@@ -28,8 +28,9 @@ MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 NO_WEIGHTS = ("none", "random", "")
 # Seed for random-init models ("--pretrained none"): tests and benchmarks are reproducible.
 RANDOM_INIT_SEED = 0
-# Longest side / shortest side of what reaches a shortest-side-resize transform (see preprocess).
-MAX_MODEL_ASPECT = 4.0
+# Longest side / shortest side of what reaches a shortest-side-resize transform (see preprocess):
+# past this, the resized intermediate (aspect x side^2 pixels) is cut to 32 x 256^2 = 2 MP at most.
+MAX_MODEL_ASPECT = 32.0
 
 DownloadProgress = Callable[[int, int | None], None]  # (bytes done, bytes total or None)
 
@@ -226,7 +227,8 @@ class Embedder:
             self.load()
         if _resizes_shortest_side(self._transform):
             # The model sees only the centre square; a 65000x1 strip resized by its short side
-            # would otherwise become billions of pixels. Cutting the far ends first changes nothing.
+            # would otherwise become billions of pixels. Cutting the far ends first leaves the
+            # centre (up to resampling at its edges); images up to 32:1 are not touched at all.
             image = crop_to_aspect(image, MAX_MODEL_ASPECT)
         return self._transform(image)
 

@@ -16,15 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import xxhash
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, JpegImagePlugin, UnidentifiedImageError
 
 from visualfinder.errors import ImageDecodeError
 
 log = logging.getLogger(__name__)
 
-# Our own pixel limit (Settings.max_image_pixels) replaces Pillow's global one: it is checked
-# against the size we will actually decode, which for a JPEG is after draft() reduction.
-Image.MAX_IMAGE_PIXELS = None
+DEFAULT_MAX_PIXELS = 250_000_000
+# Our own pixel limit (Settings.max_image_pixels) is checked against the size we will actually
+# decode, which for a JPEG is after draft() reduction. Pillow's check still guards what plugins
+# allocate while *opening* a file (a 454-byte GIF whose frame claimed 58075x99657 pixels was
+# filled with 5.8 GB at open): it raises above twice MAX_IMAGE_PIXELS, which is kept at half our
+# limit (see _open_image); JPEGs are opened past it, since they decode at their draft size.
+Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS // 2
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 try:  # HEIC/HEIF when the optional pillow-heif is installed (`pip install visualfinder[heif]`)
@@ -122,7 +126,7 @@ def read_image_file(path: str | os.PathLike) -> bytes:
 
 
 def decode_image(
-    data: bytes, *, min_side: int = 256, max_pixels: int = 250_000_000, path: str | None = None
+    data: bytes, *, min_side: int = 256, max_pixels: int = DEFAULT_MAX_PIXELS, path: str | None = None
 ) -> DecodedImage:
     """Decode image bytes to RGB, at least `min_side` pixels on the short side where the file is.
 
@@ -133,10 +137,10 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
+            img = _open_image(data, max_pixels)
             fmt = img.format or "unknown"
             full_w, full_h = img.size
-            if img.format == "JPEG":
+            if isinstance(img, JpegImagePlugin.JpegImageFile):  # JPEG and MPO (camera JPEGs)
                 _check_jpeg_cost(data, full_w, full_h, max_pixels, path)
                 # DCT-domain downscale: decodes a 12 MP photo ~7x faster than a full decode.
                 img.draft("RGB", (min_side, min_side))
@@ -159,6 +163,10 @@ def decode_image(
         raise
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(f"not an image ({_describe_content(data)})", path) from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(
+            f"image too large to decode safely (over {max_pixels / 1e6:.0f} MP)", path
+        ) from exc
     except MemoryError as exc:
         raise ImageDecodeError("not enough memory to decode this image", path) from exc
     except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, TypeError,
@@ -170,7 +178,7 @@ def decode_image(
 
 
 def decode_file(
-    path: str | os.PathLike, *, min_side: int = 256, max_pixels: int = 250_000_000
+    path: str | os.PathLike, *, min_side: int = 256, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> DecodedImage:
     return decode_image(read_image_file(path), min_side=min_side, max_pixels=max_pixels, path=str(path))
 
@@ -243,6 +251,17 @@ def crop_to_aspect(image: Image.Image, max_ratio: float) -> Image.Image:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Image.open with Pillow's own bomb check at our limit; JPEGs past it (see MAX_IMAGE_PIXELS)."""
+    ceiling = max_pixels // 2 + 1
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and current < ceiling:  # a library allowing larger images: only ever raised
+        Image.MAX_IMAGE_PIXELS = ceiling
+    if data[:3] == b"\xff\xd8\xff":
+        return JpegImagePlugin.jpeg_factory(io.BytesIO(data))
+    return Image.open(io.BytesIO(data))
 
 
 def jpeg_scan_count(data: bytes) -> int:

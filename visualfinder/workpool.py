@@ -97,6 +97,8 @@ class WorkerPool:
         `timeout` bounds the whole wait (a worker still busy after it is left to finish alone).
         """
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             threads = list(self._threads)
         while True:
