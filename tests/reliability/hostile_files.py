@@ -46,6 +46,23 @@ def with_sof_size(jpeg: bytes, width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def gif_frame_bomb(width: int = 65535, height: int = 65535) -> bytes:
+    """A tiny GIF whose first frame claims `width` x `height` pixels beyond its logical screen.
+
+    With disposal "restore to background", Pillow allocates and fills the frame while opening it.
+    """
+    data = bytearray(encode(Image.new("P", (8, 8)), "GIF", disposal=2, duration=10))
+    pos = 13 + (3 * 2 ** ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    while data[pos] == 0x21:  # extension blocks: label, then sub-blocks up to a zero length
+        pos += 2
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    assert data[pos] == 0x2C
+    data[pos + 5 : pos + 9] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
 def many_scans_jpeg(side: int, scans: int) -> bytes:
     """A valid grayscale progressive JPEG padded with near-empty AC scans (one EOB run each).
 
@@ -141,6 +158,7 @@ def build_corpus(root: Path, *, slow_jpeg: bool = True) -> dict[str, Expect]:
     gif_bomb = bytearray(encode(Image.new("P", (8, 8)), "GIF"))
     gif_bomb[6:10] = struct.pack("<HH", 65535, 65535)  # the logical screen
     put("bomb.gif", bytes(gif_bomb), Expect(False, "too large to decode safely"))
+    put("bomb_frame.gif", gif_frame_bomb(), Expect(False, "too large to decode safely"))
     progressive = encode(Image.new("RGB", (64, 64), (10, 200, 30)), "JPEG", progressive=True)
     put(
         "bomb_progressive.jpg",

@@ -1,0 +1,114 @@
+"""Indexing while searches, exports, status and tag edits run from other threads (and from a second
+Library on the same data folder, as another process would): no "database is locked" or other
+error reaches anyone, and every answer is consistent with some committed state of the catalog.
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+
+from imagegen import make_catalog
+from rel_harness import assert_index_matches_catalog, rng_for
+
+from visualfinder.export import COLUMNS
+
+
+class Workers:
+    """Threads that repeat an action until stopped, collecting every exception."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+        self.counts: Counter = Counter()
+        self.threads: list[threading.Thread] = []
+
+    def repeat(self, name: str, action) -> None:
+        def loop():
+            while not self.stop.is_set():
+                try:
+                    action()
+                    self.counts[name] += 1
+                except Exception:
+                    self.errors.append(f"{name}: {traceback.format_exc()}")
+                    return
+
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(60)
+            assert not thread.is_alive(), f"{thread.name} hangs"
+
+
+def _check_results(results, files: set[str], query: Path | None, indexed_before: set[str]) -> None:
+    scores = [r.score for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert len({r.id for r in results}) == len(results)
+    for r in results:
+        assert r.path in files, r.path  # every id the index returns resolves to a real catalog row
+    if query is not None and str(query) in indexed_before:
+        assert results[0].path == str(query) and results[0].score > 0.999
+
+
+def test_searches_exports_and_edits_during_indexing_stay_consistent(library, reopen, tmp_path):
+    rng = rng_for("concurrency")
+    root = tmp_path / "catalog"
+    first = make_catalog(root, 24)
+    library.index([root])
+    more = make_catalog(root, 160, start_seed=500)
+    files = {str(p) for p in first + more}
+    indexed_before = {str(p) for p in first}
+    other = reopen()  # a second Library on the same folder: another process's view
+    workers = Workers()
+
+    def search(lib):
+        def action():
+            query = rng.choice(first + more)
+            _check_results(lib.search_image(query, k=8), files, query, indexed_before)
+
+        return action
+
+    def export():
+        results = library.search_image(first[0], k=40)
+        out = library.export_csv(results, tmp_path / f"export-{threading.get_ident()}.csv")
+        with open(out, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        assert tuple(rows[0]) == COLUMNS and len(rows) == len(results) + 1
+        assert [row[COLUMNS.index("path")] for row in rows[1:]] == [r.path for r in results]
+
+    def tag():
+        image = rng.choice(first)
+        library.add_tags(image, [f"tag-{rng.randrange(5)}"])
+        other.remove_tags(image, [f"tag-{rng.randrange(5)}"])
+
+    def status():
+        for lib in (library, other):
+            s = lib.status()
+            assert s.stats.images <= len(files) and s.stats.errors == 0
+
+    workers.repeat("search", search(library))
+    workers.repeat("search-other", search(other))
+    workers.repeat("export", export)
+    workers.repeat("tags", tag)
+    workers.repeat("status", status)
+    started = time.monotonic()
+    report = library.index()
+    seconds = time.monotonic() - started
+    time.sleep(0.3)  # let every worker see the finished state at least once
+    workers.finish()
+    assert workers.errors == [], workers.errors[0]
+    assert report.added == len(more) and report.errors == []
+    assert min(workers.counts[n] for n in ("search", "search-other", "export", "tags", "status")) > 0
+    for lib in (library, other):
+        for query in rng.sample(first + more, 12):
+            assert lib.search_image(query, k=1)[0].path == str(query)
+    assert_index_matches_catalog(library)
+    print(f"indexed {len(more)} images in {seconds:.1f}s alongside {dict(workers.counts)}")
