@@ -69,3 +69,38 @@ def huge_png_header(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+def studio_image(
+    seed: int,
+    colour: tuple[int, int, int] | None = None,
+    extra_item: bool = False,
+    size: tuple[int, int] = (640, 480),
+) -> Image.Image:
+    """A product shot: plain backdrop, floor, and a sofa-like product whose shape follows `seed`.
+
+    `colour` gives the same product in another colour; `extra_item` puts a lamp beside it:
+    look-alikes that are not the same picture.
+    """
+    rng = random.Random(seed)
+    w, h = size
+    img = Image.new("RGB", size, (235, 233, 228))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, int(h * 0.72), w, h), fill=(200, 196, 188))
+    body = colour or rng.choice(PALETTE[:9])
+    x0, x1 = int(w * rng.uniform(0.12, 0.25)), int(w * rng.uniform(0.75, 0.88))
+    seat, top = int(h * rng.uniform(0.5, 0.58)), int(h * rng.uniform(0.25, 0.38))
+    draw.rectangle((x0, top, x1, seat), fill=body)  # back
+    draw.rectangle((x0 - 20, seat, x1 + 20, int(h * 0.7)), fill=body)  # seat
+    for x in (x0 - 30, x1 + 10):  # arms
+        draw.rounded_rectangle((x, int(h * 0.45), x + 40, int(h * 0.7)), 12, fill=body)
+    for x in (x0, x1 - 12):  # legs
+        draw.rectangle((x, int(h * 0.7), x + 12, int(h * 0.76)), fill=(60, 40, 30))
+    for _ in range(rng.randint(1, 3)):  # cushions
+        cx = rng.randint(x0 + 30, x1 - 30)
+        draw.ellipse((cx - 40, seat - 70, cx + 40, seat - 5), fill=rng.choice(PALETTE))
+    if extra_item:
+        draw.rectangle((int(w * 0.9), int(h * 0.3), int(w * 0.92), int(h * 0.72)), fill=(40, 40, 40))
+        draw.polygon([(int(w * 0.86), int(h * 0.32)), (int(w * 0.91), int(h * 0.18)), (int(w * 0.96), int(h * 0.32))],
+                     fill=(250, 220, 120))  # fmt: skip
+    return img

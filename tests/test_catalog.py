@@ -58,7 +58,7 @@ def test_embeddings_are_stored_as_float16_and_read_back(tmp_path):
     applied = catalog.apply(
         CatalogChanges(inserts=[ImageWrite("/p/x.jpg", folder.id, 1, 1, embedding=vector, model_key="m")])
     )
-    blob = catalog.conn.execute("SELECT embedding FROM images").fetchone()[0]
+    blob = catalog.conn.execute("SELECT vector FROM embeddings WHERE model_key = 'm'").fetchone()[0]
     assert len(blob) == 512 * 2
     np.testing.assert_allclose(
         catalog.embedding_of(applied.inserted_ids[0], "m"), vector, rtol=1e-3, atol=1e-3

@@ -1,7 +1,9 @@
 """The catalog: SQLite (WAL) holding folders, images, their embeddings, metadata and the outbox.
 
-SQLite is the source of truth. Each image row keeps its embedding as a float16 blob, so the
-vector index can always be rebuilt from here without re-embedding.
+SQLite is the source of truth. Each image's embeddings live in `embeddings`, one float16 blob
+per (image, model key), so the vector index can always be rebuilt from here without
+re-embedding, and a model switch can fill a second model's vectors beside the first. The
+library's active model (the one its index serves) is recorded in `meta`.
 """
 
 from __future__ import annotations
@@ -75,6 +77,15 @@ class Folder:
 
 
 @dataclass(frozen=True)
+class ModelRef:
+    """An embedding model as the library records it: open_clip name, pretrained tag/file, vector key."""
+
+    name: str
+    pretrained: str
+    key: str
+
+
+@dataclass(frozen=True)
 class StatRow:
     """What the scanner needs to know about a catalogued file to diff it against the disk."""
 
@@ -85,7 +96,7 @@ class StatRow:
     mtime_ns: int
     status: str
     content_hash: str | None
-    model_key: str | None
+    model_key: str | None  # the model asked about, when the row has its embedding
     has_embedding: bool
 
 
@@ -295,6 +306,11 @@ class Catalog:
         for version, reason, statements in MIGRATIONS:
             if version <= current:
                 continue
+            if version == 2 and sqlite3.sqlite_version_info < (3, 35, 0):
+                raise CatalogError(
+                    f"catalog {self.path} needs upgrading, which needs SQLite 3.35 or newer "
+                    f"(this Python has {sqlite3.sqlite_version}); use a newer Python build"
+                )
             log.info("migrating catalog to schema %d: %s", version, reason)
             with self.transaction():
                 for statement in statements:
@@ -351,6 +367,62 @@ class Catalog:
     def doc_id(self, image_id: int) -> str:
         """Stable remote document id: unique across libraries syncing to one cluster."""
         return f"{self.library_id}-{image_id}"
+
+    # --- the library's model ---------------------------------------------------------------
+
+    def active_model(self) -> ModelRef | None:
+        """The model whose vectors the library's index serves (None before the first open)."""
+        return self._model_meta("model")
+
+    def set_active_model(self, model: ModelRef, *, finish_switch: bool = False) -> int:
+        """Record the active model; `finish_switch` also ends the pending switch and bumps the
+        generation (every index built for the old model is stale). Returns the generation."""
+        with self.transaction() as conn:
+            self._set_model_meta(conn, "model", model)
+            if not finish_switch:
+                return self.generation
+            conn.execute("DELETE FROM meta WHERE key LIKE 'switch\\_%' ESCAPE '\\'")
+            if self.outbox_enabled:  # every document's vector changed: the mirror needs them all
+                conn.execute(
+                    """INSERT INTO outbox(op, image_id, doc_id, enqueued_at)
+                       SELECT 'upsert', image_id, ? || '-' || image_id, ? FROM embeddings WHERE model_key = ?""",
+                    (self.library_id, time.time(), model.key),
+                )
+            return self._bump_generation(conn)
+
+    def pending_switch(self) -> ModelRef | None:
+        """The model a switch is filling vectors for, if one was started and not finished."""
+        return self._model_meta("switch")
+
+    def set_pending_switch(self, model: ModelRef | None) -> None:
+        with self.transaction() as conn:
+            if model is None:
+                conn.execute("DELETE FROM meta WHERE key LIKE 'switch\\_%' ESCAPE '\\'")
+            else:
+                self._set_model_meta(conn, "switch", model)
+                self._set_meta(conn, "switch_started_at", repr(time.time()))
+
+    def _model_meta(self, prefix: str) -> ModelRef | None:
+        rows = dict(
+            self.conn.execute(
+                "SELECT key, value FROM meta WHERE key IN (?, ?, ?)",
+                (f"{prefix}_name", f"{prefix}_pretrained", f"{prefix}_key"),
+            ).fetchall()
+        )
+        if f"{prefix}_key" not in rows:
+            return None
+        return ModelRef(
+            rows.get(f"{prefix}_name", ""), rows.get(f"{prefix}_pretrained", ""), rows[f"{prefix}_key"]
+        )
+
+    def _set_model_meta(self, conn: sqlite3.Connection, prefix: str, model: ModelRef) -> None:
+        self._set_meta(conn, f"{prefix}_name", model.name)
+        self._set_meta(conn, f"{prefix}_pretrained", model.pretrained)
+        self._set_meta(conn, f"{prefix}_key", model.key)
+
+    def _active_key(self) -> str:
+        model = self.active_model()
+        return model.key if model else ""
 
     @property
     def outbox_enabled(self) -> bool:
@@ -419,26 +491,33 @@ class Catalog:
 
     # --- scan state ----------------------------------------------------------------------
 
-    def stat_rows_under(self, folder: str) -> dict[str, StatRow]:
-        """Every catalogued file below `folder`, keyed by path, for the stat-based diff."""
+    def stat_rows_under(self, folder: str, model_key: str | None = None) -> dict[str, StatRow]:
+        """Every catalogued file below `folder`, keyed by path, for the stat-based diff.
+
+        `has_embedding` tells whether the row has a vector from `model_key` (default: the
+        library's active model).
+        """
         low, high = subtree_bounds(folder)
         rows = self.conn.execute(
-            f"SELECT {_STAT_COLUMNS} FROM images WHERE path >= ? AND path < ?", (low, high)
+            f"SELECT {_STAT_COLUMNS} FROM {_STAT_FROM} WHERE i.path >= ? AND i.path < ?",
+            (model_key or self._active_key(), low, high),
         )
         return {row.path: row for row in map(_stat_row, rows)}
 
-    def stat_row(self, path: str) -> StatRow | None:
+    def stat_row(self, path: str, model_key: str | None = None) -> StatRow | None:
         r = self.conn.execute(
-            f"SELECT {_STAT_COLUMNS} FROM images WHERE path = ?", (path_to_db(path),)
+            f"SELECT {_STAT_COLUMNS} FROM {_STAT_FROM} WHERE i.path = ?",
+            (model_key or self._active_key(), path_to_db(path)),
         ).fetchone()
         return _stat_row(r) if r else None
 
     def embedded_source(self, content_hash: str, model_key: str) -> EmbeddedSource | None:
         """Any row with this content and an embedding from this model (for moves and copies)."""
         r = self.conn.execute(
-            """SELECT id, width, height, format, thumb_path, embedding FROM images
-               WHERE content_hash = ? AND model_key = ? AND embedding IS NOT NULL LIMIT 1""",
-            (content_hash, model_key),
+            """SELECT i.id, i.width, i.height, i.format, i.thumb_path, e.vector
+               FROM images i JOIN embeddings e ON e.image_id = i.id AND e.model_key = ?
+               WHERE i.content_hash = ? AND i.status = 'ok' LIMIT 1""",
+            (model_key, content_hash),
         ).fetchone()
         if not r:
             return None
@@ -456,21 +535,31 @@ class Catalog:
             for w in changes.inserts:
                 cur = conn.execute(
                     """INSERT INTO images(path, folder_id, size, mtime_ns, content_hash, width, height,
-                           format, status, error, embedding, model_key, vector_gen, thumb_path, indexed_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (*self._write_values(w, generation), now),
+                           format, status, error, thumb_path, indexed_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (*self._write_values(w), now),
                 )
                 inserted.append(cur.lastrowid)
+                self._put_vector(conn, cur.lastrowid, w, generation)
                 if outbox and w.status == "ok":
                     self._enqueue(conn, "upsert", cur.lastrowid, now)
             for image_id, w in changes.updates:
+                # New content invalidates every model's vector; the same content (re-embedded
+                # for another model, or a stat change) keeps the other models' vectors.
+                conn.execute(
+                    """DELETE FROM embeddings WHERE image_id = ?
+                       AND (model_key = ? OR ? = 'error'
+                            OR (SELECT content_hash FROM images WHERE id = ?) IS NOT ?)""",
+                    (image_id, w.model_key or "", w.status, image_id, w.content_hash),
+                )
                 conn.execute(
                     """UPDATE images SET path = ?, folder_id = ?, size = ?, mtime_ns = ?, content_hash = ?,
-                           width = ?, height = ?, format = ?, status = ?, error = ?, embedding = ?,
-                           model_key = ?, vector_gen = ?, thumb_path = ?, indexed_at = ?
+                           width = ?, height = ?, format = ?, status = ?, error = ?, thumb_path = ?,
+                           indexed_at = ?
                        WHERE id = ?""",
-                    (*self._write_values(w, generation), now, image_id),
+                    (*self._write_values(w), now, image_id),
                 )
+                self._put_vector(conn, image_id, w, generation)
                 if outbox:
                     self._enqueue(conn, "upsert" if w.status == "ok" else "delete", image_id, now)
             for image_id, w in changes.moves:
@@ -484,13 +573,22 @@ class Catalog:
         return AppliedChanges(generation, inserted)
 
     @staticmethod
-    def _write_values(w: ImageWrite, generation: int) -> tuple:
-        blob = embedding_to_blob(w.embedding) if w.embedding is not None else None
+    def _write_values(w: ImageWrite) -> tuple:
         return (
             path_to_db(w.path), w.folder_id, w.size, w.mtime_ns, w.content_hash, w.width, w.height,
-            w.format, w.status, w.error, blob, w.model_key if blob is not None else None,
-            generation if blob is not None else 0, w.thumb_path,
+            w.format, w.status, w.error, w.thumb_path,
         )  # fmt: skip
+
+    @staticmethod
+    def _put_vector(conn: sqlite3.Connection, image_id: int, w: ImageWrite, generation: int) -> None:
+        if w.embedding is None or w.status != "ok" or not w.model_key:
+            return
+        conn.execute(
+            """INSERT INTO embeddings(image_id, model_key, vector, vector_gen) VALUES (?, ?, ?, ?)
+               ON CONFLICT(image_id, model_key) DO UPDATE SET vector = excluded.vector,
+                   vector_gen = excluded.vector_gen""",
+            (image_id, w.model_key, embedding_to_blob(w.embedding), generation),
+        )
 
     def _delete_images(self, conn: sqlite3.Connection, ids: list[int], now: float | None = None) -> None:
         if not ids:
@@ -505,6 +603,13 @@ class Catalog:
                 ).fetchall():
                     self._enqueue(conn, "delete", image_id, now)
             conn.execute(f"DELETE FROM images WHERE id IN ({marks})", chunk)
+
+    def enqueue_upserts(self, conn: sqlite3.Connection, image_ids: Iterable[int]) -> None:
+        """Inside a transaction: tell the remote mirror these images' documents changed."""
+        if self.outbox_enabled:
+            now = time.time()
+            for image_id in image_ids:
+                self._enqueue(conn, "upsert", image_id, now)
 
     def _enqueue(self, conn: sqlite3.Connection, op: str, image_id: int, now: float) -> None:
         conn.execute(
@@ -545,16 +650,18 @@ class Catalog:
 
     # --- vectors -------------------------------------------------------------------------
 
-    # Invariant kept by apply(): model_key is set exactly when embedding is, so these counts
-    # and id lists are answered from the (model_key, vector_gen) index alone.
+    # Invariant kept by apply(): only 'ok' images have embeddings, so these counts and id
+    # lists are answered from the embeddings table (and its model_key index) alone.
 
     def count_embedded(self, model_key: str) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM images WHERE model_key = ?", (model_key,)).fetchone()[
-            0
-        ]
+        return self.conn.execute(
+            "SELECT COUNT(*) FROM embeddings WHERE model_key = ?", (model_key,)
+        ).fetchone()[0]
 
     def embedded_ids(self, model_key: str) -> np.ndarray:
-        rows = self.conn.execute("SELECT id FROM images WHERE model_key = ? ORDER BY id", (model_key,))
+        rows = self.conn.execute(
+            "SELECT image_id FROM embeddings WHERE model_key = ? ORDER BY image_id", (model_key,)
+        )
         return np.fromiter((r[0] for r in rows), dtype=np.uint64)
 
     def iter_embeddings(
@@ -570,27 +677,86 @@ class Catalog:
             for part in _chunks(id_list, _SQL_CHUNK):
                 marks = ",".join("?" * len(part))
                 rows = self.conn.execute(
-                    f"""SELECT id, embedding FROM images WHERE id IN ({marks})
-                        AND model_key = ? AND embedding IS NOT NULL""",
-                    (*part, model_key),
+                    f"""SELECT image_id, vector FROM embeddings
+                        WHERE model_key = ? AND image_id IN ({marks}) ORDER BY image_id""",
+                    (model_key, *part),
                 ).fetchall()
                 if rows:
                     yield _stack(rows)
             return
-        cursor = self.conn.execute(
-            """SELECT id, embedding FROM images
-               WHERE model_key = ? AND embedding IS NOT NULL AND vector_gen >= ? ORDER BY id""",
-            (model_key, min_generation),
-        )
+        if min_generation > 0:
+            cursor = self.conn.execute(
+                """SELECT image_id, vector FROM embeddings WHERE model_key = ? AND vector_gen >= ?
+                   ORDER BY image_id""",
+                (model_key, min_generation),
+            )
+        else:
+            cursor = self.conn.execute(
+                "SELECT image_id, vector FROM embeddings WHERE model_key = ? ORDER BY image_id", (model_key,)
+            )
         while rows := cursor.fetchmany(chunk):
             yield _stack(rows)
 
     def embedding_of(self, image_id: int, model_key: str) -> np.ndarray | None:
         row = self.conn.execute(
-            "SELECT embedding FROM images WHERE id = ? AND model_key = ? AND embedding IS NOT NULL",
-            (image_id, model_key),
+            "SELECT vector FROM embeddings WHERE image_id = ? AND model_key = ?", (image_id, model_key)
         ).fetchone()
         return blob_to_embedding(row[0]).astype(np.float32) if row else None
+
+    def model_counts(self) -> dict[str, int]:
+        """Stored vectors per model key (the active model, a switch in progress, older models)."""
+        rows = self.conn.execute(
+            "SELECT model_key, COUNT(*) FROM embeddings GROUP BY model_key ORDER BY model_key"
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def delete_embeddings(self, model_key: str) -> int:
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM embeddings WHERE model_key = ?", (model_key,)).rowcount
+
+    def images_missing_embedding(
+        self, model_key: str, after_id: int = 0, limit: int = 256
+    ) -> list[tuple[int, str, str | None]]:
+        """(id, path, content hash) of 'ok' images without a `model_key` vector, by id after `after_id`."""
+        rows = self.conn.execute(
+            """SELECT i.id, i.path, i.content_hash FROM images i
+               WHERE i.status = 'ok' AND i.id > ? AND NOT EXISTS
+                   (SELECT 1 FROM embeddings e WHERE e.image_id = i.id AND e.model_key = ?)
+               ORDER BY i.id LIMIT ?""",
+            (after_id, model_key, limit),
+        )
+        return [(r[0], path_from_db(r[1]), r[2]) for r in rows]
+
+    def put_embeddings(self, model_key: str, rows: Iterable[tuple[int, str | None, np.ndarray]]) -> int:
+        """Store vectors computed from (id, content hash, vector); a row whose content changed
+        since the vector was computed is skipped. Returns how many were stored."""
+        stored = 0
+        with self.transaction() as conn:
+            generation = self.generation
+            for image_id, digest, vector in rows:
+                stored += conn.execute(
+                    """INSERT INTO embeddings(image_id, model_key, vector, vector_gen)
+                       SELECT id, ?, ?, ? FROM images WHERE id = ? AND status = 'ok' AND content_hash IS ?
+                       ON CONFLICT(image_id, model_key) DO UPDATE SET vector = excluded.vector,
+                           vector_gen = excluded.vector_gen""",
+                    (model_key, embedding_to_blob(vector), generation, image_id, digest),
+                ).rowcount
+        return stored
+
+    def copy_embeddings_from_twins(self, model_key: str) -> int:
+        """Give images without a `model_key` vector the one of an identical file that has it."""
+        with self.transaction() as conn:
+            return conn.execute(
+                """INSERT OR IGNORE INTO embeddings(image_id, model_key, vector, vector_gen)
+                   SELECT i.id, e.model_key, e.vector, e.vector_gen
+                   FROM images i
+                   JOIN images t ON t.content_hash = i.content_hash AND t.id != i.id
+                   JOIN embeddings e ON e.image_id = t.id AND e.model_key = ?
+                   WHERE i.status = 'ok' AND i.content_hash IS NOT NULL AND NOT EXISTS
+                       (SELECT 1 FROM embeddings x WHERE x.image_id = i.id AND x.model_key = ?)
+                   GROUP BY i.id""",
+                (model_key, model_key),
+            ).rowcount
 
     # --- queries -------------------------------------------------------------------------
 
@@ -598,15 +764,59 @@ class Catalog:
         row = self.conn.execute("SELECT id FROM images WHERE path = ?", (path_to_db(path),)).fetchone()
         return row[0] if row else None
 
-    def select_ids(self, where_sql: str, params: Iterable[object]) -> np.ndarray:
-        """Ids of embedded images matching a WHERE clause over `images i` (built by the planner)."""
-        rows = self.conn.execute(f"SELECT i.id FROM images i WHERE {where_sql}", tuple(params))
+    def select_ids(
+        self,
+        where_sql: str,
+        params: Iterable[object],
+        model_key: str | None = None,
+        within: Iterable[int] | None = None,
+    ) -> np.ndarray:
+        """Ids of images matching a WHERE clause over `images i` (built by the planner), sorted.
+
+        `model_key` keeps only images with that model's vector; `within` only those ids.
+        """
+        sql, args = self._where_sql("i.id", where_sql, params, model_key)
+        if within is None:
+            rows = self.conn.execute(sql + " ORDER BY i.id", args)
+            return np.fromiter((r[0] for r in rows), dtype=np.uint64)
+        found: list[int] = []
+        for part in _chunks([int(i) for i in within], _SQL_CHUNK):
+            marks = ",".join("?" * len(part))
+            found += [r[0] for r in self.conn.execute(f"{sql} AND i.id IN ({marks})", (*args, *part))]
+        return np.array(sorted(found), dtype=np.uint64)
+
+    def browse_ids(self, where_sql: str, params: Iterable[object], limit: int) -> np.ndarray:
+        """Up to `limit` 'ok' images matching the clause, most recently modified first."""
+        rows = self.conn.execute(
+            f"""SELECT i.id FROM images i WHERE i.status = 'ok' AND ({where_sql})
+                ORDER BY i.mtime_ns DESC, i.id LIMIT ?""",
+            (*params, int(limit)),
+        )
         return np.fromiter((r[0] for r in rows), dtype=np.uint64)
 
-    def count_where(self, where_sql: str, params: Iterable[object]) -> int:
-        return self.conn.execute(
-            f"SELECT COUNT(*) FROM images i WHERE {where_sql}", tuple(params)
-        ).fetchone()[0]
+    def count_where(
+        self, where_sql: str, params: Iterable[object], model_key: str | None = None, limit: int | None = None
+    ) -> int:
+        """How many images match; with `limit`, counting stops there (min(count, limit))."""
+        if limit is None:
+            sql, args = self._where_sql("COUNT(*)", where_sql, params, model_key)
+            return self.conn.execute(sql, args).fetchone()[0]
+        sql, args = self._where_sql("1", where_sql, params, model_key)
+        return self.conn.execute(f"SELECT COUNT(*) FROM ({sql} LIMIT ?)", (*args, int(limit))).fetchone()[0]
+
+    @staticmethod
+    def _where_sql(
+        what: str, where_sql: str, params: Iterable[object], model_key: str | None
+    ) -> tuple[str, tuple]:
+        if model_key is None:
+            return f"SELECT {what} FROM images i WHERE ({where_sql})", tuple(params)
+        # Filter the images first (path ranges, tags, ... use their indexes), then check the
+        # vector by primary key: a join led by embeddings would visit every vector of the model.
+        return (
+            f"SELECT {what} FROM images i WHERE ({where_sql}) AND EXISTS "
+            "(SELECT 1 FROM embeddings e WHERE e.image_id = i.id AND e.model_key = ?)",
+            (*params, model_key),
+        )
 
     def records(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
         id_list = [int(i) for i in ids]
@@ -657,7 +867,8 @@ class Catalog:
         )
 
 
-_STAT_COLUMNS = "id, path, folder_id, size, mtime_ns, status, content_hash, model_key, embedding IS NOT NULL"
+_STAT_COLUMNS = "i.id, i.path, i.folder_id, i.size, i.mtime_ns, i.status, i.content_hash, e.model_key, e.image_id IS NOT NULL"
+_STAT_FROM = "images i LEFT JOIN embeddings e ON e.image_id = i.id AND e.model_key = ?"
 
 
 def _stat_row(r: tuple) -> StatRow:

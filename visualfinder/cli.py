@@ -20,13 +20,16 @@ from visualfinder.config import (
     ENV_DATA_DIR,
     ENV_MODEL,
     ENV_PRETRAINED,
+    METRICS,
     REMOTE_ENGINES,
     Settings,
     update_settings_file,
 )
 from visualfinder.errors import RemoteUnavailableError, VisualFinderError
+from visualfinder.fetch import is_url
 from visualfinder.jobs import CancelToken, Progress
-from visualfinder.search import FieldCondition, Filters
+from visualfinder.query import field_conditions, parse_date, parse_query, parse_size
+from visualfinder.search import Filters
 from visualfinder.service import QueryTerm, SearchRequest, open_library
 
 log = logging.getLogger("visualfinder.cli")
@@ -60,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"pretrained tag, weights file, or none (env {ENV_PRETRAINED})",
     )
     parser.add_argument("--device", choices=DEVICES, help="where the model runs (default: auto)")
+    parser.add_argument(
+        "--metric", choices=METRICS, help="distance metric of a new library (change it later with set-metric)"
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -70,20 +76,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="also watch these folders for changes")
 
     p = sub.add_parser("search", help="find the most similar catalog images")
-    p.add_argument("image", nargs="?", metavar="IMAGE", help="query image file")
-    p.add_argument(
-        "--text", action="append", default=[], metavar="T", help="describe what to find (CLIP text)"
-    )
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="query image files or http(s) URLs; several are averaged")  # fmt: skip
+    p.add_argument("-q", "--query", action="append", default=[], metavar="TEXT",
+                   help='query bar text: filters and words, e.g. "folder:chairs tag:oak red armchair"')  # fmt: skip
+    p.add_argument("--text", action="append", default=[], metavar="T",
+                   help="describe what to find (CLIP text; filters like tag:oak work here too)")  # fmt: skip
     p.add_argument("--similar", action="append", default=[], metavar="PATH", help="an indexed image to match")
+    p.add_argument(
+        "--minus", action="append", default=[], metavar="IMAGE", help="less like this image (file or URL)"
+    )
+    p.add_argument("--minus-text", action="append", default=[], metavar="T", help="less like this text")
     p.add_argument("--crop", metavar="X,Y,W,H", help="search a region of IMAGE (pixels, or fractions <= 1)")
     p.add_argument("-k", type=int, default=20, metavar="N", help="number of results (default 20)")
     p.add_argument("--folder", action="append", default=[], metavar="P", help="only images below this folder")
-    p.add_argument("--tag", action="append", default=[], metavar="T", help="only images with this tag")
+    p.add_argument(
+        "--tag", action="append", default=[], metavar="T", help="only images with this tag (all given)"
+    )
+    p.add_argument(
+        "--any-tag", action="append", default=[], metavar="T", help="only images with any of these tags"
+    )
     p.add_argument(
         "--type", action="append", default=[], metavar="EXT", help="only this file type (jpg, png, ...)"
     )
+    p.add_argument("--after", metavar="DATE", help="modified on or after (2025, 2025-01, 2025-01-31, 7d)")
+    p.add_argument("--before", metavar="DATE", help="modified before this date")
+    p.add_argument("--min-size", metavar="SIZE", help="file at least this large (500kb, 2mb)")
+    p.add_argument("--max-size", metavar="SIZE", help="file at most this large")
     p.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
-                   help="metadata condition: sku=AB-12, or title~chair for 'contains'")  # fmt: skip
+                   help="metadata condition: sku=AB-12, title~chair (contains), price<100, colour=red")  # fmt: skip
     p.add_argument("--exact", action="store_true", help="exact search instead of the HNSW index")
     p.add_argument("--remote", action="store_true", help="search the OpenSearch index this library syncs to")
     p.add_argument("--json", action="store_true", help="print results as JSON")
@@ -141,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("remove-folder", help="forget a catalog folder and its images (files stay on disk)")
     p.add_argument("path", metavar="PATH")
+
+    from visualfinder import cli_catalog  # its commands import helpers from this module
+
+    cli_catalog.add_parsers(sub)
     return parser
 
 
@@ -154,8 +179,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         settings = Settings.load(
-            args.data_dir, model=args.model, pretrained=args.pretrained, device=args.device
+            args.data_dir,
+            model=args.model,
+            pretrained=args.pretrained,
+            device=args.device,
+            metric=args.metric,
         )
+        _explicit["metric"] = args.metric if args.command != "set-metric" else None
         if args.command is None:
             from visualfinder.gui.app import run_app
 
@@ -169,11 +199,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+# Options given on this command line that must agree with an existing library.
+_explicit: dict[str, str | None] = {}
+
+
 @contextmanager
 def _library(settings: Settings):
     with _progress_bar() as progress:
         library = open_library(settings, progress)
     try:
+        metric = _explicit.get("metric")
+        if metric and metric != library.metric:
+            raise _usage(
+                f"this library uses the {library.metric} metric; --metric only applies when a library is "
+                f"created (switch with `visualfinder set-metric {metric}`)"
+            )
         yield library
     finally:
         library.close()
@@ -195,8 +235,14 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         with _cancel_on_sigint(cancel), _progress_bar() as progress:
             report = library.index(args.paths or None, watched=True if args.watch else None,
                                    progress=progress, cancel=cancel)  # fmt: skip
+        requested, model_key = library.requested_model.key, library.model_key
     for path, reason in report.folder_errors:
         print(f"visualfinder: warning: {path}: {reason}", file=sys.stderr)
+    if report.metadata_updated:
+        print(f"{report.metadata_updated} images got product metadata from sidecar files")
+    if requested != model_key:
+        print(f"note: the library uses {model_key}; to switch to {requested} run `visualfinder switch-model`",
+              file=sys.stderr)  # fmt: skip
     if report.errors:
         print(f"skipped {len(report.errors)} file(s):", file=sys.stderr)
         for error in report.errors:
@@ -210,19 +256,21 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("search")
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    request = SearchRequest(
-        _query_terms(args), k=args.k, filters=_filters(args), exact=args.exact, remote=args.remote
-    )
     with _library(settings) as library:
+        terms, filters = _query_terms(args, library)
+        request = SearchRequest(
+            terms, k=args.k, filters=filters.merged(_filters(args)), exact=args.exact, remote=args.remote
+        )
         response = library.search(request)
+        metric = library.metric
         if args.csv:
             library.export_csv(response.results, args.csv, excel=args.excel)
     log.info("%d results by %s %s search over %d candidates in %.0f ms", len(response.results), response.plan.where,
              response.plan.method, response.plan.candidates, response.seconds * 1000)  # fmt: skip
     if args.json:
-        print(json.dumps([r.to_json() for r in response.results], indent=2))
+        print(json.dumps([r.to_json() for r in response.results], indent=2, ensure_ascii=False))
     else:
-        _print_results(response.results)
+        _print_results(response.results, metric)
     if args.csv:
         print(f"wrote {len(response.results)} results to {args.csv}", file=sys.stderr)
     return 0
@@ -238,7 +286,21 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     s = status.stats
     print(f"data dir:   {status.data_dir}")
     print(f"model:      {status.model} ({status.pretrained}) on {status.device}")
-    print(f"metric:     {status.metric}, index {status.index_dtype}")
+    if status.switch is not None:
+        sw = status.switch
+        print(f"switch:     to {sw.target.name} ({sw.target.pretrained}): {sw.embedded}/{sw.total} embedded; "
+              "run `visualfinder switch-model` to resume")  # fmt: skip
+    elif status.requested_model_key != status.model_key:
+        print(
+            f"            settings ask for {status.requested_model_key}: `visualfinder switch-model` switches"
+        )
+    if len(status.stored_models) > 1:
+        stored = ", ".join(f"{key} {count}" for key, count in status.stored_models.items())
+        print(f"vectors:    {stored}")
+    meaning = (
+        "score = 1 - d²/2, distance = Euclidean" if status.metric == "l2" else "score = cosine similarity"
+    )
+    print(f"metric:     {status.metric} ({meaning}), index {status.index_dtype}")
     print(f"images:     {s.ok} indexed, {s.errors} skipped, {s.needs_embedding} awaiting embedding")
     print(f"index:      {status.index_count} vectors, {status.index_health} "
           f"(generation {status.index_generation}/{status.catalog_generation})")  # fmt: skip
@@ -398,17 +460,29 @@ def cmd_remove_folder(args: argparse.Namespace, settings: Settings) -> int:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _query_terms(args: argparse.Namespace) -> list[QueryTerm]:
+def _query_terms(args: argparse.Namespace, library) -> tuple[list[QueryTerm], Filters]:
+    """The query terms and the filters typed among the words of --query / --text."""
     terms: list[QueryTerm] = []
-    if args.crop and not args.image:
-        raise _usage("--crop needs a query IMAGE")
-    if args.image:
-        terms.append(QueryTerm("image", args.image, crop=_parse_crop(args.crop) if args.crop else None))
-    terms += [QueryTerm("text", t) for t in args.text]
+    filters = Filters()
+    if args.crop and len(args.images) != 1:
+        raise _usage("--crop needs a query IMAGE (exactly one)")
+    crop = _parse_crop(args.crop) if args.crop else None
+    for image in args.images:
+        terms.append(QueryTerm("url" if is_url(image) else "image", image, crop=crop))
+    for text in [*args.query, *args.text]:
+        parsed = parse_query(text, set(library.metadata_fields()))
+        filters = filters.merged(parsed.filters)
+        if parsed.text:
+            terms.append(QueryTerm("text", parsed.text))
+        terms += [QueryTerm("text", t, weight=-1.0) for t in parsed.minus]
     terms += [QueryTerm("similar", p) for p in args.similar]
-    if not terms:
-        raise _usage("give a query: an IMAGE, --text or --similar")
-    return terms
+    terms += [QueryTerm("url" if is_url(m) else "image", m, weight=-1.0) for m in args.minus]
+    terms += [QueryTerm("text", t, weight=-1.0) for t in args.minus_text]
+    if terms and all(t.weight < 0 for t in terms):
+        raise _usage("minus terms need something to search for: an IMAGE, --text or --similar")
+    if not terms and filters.is_empty() and _filters(args).is_empty():
+        raise _usage("give a query: an IMAGE, --text, --query or --similar")
+    return terms, filters
 
 
 def _filters(args: argparse.Namespace) -> Filters:
@@ -416,20 +490,29 @@ def _filters(args: argparse.Namespace) -> Filters:
 
     fields = []
     for cond in args.where:
-        if "~" in cond and ("=" not in cond or cond.index("~") < cond.index("=")):
-            name, value = cond.split("~", 1)
-            fields.append(FieldCondition(name.strip(), value, contains=True))
-        elif "=" in cond:
-            name, value = cond.split("=", 1)
-            fields.append(FieldCondition(name.strip(), value))
-        else:
-            raise _usage(f"--where {cond!r}: use FIELD=VALUE or FIELD~TEXT")
+        fields += _where(cond)
     return Filters(
         folders=[os.path.abspath(os.path.expanduser(f)) for f in args.folder],
         tags_all=list(args.tag),
+        tags_any=list(args.any_tag),
         types=list(args.type),
+        modified_after=parse_date(args.after, "--after") if args.after else None,
+        modified_before=parse_date(args.before, "--before") if args.before else None,
+        min_bytes=parse_size(args.min_size) if args.min_size else None,
+        max_bytes=parse_size(args.max_size) if args.max_size else None,
         fields=fields,
     )
+
+
+def _where(cond: str) -> list:
+    """--where FIELD=VALUE, FIELD~TEXT, FIELD<N, FIELD<=N, FIELD>N, FIELD>=N."""
+    import re
+
+    match = re.match(r"^\s*([^=~<>]+?)\s*(<=|>=|=|~|<|>)(.*)$", cond)
+    if not match:
+        raise _usage(f"--where {cond!r}: use FIELD=VALUE, FIELD~TEXT or FIELD<NUMBER")
+    name, op, value = match.groups()
+    return field_conditions(name, op + value) if op != "=" else field_conditions(name, "=" + value)
 
 
 def _parse_crop(text: str) -> tuple[float, float, float, float]:
@@ -448,14 +531,20 @@ def _usage(message: str) -> VisualFinderError:
     return error
 
 
-def _print_results(results) -> None:
+def _print_results(results, metric: str = "cosine") -> None:
+    """A table; the figure is the similarity for cosine/ip and the Euclidean distance for l2."""
     if not results:
         print("no results")
         return
     width = max(len(r.path) for r in results)
-    print(f"{'rank':>4}  {'score':>6}  {'path':<{width}}  title")
+    column = "dist" if metric == "l2" else "score"
+    print(f"{'rank':>4}  {column:>6}  {'path':<{width}}  title")
     for r in results:
-        print(f"{r.rank:>4}  {r.score:>6.3f}  {r.path:<{width}}  {r.title or ''}")
+        figure = "-" if not r.ranked else f"{r.distance if metric == 'l2' else r.score:>6.3f}"
+        label = r.title or ""
+        if r.record.sku:
+            label = f"{label} [{r.record.sku}]".strip()
+        print(f"{r.rank:>4}  {figure:>6}  {r.path:<{width}}  {label}")
 
 
 @contextmanager
@@ -534,5 +623,7 @@ def _quiet_unencodable_output() -> None:
             pass
 
 
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+if __name__ == "__main__":  # pragma: no cover - run as a script: use the package's module, whose
+    from visualfinder.cli import main as package_main  # command table the other modules fill
+
+    raise SystemExit(package_main())

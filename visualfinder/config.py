@@ -80,6 +80,13 @@ class Settings:
     file_time_limit_s: float = 120.0
     # Save the vector index at least this often during long indexing runs (seconds).
     index_save_interval_s: float = 300.0
+    # Query images given as a URL: refuse bigger downloads, give up after this many seconds.
+    url_max_bytes: int = 25 * 1024 * 1024
+    url_timeout_s: float = 15.0
+    # Duplicates: CLIP similarity above which two images are "visually similar" (tier 3), and
+    # the lower one at which a pair is checked for being the same picture (tier 2).
+    duplicate_threshold: float = 0.95
+    duplicate_candidate_similarity: float = 0.90
 
     # --- optional sync to an OpenSearch k-NN index (visualfinder.remote) ---------------------
     # One URL, or several nodes of one cluster separated by commas. Empty: sync is off. The
@@ -142,6 +149,12 @@ class Settings:
             )
         if not self.model:
             raise SettingsError("model must not be empty")
+        for name in ("url_max_bytes", "url_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive")
+        for name in ("duplicate_threshold", "duplicate_candidate_similarity"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise SettingsError(f"{name} must be a similarity between -1 and 1")
         for name in ("thumbnail_size", "hnsw_connectivity", "hnsw_expansion_add", "hnsw_expansion_search"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")

@@ -21,7 +21,7 @@ class LibraryChanged:
     """An indexing run (CLI, GUI or watcher) committed changes; `report` is its IndexReport."""
 
     report: object
-    source: str  # "index", "watcher", "rebuild", "folders", "metadata"
+    source: str  # "index", "watcher", "rebuild", "folders", "metadata", "model", "duplicates"
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,30 @@ class VectorIndex:
             matches = self._index.search(np.asarray(query, dtype=np.float32), count, threads=1)
         return np.asarray(matches.keys, dtype=np.uint64), np.asarray(matches.distances, dtype=np.float32)
 
+    def search_batch(self, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Approximate neighbours of many queries at once (all cores): (keys, distances) of shape
+        (n, count), best first, and how many of each row are real results."""
+        queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.spec.ndim)
+        n = len(queries)
+        with self._lock:
+            if len(self._index) == 0 or count <= 0 or n == 0:
+                return np.zeros((n, 0), np.uint64), np.zeros((n, 0), np.float32), np.zeros(n, np.int64)
+            if self._index.expansion_search < count:
+                self._index.expansion_search = count
+            matches = self._index.search(queries, count, threads=0)
+        if not hasattr(matches, "counts"):  # a single query comes back as plain Matches
+            keys = np.asarray(matches.keys, dtype=np.uint64)
+            distances = np.asarray(matches.distances, dtype=np.float32)
+            padded_keys = np.zeros((1, count), np.uint64)
+            padded_distances = np.zeros((1, count), np.float32)
+            padded_keys[0, : len(keys)], padded_distances[0, : len(keys)] = keys, distances
+            return padded_keys, padded_distances, np.array([len(keys)])
+        return (
+            np.asarray(matches.keys, dtype=np.uint64).reshape(n, -1),
+            np.asarray(matches.distances, dtype=np.float32).reshape(n, -1),
+            np.asarray(matches.counts, dtype=np.int64).reshape(n),
+        )
+
     def set_expansion_search(self, value: int) -> None:
         with self._lock:
             self._index.expansion_search = value

@@ -5,6 +5,7 @@ The core never prints: it calls a ProgressCallback, and checks a CancelToken bet
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,3 +54,45 @@ ProgressCallback = Callable[[Progress], None]
 
 def no_progress(_: Progress) -> None:
     """Default callback: report nothing."""
+
+
+class BackgroundJob:
+    """A long job on its own thread: cancel it, wait for it, then read `result` or `error`.
+
+    The job function receives the job's CancelToken; exceptions are kept in `error` (and
+    logged), never raised on the worker thread.
+    """
+
+    def __init__(self, name: str, func: Callable[[CancelToken], object]):
+        self.name = name
+        self.cancel_token = CancelToken()
+        self.result: object = None
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        self._func = func
+        self._thread = threading.Thread(target=self._run, name=f"vf-{name}", daemon=True)
+
+    def start(self) -> BackgroundJob:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.result = self._func(self.cancel_token)
+        except BaseException as exc:  # kept for the caller; a worker thread has no one to raise to
+            self.error = exc
+            if not isinstance(exc, Cancelled):
+                logging.getLogger(__name__).exception("background job %s failed", self.name)
+        finally:
+            self._done.set()
+
+    def cancel(self) -> None:
+        self.cancel_token.cancel()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the job has finished; False if `timeout` passed first."""
+        return self._done.wait(timeout)

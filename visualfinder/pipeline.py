@@ -54,13 +54,15 @@ class IndexReport:
     folder_errors: list[tuple[str, str]] = field(default_factory=list)
     cancelled: bool = False
     seconds: float = 0.0
+    # Images that got product metadata from sidecar files (photo.jpg.json, products.csv).
+    metadata_updated: int = 0
 
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.moved or self.reused or self.removed or self.errors)
 
     def merge(self, other: IndexReport) -> None:
-        for name in ("added", "updated", "moved", "reused", "removed", "unchanged"):
+        for name in ("added", "updated", "moved", "reused", "removed", "unchanged", "metadata_updated"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
         self.folder_errors += other.folder_errors

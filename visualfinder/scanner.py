@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from visualfinder.catalog import Catalog, Folder, StatRow
 from visualfinder.imaging import is_candidate_name, is_ignored_name
 from visualfinder.jobs import CancelToken
+from visualfinder.metadata_import import is_sidecar_name
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class ScanPlan:
     unchanged: int = 0
     folder_errors: list[tuple[str, str]] = field(default_factory=list)
     scanned_roots: list[str] = field(default_factory=list)
+    # Metadata sidecar files seen on the way, as (path, size, mtime_ns): see metadata_import.
+    sidecars: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def work(self) -> int:
@@ -70,8 +73,8 @@ def scan(
             log.warning("%s: %s", root.path, reason)
             continue
         plan.scanned_roots.append(root.path)
-        known = catalog.stat_rows_under(root.path)
-        for found in walk_folder(root.path, root.id, folder_ids, plan.folder_errors, cancel):
+        known = catalog.stat_rows_under(root.path, model_key)
+        for found in walk_folder(root.path, root.id, folder_ids, plan.folder_errors, cancel, plan.sidecars):
             seen += 1
             if on_file is not None and seen % 1000 == 0:
                 on_file(seen)
@@ -94,11 +97,13 @@ def walk_folder(
     folder_ids: dict[str, int],
     errors: list[tuple[str, str]],
     cancel: CancelToken | None = None,
+    sidecars: list[tuple[str, int, int]] | None = None,
 ) -> Iterator[FileStat]:
     """Yield candidate image files below `root`, following symlinks without looping.
 
     `folder_ids` maps registered folder paths to ids, so a file gets the deepest folder
-    that contains it. Unreadable subfolders are reported in `errors` and skipped.
+    that contains it. Unreadable subfolders are reported in `errors` and skipped. Metadata
+    sidecar files are collected into `sidecars` when it is given.
     """
     visited: set[tuple[int, int]] = set()
     stack = [(root, root_folder_id)]
@@ -132,6 +137,12 @@ def walk_folder(
                 stack.append((entry.path, folder_ids.get(entry.path, folder_id)))
                 continue
             if not is_candidate_name(entry.name):
+                if sidecars is not None and is_sidecar_name(entry.name):
+                    try:
+                        st = entry.stat()
+                        sidecars.append((entry.path, st.st_size, st.st_mtime_ns))
+                    except OSError:
+                        pass
                 continue
             yield _file_stat(entry, folder_id)
 

@@ -6,7 +6,7 @@ tests, so the upgrade stays proven).
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
@@ -59,6 +59,49 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 attempts INTEGER NOT NULL DEFAULT 0,
                 last_error TEXT)""",
             "CREATE INDEX outbox_image ON outbox(image_id)",
+        ],
+    ),
+    (
+        2,
+        "embeddings per model key (model switching), duplicate decisions, perceptual fingerprints, "
+        "metadata sidecar state",
+        [
+            # One row per (image, model): a model switch fills the new model's rows while the old
+            # ones keep answering searches. vector_gen is the catalog generation that wrote it.
+            """CREATE TABLE embeddings(
+                image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                model_key TEXT NOT NULL,
+                vector BLOB NOT NULL,
+                vector_gen INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (image_id, model_key))""",
+            "CREATE INDEX embeddings_model ON embeddings(model_key, image_id)",
+            "CREATE INDEX embeddings_model_gen ON embeddings(model_key, vector_gen)",
+            """INSERT INTO embeddings(image_id, model_key, vector, vector_gen)
+               SELECT id, model_key, embedding, vector_gen FROM images
+               WHERE embedding IS NOT NULL AND model_key IS NOT NULL AND status = 'ok'""",
+            "DROP INDEX images_model_gen",
+            "ALTER TABLE images DROP COLUMN embedding",
+            "ALTER TABLE images DROP COLUMN model_key",
+            "ALTER TABLE images DROP COLUMN vector_gen",
+            # A pair the user declared not a duplicate (or wants to keep both of); id_a < id_b.
+            """CREATE TABLE duplicate_decisions(
+                id_a INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                id_b INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                decision TEXT NOT NULL CHECK (decision IN ('distinct', 'keep_both')),
+                decided_at REAL NOT NULL,
+                PRIMARY KEY (id_a, id_b),
+                CHECK (id_a < id_b)) WITHOUT ROWID""",
+            "CREATE INDEX duplicate_decisions_b ON duplicate_decisions(id_b)",
+            # Perceptual hashes by content (copies and moved files share them).
+            """CREATE TABLE fingerprints(
+                content_hash TEXT PRIMARY KEY,
+                hashes BLOB NOT NULL) WITHOUT ROWID""",
+            # Metadata sidecars (photo.jpg.json, products.csv) already applied, by their stat.
+            """CREATE TABLE sidecars(
+                path TEXT PRIMARY KEY,
+                size INTEGER NOT NULL,
+                mtime_ns INTEGER NOT NULL,
+                applied_at REAL NOT NULL)""",
         ],
     ),
 ]

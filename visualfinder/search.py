@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,16 +26,65 @@ TYPE_ALIASES = {
     "tif": "TIFF", "tiff": "TIFF", "heic": "HEIF", "heif": "HEIF", "avif": "AVIF",
 }  # fmt: skip
 META_FIELDS = ("sku", "title", "description", "url", "price")
+FIELD_OPS = ("=", "~", "<", "<=", ">", ">=")
 _EXACT_CHUNK = 65_536
 
 
 @dataclass
 class FieldCondition:
-    """A product-metadata condition: `field` equals (or contains) `value`."""
+    """A product-metadata condition: `field` equals (case-insensitively), contains (`~`), or
+    compares (`<`, `<=`, `>`, `>=`, numerically where the value is a number) with `value`.
+
+    `field` is one of META_FIELDS or the name of an extra column kept from an import.
+    """
 
     field: str
     value: str
     contains: bool = False
+    op: str = "="
+
+    def __post_init__(self) -> None:
+        if self.contains:
+            self.op = "~"
+        elif self.op == "~":
+            self.contains = True
+        if self.op not in FIELD_OPS:
+            raise QueryError(
+                f"unknown comparison {self.op!r} for {self.field}; use one of {' '.join(FIELD_OPS)}"
+            )
+        self.field = (
+            self.field.strip().lower() if self.field.strip().lower() in META_FIELDS else self.field.strip()
+        )
+        if not self.field:
+            raise QueryError("a metadata condition needs a field name")
+
+    @property
+    def is_extra(self) -> bool:
+        return self.field not in META_FIELDS
+
+    def to_sql(self) -> tuple[str, list[object]]:
+        """A condition over `image_meta m` and its parameters."""
+        if self.is_extra:
+            column, params = "json_extract(m.extra, ?)", ['$."' + self.field.replace('"', '\\"') + '"']
+        else:
+            column, params = f"m.{self.field}", []
+        number = _as_number(self.value)
+        if self.op == "~":
+            return f"{column} LIKE ? ESCAPE '\\'", [*params, "%" + _escape_like(self.value) + "%"]
+        if self.field == "price" or (self.op != "=" and number is not None):
+            if number is None:
+                raise QueryError(f"{self.field} {self.op} {self.value!r}: the value must be a number")
+            return f"CAST({column} AS REAL) {self.op} ?", [*params, number]
+        if self.op == "=":
+            if self.is_extra and number is not None:  # JSON keeps numbers as numbers
+                return f"({column} = ? COLLATE NOCASE OR {column} = ?)", [
+                    *params,
+                    self.value,
+                    *params,
+                    number,
+                ]
+            return f"{column} = ? COLLATE NOCASE", [*params, self.value]
+        return f"{column} {self.op} ? COLLATE NOCASE", [*params, self.value]
 
 
 @dataclass
@@ -42,6 +92,8 @@ class Filters:
     """Narrowing conditions, all combined with AND; each list is OR within itself except tags_all."""
 
     folders: list[str] = field(default_factory=list)
+    # Folder names anywhere in the path ("chairs", "furniture/chairs"), as typed in the query bar.
+    folder_names: list[str] = field(default_factory=list)
     tags_any: list[str] = field(default_factory=list)
     tags_all: list[str] = field(default_factory=list)
     types: list[str] = field(default_factory=list)
@@ -53,7 +105,7 @@ class Filters:
 
     def is_empty(self) -> bool:
         return not (
-            self.folders or self.tags_any or self.tags_all or self.types or self.fields
+            self.folders or self.folder_names or self.tags_any or self.tags_all or self.types or self.fields
             or self.modified_after or self.modified_before
             or self.min_bytes is not None or self.max_bytes is not None
         )  # fmt: skip
@@ -68,6 +120,12 @@ class Filters:
                 low, high = subtree_bounds(folder)
                 parts.append("(i.path >= ? AND i.path < ?)")
                 params += [low, high]
+            clauses.append("(" + " OR ".join(parts) + ")")
+        if self.folder_names:
+            parts = []
+            for name in self.folder_names:
+                parts.append("(i.path LIKE ? ESCAPE '\\' OR i.path LIKE ? ESCAPE '\\')")
+                params += _component_patterns(name)
             clauses.append("(" + " OR ".join(parts) + ")")
         if self.tags_any:
             tags = [t.strip().lower() for t in self.tags_any]
@@ -93,19 +151,21 @@ class Filters:
             clauses.append("i.size <= ?")
             params.append(self.max_bytes)
         for cond in self.fields:
-            if cond.field not in META_FIELDS:
-                raise QueryError(
-                    f"unknown metadata field {cond.field!r}; use one of {', '.join(META_FIELDS)}"
-                )
-            if cond.contains:
-                clauses.append(
-                    f"i.id IN (SELECT image_id FROM image_meta WHERE {cond.field} LIKE ? ESCAPE '\\')"
-                )
-                params.append("%" + _escape_like(cond.value) + "%")
-            else:
-                clauses.append(f"i.id IN (SELECT image_id FROM image_meta WHERE {cond.field} = ?)")
-                params.append(float(cond.value) if cond.field == "price" else cond.value)
+            sql, cond_params = cond.to_sql()
+            clauses.append(f"i.id IN (SELECT m.image_id FROM image_meta m WHERE {sql})")
+            params += cond_params
         return " AND ".join(clauses) or "1", params
+
+    def merged(self, other: Filters) -> Filters:
+        """Both sets of conditions (AND): the query bar's filters on top of a panel's."""
+        out = Filters()
+        for name in ("folders", "folder_names", "tags_any", "tags_all", "types", "fields"):
+            setattr(out, name, [*getattr(self, name), *getattr(other, name)])
+        out.modified_after = _latest(self.modified_after, other.modified_after)
+        out.modified_before = _earliest(self.modified_before, other.modified_before)
+        out.min_bytes = _latest(self.min_bytes, other.min_bytes)
+        out.max_bytes = _earliest(self.max_bytes, other.max_bytes)
+        return out
 
 
 @dataclass
@@ -133,13 +193,18 @@ class SearchResult:
     def label(self) -> str:
         return self.record.title or self.record.file_name
 
+    @property
+    def ranked(self) -> bool:
+        """False for a filter-only query, whose results have no score (NaN)."""
+        return not math.isnan(self.score)
+
     def to_json(self) -> dict:
         r = self.record
         return {
-            "rank": self.rank, "id": self.id, "path": r.path, "score": round(self.score, 6),
-            "distance": round(self.distance, 6), "title": r.title, "tags": list(r.tags),
+            "rank": self.rank, "id": self.id, "path": r.path, "score": _rounded(self.score),
+            "distance": _rounded(self.distance), "title": r.title, "tags": list(r.tags),
             "description": r.description, "sku": r.sku, "url": r.url, "price": r.price,
-            "width": r.width, "height": r.height, "thumbnail": r.thumb_path,
+            "extra": dict(r.extra), "width": r.width, "height": r.height, "thumbnail": r.thumb_path,
         } | ({"doc_id": self.doc_id} if self.doc_id else {})  # fmt: skip
 
 
@@ -147,8 +212,10 @@ class SearchResult:
 class Plan:
     """How a query was answered (shown with --verbose, asserted by tests)."""
 
-    method: str  # "exact" or "hnsw"
-    candidates: int  # images the filter allowed (or the whole index)
+    method: str  # "exact", "hnsw", or "filter" (no query vector: filter matches, newest first)
+    # Images the filter allowed (or the whole index). On the filtered HNSW path SQLite stops
+    # counting past the exact-search limit, so there it is a lower bound: exact_max + 1.
+    candidates: int
     where: str = "local"  # "local", or "remote" (the OpenSearch cluster)
 
 
@@ -210,15 +277,33 @@ class SearchPlanner:
                 plan = Plan("hnsw", total)
         else:
             where, params = filters.to_sql()
-            candidates = self.catalog.select_ids(f"i.model_key = ? AND {where}", [self.model_key, *params])
-            if choose_method(total, len(candidates), k, exact, self.exact_max) == "exact":
+            # SQLite counts the candidates first, stopping past the exact-search limit; only a
+            # small set is materialised for exact search, a large one is checked hit by hit.
+            count = self.catalog.count_where(
+                where, params, model_key=self.model_key, limit=None if exact else self.exact_max + 1
+            )
+            if self.exact_max < count <= k:  # k may exceed the capped count: is it reachable?
+                count = self.catalog.count_where(where, params, model_key=self.model_key)
+            if count == 0:
+                plan = Plan("exact", 0)
+                ids, dist = np.zeros(0, np.uint64), np.zeros(0, np.float32)
+            elif choose_method(total, count, k, exact, self.exact_max) == "exact":
+                candidates = self.catalog.select_ids(where, params, model_key=self.model_key)
                 ids, dist = self._exact(query, candidates, k)
-                plan = Plan("exact", len(candidates))
+                plan = Plan("exact", count)
             else:
-                ids, dist = self._filtered_hnsw(query, k, candidates, total)
-                plan = Plan("hnsw", len(candidates))
+                ids, dist = self._filtered_hnsw(query, k, where, params, count, total)
+                plan = Plan("hnsw", count)
         log.debug("query answered by %s over %d candidates", plan.method, plan.candidates)
         return self._results(ids, dist), plan
+
+    def browse(self, k: int, filters: Filters) -> tuple[list[SearchResult], Plan]:
+        """Images matching `filters` alone (a query bar with filters and no text), newest first."""
+        where, params = filters.to_sql()
+        count = self.catalog.count_where(f"i.status = 'ok' AND {where}", params)
+        ids = self.catalog.browse_ids(where, params, k)
+        nan = np.full(len(ids), np.nan, dtype=np.float32)
+        return self._results(ids, nan), Plan("filter", count)
 
     def _exact(self, query: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over `ids`, in chunks so a million candidates never sit in RAM as f32."""
@@ -243,21 +328,27 @@ class SearchPlanner:
         )
 
     def _filtered_hnsw(
-        self, query: np.ndarray, k: int, candidates: np.ndarray, total: int
+        self, query: np.ndarray, k: int, where: str, params: list[object], matches: int, total: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """HNSW with over-fetch: widen the search until k allowed hits are found."""
-        allowed = np.sort(candidates)
-        selectivity = len(allowed) / total
-        count = min(total, max(4 * k, int(2 * k / max(selectivity, 1e-6))))
+        """HNSW with over-fetch: widen the search until k hits pass the filter (SQLite checks
+        each round's hits); if the graph cannot deliver them, search the candidates exactly.
+
+        `matches` is at least exact_max + 1 here, so at least k hits exist whenever k is below it.
+        """
+        want = min(k, matches)
+        count = min(total, max(4 * k, int(2 * k * total / max(matches, 1))))
         while True:
             ids, dist = self.index.search(query, count)
+            allowed = self.catalog.select_ids(where, params, model_key=self.model_key, within=ids.tolist())
             keep = _isin_sorted(ids, allowed)
-            if keep.sum() >= k or count >= total:
+            if keep.sum() >= want:
                 return ids[keep][:k], dist[keep][:k]
-            if count >= 16 * self.exact_max:
+            if count >= total or count >= 16 * self.exact_max:
                 break
             count = min(total, count * 4)
-        return self._exact(query, candidates, k)  # too selective for the graph: be exact
+        log.debug("filtered HNSW found %d of %d; searching the candidates exactly", keep.sum(), want)
+        candidates = self.catalog.select_ids(where, params, model_key=self.model_key)
+        return self._exact(query, candidates, k)
 
     def _results(self, ids: np.ndarray, distances: np.ndarray) -> list[SearchResult]:
         records = self.catalog.records(ids.tolist())
@@ -278,6 +369,34 @@ def _isin_sorted(values: np.ndarray, sorted_allowed: np.ndarray) -> np.ndarray:
     pos = np.searchsorted(sorted_allowed, values)
     pos = np.minimum(pos, len(sorted_allowed) - 1)
     return sorted_allowed[pos] == values
+
+
+def _component_patterns(name: str) -> list[str]:
+    """LIKE patterns matching a folder name (or a/b path) as whole components, / or \\ separated."""
+    clean = name.strip().strip("/\\")
+    posix = "%/" + _escape_like(clean.replace("\\", "/")) + "/%"
+    windows = "%\\\\" + _escape_like(clean.replace("/", "\\")) + "\\\\%"
+    return [posix, windows]
+
+
+def _rounded(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 6)
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        number = float(str(text).strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _latest(a, b):
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _earliest(a, b):
+    return b if a is None else a if b is None else min(a, b)
 
 
 def format_name(name: str) -> str:

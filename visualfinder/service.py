@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from filelock import FileLock, Timeout
 
-from visualfinder.catalog import Catalog, CatalogStats, Folder
-from visualfinder.config import Settings
-from visualfinder.embedder import Embedder
+from visualfinder.catalog import Catalog, CatalogStats, Folder, ModelRef
+from visualfinder.config import METRICS, Settings
+from visualfinder.embedder import Embedder, model_key
 from visualfinder.errors import (
     EmptyLibraryError,
     FolderNotFoundError,
@@ -34,9 +34,13 @@ from visualfinder.errors import (
 )
 from visualfinder.events import EventHub, LibraryChanged
 from visualfinder.export import write_results_csv
-from visualfinder.imaging import DecodedImage, crop_region, decode_file
+from visualfinder.fetch import fetch_image
+from visualfinder.imaging import DecodedImage, crop_region, decode_file, decode_image
 from visualfinder.index import IndexSpec, VectorIndex
-from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
+from visualfinder.jobs import BackgroundJob, CancelToken, Progress, ProgressCallback, no_progress
+from visualfinder.library_catalog import CatalogFeatures
+from visualfinder.metadata_import import apply_sidecars
+from visualfinder.model_switch import SwitchReport, SwitchState, run_switch, switch_state
 from visualfinder.pipeline import IndexingPipeline, IndexReport
 from visualfinder.scanner import scan
 from visualfinder.search import Filters, Plan, SearchPlanner, SearchResult, combine
@@ -57,7 +61,8 @@ LOCK_FILE = "writer.lock"
 
 @dataclass
 class QueryTerm:
-    """One part of a query. `kind`: image (path), pil (decoded image), text, similar (indexed path).
+    """One part of a query. `kind`: image (file path), url (http/https image), pil (decoded
+    image), text, similar (an indexed image by path or id).
 
     weight +1 means "more like this", -1 "less like this". `crop` is (x, y, w, h) in pixels or
     fractions of the image.
@@ -113,6 +118,9 @@ class LibraryStatus:
     index_health: str
     errors: list[tuple[str, str]]
     schema_version: int
+    requested_model_key: str = ""
+    switch: SwitchState | None = None
+    stored_models: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         s = self.stats
@@ -127,19 +135,43 @@ class LibraryStatus:
             "index": {"count": self.index_count, "generation": self.index_generation,
                       "catalog_generation": self.catalog_generation, "health": self.index_health},
             "error_files": [{"path": p, "reason": r} for p, r in self.errors],
-            "schema_version": self.schema_version,
+            "schema_version": self.schema_version, "requested_model_key": self.requested_model_key,
+            "switch": self.switch.to_json() if self.switch else None, "stored_models": self.stored_models,
         }  # fmt: skip
 
 
-class Library:
-    """A catalog of product images and everything that can be done with it."""
+@dataclass(frozen=True)
+class _Engine:
+    """What answers searches: one model, its vector index and the planner over them.
+
+    Replaced as a whole (metric or model switch), so a search that started on one engine
+    finishes on it even if another thread installs a new one meanwhile.
+    """
+
+    model: ModelRef
+    embedder: Embedder
+    index: VectorIndex
+    planner: SearchPlanner
+
+    @property
+    def metric(self) -> str:
+        return self.index.spec.metric
+
+
+class Library(CatalogFeatures):
+    """A catalog of product images and everything that can be done with it.
+
+    The product-catalog features (metadata, duplicates, the query bar) are written in
+    library_catalog.CatalogFeatures, part of this one class.
+    """
 
     def __init__(self, settings: Settings, catalog: Catalog, embedder: Embedder, vector_index: VectorIndex):
         self.settings = settings
         self.catalog = catalog
-        self.embedder = embedder
-        self.vector_index = vector_index
-        self.metric = vector_index.spec.metric
+        model = catalog.active_model()
+        if model is None or model.key != embedder.key:
+            model = ModelRef(embedder.model_name, embedder.pretrained, embedder.key)
+        self._engine = self._make_engine(model, embedder, vector_index)
         self.index_path = settings.data_dir / INDEX_FILE
         self.thumbs_dir = settings.data_dir / THUMBS_DIR
         self.index_health = "ok"
@@ -149,12 +181,10 @@ class Library:
         self._last_save = time.monotonic()
         self._unsaved = False
         self.events = EventHub()
+        self._jobs: list[BackgroundJob] = []
         self._remote_lock = threading.Lock()
         self._remote: RemoteCluster | None = None
         self._remote_searcher: RemoteSearcher | None = None
-        self.planner = SearchPlanner(
-            catalog, vector_index, self.metric, embedder.key, settings.exact_search_max_candidates
-        )
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -163,11 +193,42 @@ class Library:
         return self.settings.data_dir
 
     @property
+    def embedder(self) -> Embedder:
+        """The active model's embedder (the one queries and indexing use)."""
+        return self._engine.embedder
+
+    @property
+    def vector_index(self) -> VectorIndex:
+        return self._engine.index
+
+    @property
+    def planner(self) -> SearchPlanner:
+        return self._engine.planner
+
+    @property
+    def metric(self) -> str:
+        return self._engine.metric
+
+    @property
+    def model(self) -> ModelRef:
+        """The library's active model: its vectors fill the index."""
+        return self._engine.model
+
+    @property
     def model_key(self) -> str:
-        return self.embedder.key
+        return self._engine.model.key
+
+    @property
+    def requested_model(self) -> ModelRef:
+        """The model the settings ask for; differs from `model` until a switch to it completes."""
+        s = self.settings
+        return ModelRef(s.model, s.pretrained, model_key(s.model, s.pretrained))
 
     def close(self) -> None:
-        """Save pending index changes (if we may write) and release the catalog."""
+        """Stop background jobs, save pending index changes (if we may write), release the catalog."""
+        for job in list(self._jobs):
+            job.cancel()
+            job.wait()
         try:
             if self._unsaved:
                 with self._writing(wait=5.0):
@@ -201,10 +262,77 @@ class Library:
                     "try again when it has finished"
                 ) from exc
             try:
+                self._follow_catalog()
                 self.sync_index()  # another process may have committed since we last looked
                 yield
             finally:
                 self._file_lock.release()
+
+    # --- engines: the model and metric that answer searches --------------------------------
+
+    def _make_engine(self, model: ModelRef, embedder: Embedder, index: VectorIndex) -> _Engine:
+        planner = SearchPlanner(
+            self.catalog, index, index.spec.metric, model.key, self.settings.exact_search_max_candidates
+        )
+        return _Engine(model, embedder, index, planner)
+
+    def _new_engine(self, model: ModelRef, metric: str, embedder: Embedder | None = None) -> _Engine:
+        """An engine with an empty index for `model` and `metric` (fill it, then install it)."""
+        s = self.settings
+        if embedder is None:
+            current = self._engine.embedder
+            embedder = (
+                current
+                if current.key == model.key
+                else Embedder(model.name, model.pretrained, s.device, batch_size=s.batch_size)
+            )
+        spec = IndexSpec(
+            embedder.dim, metric, s.index_dtype, s.hnsw_connectivity, model.key, self.catalog.library_id
+        )
+        return self._make_engine(
+            model, embedder, VectorIndex(spec, s.hnsw_expansion_add, s.hnsw_expansion_search)
+        )
+
+    def _follow_catalog(self) -> None:
+        """Pick up a model or metric switch that another process committed to the catalog.
+
+        In this process the switching thread installs its new engine itself, right after its
+        commit; while a writer of this process holds the lock, searches go on with the engine
+        they have (never waiting for it).
+        """
+        if self._catalog_agrees():
+            return
+        if not self._write_lock.acquire(blocking=False):
+            return
+        try:
+            model = self.catalog.active_model() or self.model
+            metric = self.catalog.meta("metric") or self.metric
+            if model.key == self.model_key and metric == self.metric:
+                return
+            log.info("the library now uses %s with the %s metric; reloading its index", model.key, metric)
+            engine = self._new_engine(model, metric)
+            state = VectorIndex.read_state(self.index_path)
+            loaded = (
+                state is not None and self.index_path.exists() and engine.index.load(self.index_path, state)
+            )
+            if not loaded:
+                engine.index.rebuild(
+                    self.catalog.iter_embeddings(model.key), self.catalog.count_embedded(model.key),
+                    self.catalog.generation,
+                )  # fmt: skip
+            self._engine = engine
+            self.sync_index()
+        finally:
+            self._write_lock.release()
+
+    def _catalog_agrees(self) -> bool:
+        rows = dict(
+            self.catalog.conn.execute("SELECT key, value FROM meta WHERE key IN ('model_key', 'metric')")
+        )
+        return (
+            rows.get("model_key", self.model_key) == self.model_key
+            and rows.get("metric", self.metric) == self.metric
+        )
 
     # --- folders -------------------------------------------------------------------------
 
@@ -269,9 +397,22 @@ class Library:
             if report.changed or self._unsaved:
                 progress(Progress("saving index", 0, 0))
                 self._save_index()
+            if plan.sidecars and not report.cancelled:
+                self._apply_sidecars(plan.sidecars, {f.path for f in plan.new} | {f.path for f, _ in plan.changed},
+                                     report)  # fmt: skip
         if report.changed:
             self.events.emit(LibraryChanged(report, "index"))
+        if report.metadata_updated:
+            self.events.emit(LibraryChanged(None, "metadata"))
         return report
+
+    def _apply_sidecars(
+        self, sidecars: list[tuple[str, int, int]], new_paths: set[str], report: IndexReport
+    ) -> None:
+        """Metadata sidecars seen by the scan: new or changed ones, or ones naming new images."""
+        result = apply_sidecars(self.catalog, sidecars, new_paths)
+        report.metadata_updated += result.images_updated
+        report.folder_errors += result.problems
 
     def pipeline(self) -> IndexingPipeline:
         """The indexing pipeline bound to this library (the watcher feeds it its own plans)."""
@@ -342,19 +483,102 @@ class Library:
                     self._save_index()
             return len(self.vector_index)
 
+    # --- metric and model ------------------------------------------------------------------
+
+    def set_metric(
+        self, metric: str, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None
+    ) -> int:
+        """Switch the distance metric: rebuilds the index from stored vectors (no re-embedding)."""
+        if metric not in METRICS:
+            raise SettingsError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
+        with self._writing():
+            if metric == self.metric:
+                return len(self.vector_index)
+            engine = self._new_engine(self.model, metric)
+            engine.index.rebuild(
+                self.catalog.iter_embeddings(self.model_key), self.catalog.count_embedded(self.model_key),
+                self.catalog.generation, progress, cancel,
+            )  # fmt: skip
+            progress(Progress("saving index", 0, 0))
+            engine.index.save(self.index_path)
+            self.catalog.set_meta("metric", metric)
+            self._engine = engine
+            self._unsaved = False
+        self.events.emit(LibraryChanged(None, "rebuild"))
+        return len(engine.index)
+
+    def switch_model(
+        self,
+        model: str,
+        pretrained: str,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> SwitchReport:
+        """Re-embed every image with another model, then make it the active one.
+
+        Searches keep using the current model until the new vectors are complete; a cancelled
+        or interrupted switch stays pending and resumes where it stopped when called again.
+        """
+        return run_switch(self, ModelRef(model, pretrained, model_key(model, pretrained)), progress, cancel)
+
+    def start_model_switch(
+        self, model: str, pretrained: str, progress: ProgressCallback = no_progress
+    ) -> BackgroundJob:
+        """`switch_model` on a background thread; its `result` is the SwitchReport."""
+        job = BackgroundJob(
+            "switch-model", lambda cancel: self.switch_model(model, pretrained, progress, cancel)
+        )
+        self._jobs = [j for j in self._jobs if not j.done] + [job]
+        return job.start()
+
+    def pending_model_switch(self) -> SwitchState | None:
+        """The switch that was started and has not completed (resume it with `switch_model`)."""
+        return switch_state(self)
+
+    def abandon_model_switch(self) -> None:
+        """Forget a pending switch; the vectors it computed stay until `forget_model`."""
+        self.catalog.set_pending_switch(None)
+
+    def stored_models(self) -> dict[str, int]:
+        """Model key -> number of stored vectors (the active model, a pending switch, older ones)."""
+        return self.catalog.model_counts()
+
+    def forget_model(self, key: str) -> int:
+        """Delete the stored vectors of a model that is neither active nor being switched to."""
+        pending = self.catalog.pending_switch()
+        if key == self.model_key or (pending is not None and pending.key == key):
+            raise QueryError(f"{key} is in use by this library; its vectors cannot be forgotten")
+        return self.catalog.delete_embeddings(key)
+
+    def _install_switched_model(
+        self, model: ModelRef, embedder: Embedder, progress: ProgressCallback
+    ) -> None:
+        """Under the writer lock: build `model`'s index from its stored vectors and make it active."""
+        engine = self._new_engine(model, self.metric, embedder)
+        engine.index.rebuild(
+            self.catalog.iter_embeddings(model.key), self.catalog.count_embedded(model.key), 0, progress
+        )
+        engine.index.generation = self.catalog.set_active_model(model, finish_switch=True)
+        self._engine = engine
+        progress(Progress("saving index", 0, 0))
+        self._save_index()
+        self.events.emit(LibraryChanged(None, "model"))
+
     # --- search --------------------------------------------------------------------------
 
     def search(self, request: SearchRequest) -> SearchResponse:
         """Answer a query: combine its terms into one vector and run the planner (local or remote)."""
         started = time.perf_counter()
+        self._follow_catalog()
         if request.remote:
             if request.k < 1:
                 raise QueryError("k must be at least 1")
-            query = self._query(request)
+            query = self._query(request, self._engine)
             results, plan = self.remote_searcher().search(query, request.k, request.filters, request.exact)
             return SearchResponse(results, plan, time.perf_counter() - started)
         self._catch_up_with_other_processes()
-        if len(self.vector_index) == 0:
+        engine = self._engine
+        if len(engine.index) == 0:
             stats = self.catalog.stats(self.model_key)
             if stats.needs_embedding:
                 raise ModelMismatchError(
@@ -366,17 +590,19 @@ class Library:
             )
         if request.k < 1:
             raise QueryError("k must be at least 1")
-        query = self._query(request)
-        results, plan = self.planner.search(query, request.k, request.filters, request.exact)
+        if not request.terms:
+            if request.filters.is_empty():
+                raise QueryError("nothing to search for: give an image, a text or a filter")
+            results, plan = engine.planner.browse(request.k, request.filters)
+            return SearchResponse(results, plan, time.perf_counter() - started)
+        query = self._query(request, engine)
+        results, plan = engine.planner.search(query, request.k, request.filters, request.exact)
         return SearchResponse(results, plan, time.perf_counter() - started)
 
-    def _query(self, request: SearchRequest) -> np.ndarray:
-        """The request's terms combined into one query vector."""
-        vectors, weights = [], []
-        for term in request.terms:
-            vectors.append(self.query_vector(term))
-            weights.append(term.weight)
-        return combine(vectors, weights)
+    def _query(self, request: SearchRequest, engine: _Engine) -> np.ndarray:
+        """The request's terms combined into one query vector (by the engine's model)."""
+        vectors = [self._query_vector(term, engine) for term in request.terms]
+        return combine(vectors, [term.weight for term in request.terms])
 
     def _catch_up_with_other_processes(self) -> None:
         """If another process changed the catalog, bring our index up to date before searching.
@@ -393,16 +619,21 @@ class Library:
                 self._write_lock.release()
 
     def query_vector(self, term: QueryTerm) -> np.ndarray:
-        """The embedding of one query term."""
+        """The embedding of one query term by the active model."""
+        return self._query_vector(term, self._engine)
+
+    def _query_vector(self, term: QueryTerm, engine: _Engine) -> np.ndarray:
         if term.kind == "text":
             text = str(term.value).strip()
             if not text:
                 raise QueryError("the text query is empty")
-            return self.embedder.embed_texts([text])[0]
+            return engine.embedder.embed_texts([text])[0]
         if term.kind == "similar":
-            return self._indexed_vector(term.value)
+            return self._indexed_vector(term.value, engine.model.key)
         if term.kind == "image":
-            decoded = self.decode_query_image(term.value)
+            decoded = self.decode_query_image(term.value, engine.embedder)
+        elif term.kind == "url":
+            decoded = self.fetch_query_image(str(term.value), engine.embedder)
         elif term.kind == "pil":
             image = term.value.convert("RGB")
             decoded = DecodedImage(image, image.size[0], image.size[1], "query")
@@ -413,17 +644,30 @@ class Library:
                 decoded = crop_region(decoded, term.crop)
             except ImageDecodeError as exc:
                 raise QueryError(f"cannot crop the query image: {exc.reason}") from exc
-        return self.embedder.embed_images([decoded.image])[0]
+        return engine.embedder.embed_images([decoded.image])[0]
 
-    def decode_query_image(self, path: str | os.PathLike) -> DecodedImage:
+    def fetch_query_image(self, url: str, embedder: Embedder | None = None) -> DecodedImage:
+        """Download a query image (size limit, timeout and content-type check) and decode it."""
+        s = self.settings
+        data = fetch_image(url, max_bytes=s.url_max_bytes, timeout=s.url_timeout_s)
+        try:
+            return decode_image(
+                data, min_side=(embedder or self.embedder).image_size, max_pixels=s.max_image_pixels, path=url
+            )
+        except ImageDecodeError as exc:
+            raise QueryError(f"cannot use {url} as a query image: {exc.reason}") from exc
+
+    def decode_query_image(self, path: str | os.PathLike, embedder: Embedder | None = None) -> DecodedImage:
         try:
             return decode_file(
-                path, min_side=self.embedder.image_size, max_pixels=self.settings.max_image_pixels
+                path,
+                min_side=(embedder or self.embedder).image_size,
+                max_pixels=self.settings.max_image_pixels,
             )
         except ImageDecodeError as exc:
             raise QueryError(f"cannot use {path} as a query image: {exc.reason}") from exc
 
-    def _indexed_vector(self, ref: object) -> np.ndarray:
+    def _indexed_vector(self, ref: object, key: str | None = None) -> np.ndarray:
         """The stored vector of an indexed image, by id or by path."""
         if isinstance(ref, (int, np.integer)):
             image_id = int(ref)
@@ -432,7 +676,7 @@ class Library:
             image_id = self.catalog.id_for_path(full)
             if image_id is None:
                 raise QueryError(f"{ref} is not in the library; index its folder first or search by image")
-        vector = self.catalog.embedding_of(image_id, self.model_key)
+        vector = self.catalog.embedding_of(image_id, key or self.model_key)
         if vector is None:
             raise QueryError(f"{ref} has no embedding (it could not be decoded, or awaits re-indexing)")
         return vector
@@ -491,10 +735,12 @@ class Library:
         from visualfinder.remote.query import RemoteSearcher
 
         cluster = self.remote_cluster()
+        spec = self.remote_spec()
         with self._remote_lock:
-            if self._remote_searcher is None:
+            # A new one after a model or metric switch: the spec names both.
+            if self._remote_searcher is None or self._remote_searcher.spec != spec:
                 self._remote_searcher = RemoteSearcher(
-                    cluster, self.remote_spec(), self.settings.exact_search_max_candidates, self.catalog
+                    cluster, spec, self.settings.exact_search_max_candidates, self.catalog
                 )
             return self._remote_searcher
 
@@ -552,11 +798,13 @@ class Library:
         ]
         return LibraryStatus(
             data_dir=self.data_dir, catalog_path=self.catalog.path, index_path=self.index_path,
-            model=self.settings.model, pretrained=self.settings.pretrained, model_key=self.model_key,
+            model=self.model.name, pretrained=self.model.pretrained, model_key=self.model_key,
             device=self.settings.device, metric=self.metric, index_dtype=self.vector_index.spec.dtype, stats=stats,
             folders=folders, index_count=len(self.vector_index), index_generation=self.vector_index.generation,
             catalog_generation=self.catalog.generation, index_health=self.index_health,
             errors=self.catalog.errors(error_limit), schema_version=self.catalog.schema_version(),
+            requested_model_key=self.requested_model.key, switch=switch_state(self),
+            stored_models=self.catalog.model_counts(),
         )  # fmt: skip
 
 
@@ -569,9 +817,8 @@ def open_library(settings: Settings, progress: ProgressCallback = no_progress) -
         raise SettingsError(f"cannot create the data folder {data_dir}: {exc.strerror or exc}") from exc
     catalog = Catalog(data_dir / CATALOG_FILE)
     try:
-        embedder = Embedder(
-            settings.model, settings.pretrained, settings.device, batch_size=settings.batch_size
-        )
+        model = _library_model(catalog, settings)
+        embedder = Embedder(model.name, model.pretrained, settings.device, batch_size=settings.batch_size)
         metric = catalog.meta("metric")
         if metric is None:  # a new library takes the configured metric and keeps it
             metric = settings.metric
@@ -591,6 +838,25 @@ def open_library(settings: Settings, progress: ProgressCallback = no_progress) -
         catalog.close()
         raise
     return library
+
+
+def _library_model(catalog: Catalog, settings: Settings) -> ModelRef:
+    """The model a library uses: the one it recorded, or (a new library) the configured one.
+
+    Like the metric, the model belongs to the library: settings naming another model do not
+    change it (that needs a switch, which re-embeds); `status` shows the difference.
+    """
+    requested = ModelRef(settings.model, settings.pretrained, model_key(settings.model, settings.pretrained))
+    active = catalog.active_model()
+    if active is None or active.key == requested.key:
+        if active != requested:  # first open (or the same weights file moved): record it
+            catalog.set_active_model(requested)
+        return requested
+    log.info(
+        "the library uses model %s; the settings ask for %s (switch with `visualfinder switch-model`)",
+        active.key, requested.key,
+    )  # fmt: skip
+    return active
 
 
 def _load_index(library: Library, progress: ProgressCallback) -> str:

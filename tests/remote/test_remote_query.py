@@ -115,6 +115,9 @@ def test_filters_select_the_same_images_on_the_cluster_as_locally(shop, os_clien
         Filters(fields=[FieldCondition("title", "chair", contains=True)]),
         Filters(fields=[FieldCondition("title", "Oak Chair model 1")]),
         Filters(fields=[FieldCondition("price", "12")]),
+        Filters(fields=[FieldCondition("sku", "ch-2"), FieldCondition("price", "5", op=">=")]),
+        Filters(fields=[FieldCondition("price", "12", op="<")]),
+        Filters(folder_names=["LAMPS"]),
         Filters(
             min_bytes=1,
             max_bytes=10**9,
@@ -125,7 +128,7 @@ def test_filters_select_the_same_images_on_the_cluster_as_locally(shop, os_clien
     ]
     for filters in cases:
         where, params = filters.to_sql()
-        local = set(lib.catalog.select_ids(f"i.model_key = ? AND {where}", [lib.model_key, *params]).tolist())
+        local = set(lib.catalog.select_ids(where, params, model_key=lib.model_key).tolist())
         body = {"size": 1000, "query": {"bool": {"filter": filter_clauses(filters)}}, "_source": ["image_id"]}
         hits = os_client.search(index="visualfinder", body=body)["hits"]["hits"]
         remote = {h["_source"]["image_id"] for h in hits}

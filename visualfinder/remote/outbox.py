@@ -120,7 +120,9 @@ class Outbox:
             conn.execute("DELETE FROM outbox WHERE op = 'upsert'")
             ids = [
                 r[0]
-                for r in conn.execute("SELECT id FROM images WHERE model_key = ? ORDER BY id", (model_key,))
+                for r in conn.execute(
+                    "SELECT image_id FROM embeddings WHERE model_key = ? ORDER BY image_id", (model_key,)
+                )
             ]
             conn.executemany(
                 "INSERT INTO outbox(op, image_id, doc_id, enqueued_at) VALUES ('upsert', ?, ?, ?)",

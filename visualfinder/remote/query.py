@@ -56,20 +56,42 @@ def filter_clauses(filters: Filters) -> list[dict]:
         size["lte"] = filters.max_bytes
     if size:
         clauses.append({"range": {"size": size}})
+    if filters.folder_names:  # a folder of that name anywhere in the path, like Filters.to_sql
+        names = [
+            {"wildcard": {"path": {"value": "*/" + _escape_wildcard(name.strip().strip("/\\")) + "/*",
+                                   "case_insensitive": True}}}
+            for name in filters.folder_names
+        ]  # fmt: skip
+        clauses.append({"bool": {"should": names, "minimum_should_match": 1}})
     for cond in filters.fields:
         if cond.field not in META_FIELDS:
-            raise QueryError(f"unknown metadata field {cond.field!r}; use one of {', '.join(META_FIELDS)}")
+            raise QueryError(
+                f"remote search cannot filter on the extra field {cond.field!r} (the cluster does not index "
+                f"extra fields); search locally, or filter on {', '.join(META_FIELDS)}"
+            )
         name = f"{cond.field}.raw" if cond.field in _TEXT_FIELDS else cond.field
-        if cond.field == "price":
+        if cond.op in ("<", "<=", ">", ">="):
+            if cond.field != "price":
+                raise QueryError(f"remote search compares only price with {cond.op}; search locally")
+            bound = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}[cond.op]
+            clauses.append({"range": {"price": {bound: _number(cond)}}})
+        elif cond.field == "price":
             if cond.contains:
                 raise QueryError("price cannot be matched with ~ (contains); use price=VALUE")
-            clauses.append({"term": {"price": float(cond.value)}})
+            clauses.append({"term": {"price": _number(cond)}})
         elif cond.contains:
             pattern = "*" + _escape_wildcard(cond.value) + "*"
             clauses.append({"wildcard": {name: {"value": pattern, "case_insensitive": True}}})
-        else:
-            clauses.append({"term": {name: cond.value}})
+        else:  # equality ignores case, as locally (COLLATE NOCASE)
+            clauses.append({"term": {name: {"value": cond.value, "case_insensitive": True}}})
     return clauses
+
+
+def _number(cond) -> float:
+    try:
+        return float(cond.value)
+    except ValueError:
+        raise QueryError(f"{cond.field} {cond.op} {cond.value!r}: the value must be a number") from None
 
 
 def knn_body(vector: np.ndarray, k: int, filters: list[dict]) -> dict:
