@@ -162,18 +162,25 @@ def check_catalog_file(data_dir: Path, known_paths: set[str] | None = None) -> C
         assert dupes == []
         snap = CatalogSnapshot()
         snap.generation = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-        for image_id, path, status, error, blob, key, thumb, vector_gen in conn.execute(
-            "SELECT id, path, status, error, embedding, model_key, thumb_path, vector_gen FROM images"
+        vectors: dict[int, list[tuple]] = {}
+        for image_id, key, blob, vector_gen in conn.execute(
+            "SELECT image_id, model_key, vector, vector_gen FROM embeddings"
         ):
-            assert vector_gen <= snap.generation, path
+            assert vector_gen <= snap.generation, image_id
+            vectors.setdefault(image_id, []).append((key, len(blob)))
+        for image_id, path, status, error, thumb in conn.execute(
+            "SELECT id, path, status, error, thumb_path FROM images"
+        ):
+            mine = [n for key, n in vectors.pop(image_id, []) if key == model.key]
             if status == "ok":
-                assert key == model.key and blob is not None and len(blob) == 2 * model.dim, path
+                assert mine == [2 * model.dim], f"{path}: embeddings {mine}"
                 assert thumb and Path(thumb).is_file(), f"{path}: thumbnail {thumb} missing"
                 with Image.open(thumb) as im:
                     im.load()  # a committed row never points at a half-written thumbnail
             else:
-                assert blob is None and key is None and error, path
-            snap.rows[path] = (image_id, status, error, len(blob or b""), key, thumb)
+                assert mine == [] and error, path
+            snap.rows[path] = (image_id, status, error, sum(mine), thumb)
+        assert vectors == {}  # no embedding without its image
         ids = [r[0] for r in snap.rows.values()]
         assert len(ids) == len(set(ids))
         if known_paths is not None:
@@ -275,8 +282,11 @@ def catalog_fingerprint(data_dir: Path) -> tuple[int, int, str]:
     try:
         digest = hashlib.sha256()
         rows = 0
-        for image_id, path, blob in conn.execute("SELECT id, path, embedding FROM images ORDER BY id"):
-            digest.update(f"{image_id}:{path}:".encode())
+        for image_id, path, key, blob in conn.execute(
+            """SELECT i.id, i.path, e.model_key, e.vector FROM images i
+               LEFT JOIN embeddings e ON e.image_id = i.id ORDER BY i.id, e.model_key"""
+        ):
+            digest.update(f"{image_id}:{path}:{key}:".encode())
             digest.update(blob or b"")
             rows += 1
         generation = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])

@@ -5,7 +5,6 @@ and everything reads back exactly (tests/test_export.py covers hostile file name
 from __future__ import annotations
 
 import csv
-import json
 
 import pytest
 from imagegen import write_image
@@ -37,34 +36,31 @@ def test_hostile_metadata_exports_without_formulas_or_broken_rows(library, tmp_p
     paths = [write_image(root / f"item_{i:02d}.jpg", i, (64, 48)) for i in range(len(HOSTILE_TEXT))]
     library.index([root])
     rows_in = {}
-    with library.catalog.transaction() as conn:
-        for i, path in enumerate(paths):
-            image_id = library.catalog.id_for_path(str(path))
-            text = HOSTILE_TEXT[i]
-            other = HOSTILE_TEXT[-1 - i]
-            conn.execute(
-                "INSERT INTO image_meta(image_id, sku, title, description, url, price, extra) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (image_id, other[:64], text, other, "javascript:" + text[:50], -1.5 if i % 2 else None,
-                 json.dumps({"note": text[:200]})),
-            )  # fmt: skip
-            rows_in[str(path)] = {"title": text, "description": other, "sku": other[:64]}
+    for i, path in enumerate(paths):
+        text, other = HOSTILE_TEXT[i], HOSTILE_TEXT[-1 - i]
+        extra = {"=note": text[:200], "+count": -3, "nested": {"@k": other[:20]}}
+        library.update_metadata(path, title=text, description=other, sku=other[:64], url="javascript:" + text[:50],
+                                price=-1.5 if i % 2 else None, extra=extra)  # fmt: skip
+        rows_in[str(path)] = {"title": text, "description": other, "sku": other[:64], "'=note": text[:200]}
     for i, path in enumerate(paths):
         library.add_tags(path, [HOSTILE_TEXT[i][:40] or "plain", "=tag", "-sale"])
     results = library.search_image(paths[0], k=len(paths))
     out = library.export_csv(results, tmp_path / "out.csv", excel=excel)
     with open(out, newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.reader(fh))
-    assert tuple(rows[0]) == COLUMNS
-    body = [dict(zip(COLUMNS, row, strict=True)) for row in rows[1:]]
+    header = rows[0]
+    assert tuple(header[: len(COLUMNS)]) == COLUMNS
+    assert set(header[len(COLUMNS) :]) == {"'=note", "'+count", "nested"}  # names are cells too
+    body = [dict(zip(header, row, strict=True)) for row in rows[1:]]
     assert len(body) == len(paths)  # an embedded newline never splits a row
     for row in body:
         for column, cell in row.items():
             if not _is_number(cell):  # -1.5 is a number to a spreadsheet, not a formula
                 assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), (column, cell[:40])
         want = rows_in[row["path"]]
-        for column in ("title", "description", "sku"):
+        for column in ("title", "description", "sku", "'=note"):
             assert unneutralise(row[column]) == want[column], column
-        assert row["price"] in ("", "-1.5")
+        assert row["price"] in ("", "-1.5") and row["'+count"] == "-3"
 
 
 def _is_number(cell: str) -> bool:
