@@ -104,7 +104,7 @@ def test_a_crash_before_any_step_of_the_index_save_leaves_a_usable_index(tmp_pat
 
 def test_kill_9_at_random_moments_of_rebuild_index_never_touches_the_catalog(tmp_path, data_dir):
     trials = scaled(2, 20)
-    synthetic_library(data_dir, scaled(4000, 30_000))
+    synthetic_library(data_dir, scaled(4000, 20_000))
     fingerprint = catalog_fingerprint(data_dir)
     started = time.monotonic()
     rc, _, err = finish(start_cli(["--data-dir", str(data_dir), "rebuild-index"], tmp_path / "calibrate"))
