@@ -224,8 +224,13 @@ def write_thumbnail(image: Image.Image, size: int, dest: Path) -> Path:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    # Encoded in memory, written by Python: Pillow's direct-to-file encoder ignores short writes,
+    # so on a filling disk it "saved" truncated thumbnails that committed rows then pointed to.
+    buf = io.BytesIO()
+    make_thumbnail(image, size).save(buf, "JPEG", quality=THUMB_QUALITY, optimize=False)
     try:
-        make_thumbnail(image, size).save(tmp, "JPEG", quality=THUMB_QUALITY, optimize=False)
+        with open(tmp, "wb") as fh:
+            fh.write(buf.getbuffer())
         os.replace(tmp, dest)
     except BaseException:
         try:

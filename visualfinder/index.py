@@ -122,8 +122,12 @@ class VectorIndex:
             path.parent.mkdir(parents=True, exist_ok=True)
             with self._lock:
                 self._index.save(os.fspath(tmp))
+                expected = self._index.serialized_length
                 state = {"format": SIDECAR_FORMAT, "spec": asdict(self.spec), "generation": self.generation,
                          "count": len(self._index)}  # fmt: skip
+            written = os.path.getsize(tmp)
+            if written != expected:  # a short write on a filling disk must not pass for a whole file
+                raise OSError(f"short write: {written} of {expected} bytes")
             _fsync_file(tmp)
             state["xxh3"] = file_checksum(tmp)
             # The old sidecar must not vouch for the new file if we crash between the two renames.

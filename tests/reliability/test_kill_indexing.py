@@ -124,7 +124,8 @@ def test_kill_9_at_random_moments_of_indexing_never_corrupts_or_duplicates(tmp_p
             n = rng.randint(0, _pending_commits(folder, committed))
             target = start_gen + n
             wait_until(lambda target=target: catalog_generation(data_dir) >= target, proc)
-            delay = rng.uniform(0.0, 0.3)
+            # As soon as the commit shows (the index save follows it), or a while later.
+            delay = 0.0 if rng.random() < 0.3 else rng.uniform(0.0, 0.3)
             _sleep_or_exit(proc, delay)
             plan = f"{n} commits +{delay:.2f}s"
         killed = kill9(proc)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from imagegen import make_catalog, write_image
+from imagegen import make_catalog, product_image, write_image
 from rel_harness import (
     catalog_fingerprint,
     check_catalog_file,
@@ -31,6 +31,7 @@ from rel_harness import (
 
 from visualfinder.config import Settings
 from visualfinder.errors import CatalogError, SettingsError, StorageError, VisualFinderError
+from visualfinder.imaging import write_thumbnail
 from visualfinder.service import CATALOG_FILE, INDEX_FILE, QueryTerm, SearchRequest, open_library
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -122,6 +123,17 @@ def test_a_full_disk_stops_indexing_cleanly_and_the_next_run_finishes(tmp_path):
         assert set(snap.rows) == files_under(root)
         assert check_index_on_a_copy(data_dir, tmp_path / "copy").vectors == len(files)
     print(f"disk full after {len(files) - report.added} of {len(files)} images: {message}")
+
+
+def test_a_thumbnail_on_a_filling_disk_is_refused_not_truncated(tmp_path):
+    """Pillow's encoder ignores short writes: it "saved" 4 KB of an 11 KB JPEG without an error."""
+    picture = product_image(3, (400, 300))
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        with open(disk / "filler", "wb") as fh:
+            fh.write(bytes(shutil.disk_usage(disk).free - 6000))
+        with pytest.raises(OSError, match="No space left"):
+            write_thumbnail(picture, 400, disk / "thumbs" / "t.jpg")
+        assert not [p for p in disk.rglob("*") if p.is_file() and p.name != "filler"]
 
 
 def test_a_file_size_limit_stops_the_cli_with_one_line_and_nothing_half_written(tmp_path, data_dir):
