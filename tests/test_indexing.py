@@ -172,3 +172,18 @@ def test_symlink_loop_does_not_hang_the_scan(library, tmp_path):
     (root / "loop").symlink_to(root, target_is_directory=True)
     report = library.index([root])
     assert report.added == 2
+
+
+def test_a_data_folder_inside_a_catalog_folder_is_not_catalogued(settings, tmp_path):
+    from visualfinder.service import open_library
+
+    root = tmp_path / "catalog"
+    make_catalog(root, 3)
+    lib = open_library(settings.replace(data_dir=root / "vf-library"))
+    try:
+        lib.index([root])
+        assert lib.index([root]).added == 0  # the thumbnails written by the first run stay out
+        assert lib.catalog.stats(lib.model_key).ok == 3
+        assert any((root / "vf-library" / "thumbs").rglob("*.jpg"))
+    finally:
+        lib.close()

@@ -511,6 +511,14 @@ class Catalog:
         ).fetchone()
         return _stat_row(r) if r else None
 
+    def stat_rows_with_hash(self, content_hash: str, model_key: str | None = None) -> list[StatRow]:
+        """Every catalogued file with this content (a move's possible sources)."""
+        rows = self.conn.execute(
+            f"SELECT {_STAT_COLUMNS} FROM {_STAT_FROM} WHERE i.content_hash = ?",
+            (model_key or self._active_key(), content_hash),
+        )
+        return [_stat_row(r) for r in rows]
+
     def embedded_source(self, content_hash: str, model_key: str) -> EmbeddedSource | None:
         """Any row with this content and an embedding from this model (for moves and copies)."""
         r = self.conn.execute(

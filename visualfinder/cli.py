@@ -73,7 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "paths", nargs="*", metavar="PATH", help="folders to add (none: update every catalog folder)"
     )
-    p.add_argument("--watch", action="store_true", help="also watch these folders for changes")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="mark these folders watched (kept indexed by `watch` and the app)",
+    )
+
+    p = sub.add_parser("watch", help="keep watched folders indexed until Ctrl+C (headless)")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="folders to add, mark watched and watch (none: every watched folder)")  # fmt: skip
 
     p = sub.add_parser("search", help="find the most similar catalog images")
     p.add_argument("images", nargs="*", metavar="IMAGE",
@@ -327,6 +335,13 @@ def cmd_rebuild_index(args: argparse.Namespace, settings: Settings) -> int:
             count = library.rebuild_index(progress, cancel)
     print(f"rebuilt the index: {count} vectors")
     return 0
+
+
+@command("watch")
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from visualfinder.cli_watch import run_watch  # watchdog is imported only when watching
+
+    return run_watch(args, settings)
 
 
 @command("sync")

@@ -43,6 +43,10 @@ DEFAULT_PRETRAINED = "datacomp_s34b_b86k"
 METRICS = ("cosine", "ip", "l2")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INDEX_DTYPES = ("f16", "f32", "i8")
+# How the folder watcher learns about changes: the OS's notifications (inotify, FSEvents,
+# ReadDirectoryChanges), periodic rescans, or notifications with a fallback to rescans where
+# they cannot work (network drives, inotify limits).
+WATCH_POLLING = ("auto", "always", "never")
 # nmslib is deprecated in OpenSearch 3 and refused; "auto" picks faiss, or lucene where the
 # cluster's faiss cannot do the library's metric (cosine before OpenSearch 2.19).
 REMOTE_ENGINES = ("auto", "faiss", "lucene")
@@ -80,6 +84,18 @@ class Settings:
     file_time_limit_s: float = 120.0
     # Save the vector index at least this often during long indexing runs (seconds).
     index_save_interval_s: float = 300.0
+    # Folder watcher. A burst of changes is indexed once it has been quiet this long (seconds).
+    watch_debounce_s: float = 0.5
+    # A file is read only once its size and mtime have held still this long (half-written files).
+    watch_stable_s: float = 0.5
+    # During an endless stream of changes, index what is ready at least this often (seconds).
+    watch_max_delay_s: float = 5.0
+    # auto: OS notifications, rescans for network drives or when notifications fail.
+    watch_polling: str = "auto"
+    # Seconds between rescans of a folder watched by polling.
+    watch_poll_interval_s: float = 5.0
+    # Seconds between checks that watched folders still exist (unmounted drives, moved folders).
+    watch_check_interval_s: float = 2.0
     # Query images given as a URL: refuse bigger downloads, give up after this many seconds.
     url_max_bytes: int = 25 * 1024 * 1024
     url_timeout_s: float = 15.0
@@ -149,6 +165,16 @@ class Settings:
             )
         if not self.model:
             raise SettingsError("model must not be empty")
+        if self.watch_polling not in WATCH_POLLING:
+            raise SettingsError(
+                f"watch_polling must be one of {', '.join(WATCH_POLLING)}, not {self.watch_polling!r}"
+            )
+        for name in ("watch_poll_interval_s", "watch_check_interval_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive")
+        for name in ("watch_debounce_s", "watch_stable_s", "watch_max_delay_s"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must not be negative")
         for name in ("url_max_bytes", "url_timeout_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")

@@ -34,10 +34,20 @@ class JobProgress:
 
 @dataclass(frozen=True)
 class WatcherStatus:
-    """The watcher's state: 'watching', 'stopped', 'polling' (fallback), 'folder-missing', 'error'."""
+    """The folder watcher's state, emitted when it changes; `message` is a user-facing sentence.
+
+    state: 'starting' (setting up watches, applying changes made while nothing watched),
+    'watching' (OS notifications), 'polling' (at least one folder is rescanned periodically:
+    a network drive, or notifications failed), 'folder-missing' (a watched folder is gone or
+    unmounted: its images are kept and it is picked up when it comes back), 'busy' (another
+    process is writing the library; changes wait), 'error' (changes wait and are retried),
+    'stopped'. `folders` pairs each watched folder with 'watching', 'polling', 'missing' (or
+    'stopped').
+    """
 
     state: str
     message: str = ""
+    folders: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

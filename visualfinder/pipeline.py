@@ -52,6 +52,8 @@ class IndexReport:
     unchanged: int = 0
     errors: list[FileError] = field(default_factory=list)
     folder_errors: list[tuple[str, str]] = field(default_factory=list)
+    # Paths left for a later run: files still being written, and removals waiting for them.
+    deferred: list[str] = field(default_factory=list)
     cancelled: bool = False
     seconds: float = 0.0
     # Images that got product metadata from sidecar files (photo.jpg.json, products.csv).
@@ -66,6 +68,7 @@ class IndexReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
         self.folder_errors += other.folder_errors
+        self.deferred += other.deferred
         self.cancelled = self.cancelled or other.cancelled
         self.seconds += other.seconds
 
@@ -98,6 +101,7 @@ class _Run:
     """Mutable state of one pipeline run, between commits."""
 
     movable: dict[str, StatRow]
+    adopt: Callable[[StatRow], bool] | None = None
     moved_ids: set[int] = field(default_factory=set)
     batch: list[_Prepared] = field(default_factory=list)
     changes: CatalogChanges = field(default_factory=CatalogChanges)
@@ -152,7 +156,7 @@ class IndexingPipeline:
         key = self.embedder.key
         # Missing rows whose vector can follow their content to a new path (a move).
         run = _Run(movable={r.content_hash: r for r in plan.missing
-                            if r.has_embedding and r.model_key == key and r.content_hash})  # fmt: skip
+                            if r.has_embedding and r.model_key == key and r.content_hash}, adopt=plan.adopt)  # fmt: skip
         self._reusable_hashes = set(run.movable)
         try:
             if work:
@@ -304,6 +308,8 @@ class IndexingPipeline:
     def _route_known(self, p: _Prepared, write: ImageWrite, run: _Run, report: IndexReport) -> None:
         """Content the catalog already embedded: a move keeps its row, a copy reuses the vector."""
         source_row = run.movable.get(p.digest)
+        if p.row is None and (source_row is None or source_row.id in run.moved_ids) and run.adopt is not None:
+            source_row = self._adoptable(p.digest, run)
         if p.row is None and source_row is not None and source_row.id not in run.moved_ids:
             run.moved_ids.add(source_row.id)
             run.changes.moves.append((source_row.id, write))
@@ -328,6 +334,14 @@ class IndexingPipeline:
         )
         self._stage(p.row, write, run, report)
         report.reused += 1
+
+    def _adoptable(self, digest: str, run: _Run) -> StatRow | None:
+        """A catalogued image with this content whose file vanished: the new file is its move."""
+        key = self.embedder.key
+        for row in self.catalog.stat_rows_with_hash(digest, key):
+            if row.id not in run.moved_ids and row.has_embedding and row.model_key == key and run.adopt(row):
+                return row
+        return None
 
     def _embed_batch(self, run: _Run, report: IndexReport) -> None:
         vectors = self.embedder.embed_batch([p.tensor for p in run.batch])

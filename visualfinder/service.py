@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ from visualfinder.catalog import Catalog, CatalogStats, Folder, ModelRef
 from visualfinder.config import METRICS, Settings
 from visualfinder.embedder import Embedder, model_key
 from visualfinder.errors import (
+    Cancelled,
     EmptyLibraryError,
     FolderNotFoundError,
     ImageDecodeError,
@@ -42,7 +43,7 @@ from visualfinder.library_catalog import CatalogFeatures
 from visualfinder.metadata_import import apply_sidecars
 from visualfinder.model_switch import SwitchReport, SwitchState, run_switch, switch_state
 from visualfinder.pipeline import IndexingPipeline, IndexReport
-from visualfinder.scanner import scan
+from visualfinder.scanner import LIBRARY_MARKER, FileStat, scan, scan_paths
 from visualfinder.search import Filters, Plan, SearchPlanner, SearchResult, combine
 
 if TYPE_CHECKING:  # the remote package (and opensearch-py) is imported only when used
@@ -372,7 +373,12 @@ class Library(CatalogFeatures):
         if folder is None:
             raise FolderNotFoundError(f"not a catalog folder: {path}")
         self.catalog.set_folder_watched(folder.id, watched)
+        self.events.emit(LibraryChanged(None, "folders"))
         return self.catalog.folder_by_path(full)
+
+    def watched_folders(self) -> list[Folder]:
+        """The catalog folders marked watched: what a `watcher.Watcher` follows."""
+        return [f for f in self.catalog.folders() if f.watched]
 
     # --- indexing ------------------------------------------------------------------------
 
@@ -383,8 +389,12 @@ class Library(CatalogFeatures):
         watched: bool | None = None,
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
+        source: str = "index",
     ) -> IndexReport:
-        """Add `paths` as folders (if given) and bring them, or every folder, up to date."""
+        """Add `paths` as folders (if given) and bring them, or every folder, up to date.
+
+        `source` names the caller in the LibraryChanged event ("index", "watcher", ...).
+        """
         roots = self.add_folders(paths, watched) if paths else self.catalog.folders()
         with self._writing():
             progress(Progress("scanning", 0, 0))
@@ -401,7 +411,7 @@ class Library(CatalogFeatures):
                 self._apply_sidecars(plan.sidecars, {f.path for f in plan.new} | {f.path for f, _ in plan.changed},
                                      report)  # fmt: skip
         if report.changed:
-            self.events.emit(LibraryChanged(report, "index"))
+            self.events.emit(LibraryChanged(report, source))
         if report.metadata_updated:
             self.events.emit(LibraryChanged(None, "metadata"))
         return report
@@ -413,6 +423,66 @@ class Library(CatalogFeatures):
         result = apply_sidecars(self.catalog, sidecars, new_paths)
         report.metadata_updated += result.images_updated
         report.folder_errors += result.problems
+
+    def index_paths(
+        self,
+        paths: Sequence[str | os.PathLike],
+        *,
+        accept: Callable[[FileStat], bool] | None = None,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+        source: str = "watcher",
+        save_index: bool = True,
+        wait: float = 0.0,
+        hold_removals: bool = True,
+    ) -> IndexReport:
+        """Bring just these paths (files or folders, present or gone) up to date: the watcher's way in.
+
+        The same stat diff and the same pipeline as `index`, limited to what changed. A move
+        keeps its id when both of its ends are among `paths`, or when its source file has
+        vanished. `accept` may hold back files still being written (see `scanner.scan_paths`);
+        removals then wait with them (`hold_removals`): a held-back file may be where a missing
+        one went. Both come back in `report.deferred` for the caller to retry. Metadata sidecars
+        named in `paths`, or next to a new image, are applied as `index` applies them.
+        `save_index=False` leaves the vector index file for a later `save_index()` while more
+        work is queued; `wait` is how long to wait for another process writing the library
+        before raising LibraryBusyError.
+        """
+        full = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
+        report = IndexReport()
+        with self._writing(wait=wait):
+            try:
+                plan = scan_paths(self.catalog, full, self.model_key, accept, cancel,
+                                  on_file=lambda n: progress(Progress("scanning", n, 0)))  # fmt: skip
+            except Cancelled:
+                report.cancelled = True
+                return report
+            held: list[str] = []
+            if plan.deferred and plan.missing and hold_removals:
+                held, plan.missing = [r.path for r in plan.missing], []
+            if plan.work or plan.missing:
+                report = self.pipeline().run(plan, progress, cancel)
+            else:
+                report = IndexReport(unchanged=plan.unchanged, folder_errors=list(plan.folder_errors))
+            report.deferred = plan.deferred + held
+            if save_index and (report.changed or self._unsaved):
+                self._save_index()
+            if plan.sidecars and not report.cancelled:
+                self._apply_sidecars(plan.sidecars, {f.path for f in plan.new} | {f.path for f, _ in plan.changed},
+                                     report)  # fmt: skip
+        if report.changed or report.metadata_updated:
+            self.events.emit(LibraryChanged(report, source))
+        if report.metadata_updated:
+            self.events.emit(LibraryChanged(None, "metadata"))
+        return report
+
+    def save_index(self, wait: float = 5.0) -> bool:
+        """Write pending vector-index changes to disk; False when there were none."""
+        if not self._unsaved:
+            return False
+        with self._writing(wait=wait):
+            self._save_index()
+        return True
 
     def pipeline(self) -> IndexingPipeline:
         """The indexing pipeline bound to this library (the watcher feeds it its own plans)."""
@@ -813,6 +883,11 @@ def open_library(settings: Settings, progress: ProgressCallback = no_progress) -
     data_dir = settings.data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
+        marker = data_dir / LIBRARY_MARKER
+        if not marker.exists():
+            marker.write_text(
+                "visualfinder library data: not scanned as a catalog folder\n", encoding="utf-8"
+            )
     except OSError as exc:
         raise SettingsError(f"cannot create the data folder {data_dir}: {exc.strerror or exc}") from exc
     catalog = Catalog(data_dir / CATALOG_FILE)
