@@ -1,21 +1,27 @@
-"""Indexing while searches, exports, status and tag edits run from other threads (and from a second
-Library on the same data folder, as another process would): no "database is locked" or other
-error reaches anyone, and every answer is consistent with some committed state of the catalog.
+"""Indexing (a run, and the folder watcher) while searches, exports, status and tag edits run from
+other threads and from a second Library on the same data folder, as another process would: no
+"database is locked" or other error reaches anyone, and every answer is consistent with some
+committed state of the catalog.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import threading
 import time
 import traceback
 from collections import Counter
 from pathlib import Path
 
-from imagegen import make_catalog
-from rel_harness import assert_index_matches_catalog, rng_for
+from imagegen import make_catalog, write_image
+from rel_harness import assert_index_matches_catalog, check_catalog_file, files_under, rng_for, scaled
+from watchutil import FAST_WATCH
+from watchutil import wait_until as wait_for
 
 from visualfinder.export import COLUMNS
+from visualfinder.service import open_library
+from visualfinder.watcher import Watcher
 
 
 class Workers:
@@ -113,3 +119,82 @@ def test_searches_exports_and_edits_during_indexing_stay_consistent(library, reo
             assert lib.search_image(query, k=1)[0].path == str(query)
     assert_index_matches_catalog(library)
     print(f"indexed {len(more)} images in {seconds:.1f}s alongside {dict(workers.counts)}")
+
+
+def test_the_watcher_indexes_changes_while_searches_and_exports_run(settings, tmp_path, data_dir):
+    rng = rng_for("concurrency-watcher")
+    settings = settings.replace(**FAST_WATCH)
+    library, other = open_library(settings), open_library(settings)
+    root = tmp_path / "catalog"
+    stable = make_catalog(root / "stable", 16)  # never touched: each must always find itself
+    churn = make_catalog(root / "churn", 24, start_seed=100)
+    library.index([root], watched=True)
+    ever = {str(p) for p in stable + churn}
+    stable_set = {str(p) for p in stable}
+    watcher = Watcher(library)
+    workers = Workers()
+    try:
+        watcher.start()
+        assert watcher.wait_idle(30), watcher.message
+
+        def search(lib):
+            def action():
+                query = rng.choice(stable)
+                _check_results(lib.search_image(query, k=8), ever, query, stable_set)
+
+            return action
+
+        def export():
+            results = other.search_image(rng.choice(stable), k=30)
+            out = other.export_csv(results, tmp_path / "watch-export.csv")
+            with open(out, newline="", encoding="utf-8") as fh:
+                assert len(list(csv.reader(fh))) == len(results) + 1
+
+        def tag():
+            other.add_tags(rng.choice(stable), [f"t{rng.randrange(3)}"])
+
+        workers.repeat("search", search(library))
+        workers.repeat("search-other", search(other))
+        workers.repeat("export", export)
+        workers.repeat("tags", tag)
+        # The user's changes, in bursts: new files, renames, replaced content, deletions.
+        seed = 1000
+        for _ in range(scaled(6, 40)):
+            for _new in range(20):
+                path = write_image(root / "churn" / f"new_{seed}.jpg", seed, (96, 72))
+                ever.add(str(path))
+                seed += 1
+            victims = sorted(files_under(root / "churn"))
+            for victim in rng.sample(victims, 3):
+                target = f"{victim}.renamed.jpg"
+                os.rename(victim, target)
+                ever.add(target)
+            for victim in rng.sample(sorted(files_under(root / "churn")), 2):
+                write_image(Path(victim), seed, (96, 72))
+                seed += 1
+            os.remove(rng.choice(sorted(files_under(root / "churn"))))
+            time.sleep(rng.uniform(0.05, 0.4))
+
+        def caught_up() -> bool:
+            on_disk = files_under(root)
+            rows = library.catalog.stat_rows_under(str(root))
+            return set(rows) == on_disk and all(r.status == "ok" for r in rows.values())
+
+        assert wait_for(caught_up, timeout=120) and watcher.wait_idle(60), watcher.message
+    finally:
+        workers.finish()
+        assert watcher.stop(30)
+    try:
+        assert workers.errors == [], workers.errors[0]
+        assert min(workers.counts[n] for n in ("search", "search-other", "export", "tags")) > 0
+        for lib in (library, other):
+            for query in rng.sample(sorted(files_under(root)), 10):
+                best = lib.search_image(query, k=1)[0]
+                assert best.score > 0.999 and Path(best.path).read_bytes() == Path(query).read_bytes()
+        assert_index_matches_catalog(library)
+    finally:
+        library.close()
+        other.close()
+    snap = check_catalog_file(data_dir, ever)
+    assert set(snap.rows) == files_under(root)
+    print(f"the watcher indexed {len(snap.rows)} files alongside {dict(workers.counts)}")
