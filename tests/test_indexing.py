@@ -187,3 +187,13 @@ def test_a_data_folder_inside_a_catalog_folder_is_not_catalogued(settings, tmp_p
         assert any((root / "vf-library" / "thumbs").rglob("*.jpg"))
     finally:
         lib.close()
+
+
+def test_thumbnails_are_full_size_even_when_the_model_input_is_smaller(library, tmp_path):
+    from PIL import Image
+
+    photo = write_image(tmp_path / "catalog" / "photo.jpg", 3, size=(1600, 1200))
+    library.index([tmp_path / "catalog"])
+    record = next(iter(library.catalog.records([library.catalog.id_for_path(str(photo))]).values()))
+    with Image.open(record.thumb_path) as thumb:
+        assert max(thumb.size) == library.settings.thumbnail_size

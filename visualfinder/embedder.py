@@ -358,3 +358,16 @@ def _resizes_shortest_side(transform: object) -> bool:
     if type(steps[0]).__name__ != "Resize":
         return False
     return isinstance(size, int) or (isinstance(size, (list, tuple)) and len(size) == 1)
+
+
+def known_models() -> list[str]:
+    """Every model name open_clip can build (ours included), sorted; imports open_clip."""
+    return sorted(_open_clip().list_models(), key=str.casefold)
+
+
+def known_pretrained(model: str) -> list[str]:
+    """The pretrained weight tags open_clip can download for `model` (empty if it knows none)."""
+    try:
+        return list(_open_clip().list_pretrained_tags_by_model(model))
+    except (KeyError, RuntimeError, ValueError):  # a name open_clip does not know
+        return []

@@ -125,6 +125,15 @@ def read_image_file(path: str | os.PathLike) -> bytes:
             raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}", str(path)) from exc
 
 
+def library_decode_side(model_image_size: int, thumbnail_size: int) -> int:
+    """The short side every image of a library is decoded at, by the indexer and for queries alike.
+
+    One decode feeds the model and the thumbnail, so it must serve both; and a JPEG's DCT draft
+    depends on it, so the same file only gives the same vector when every caller uses this size.
+    """
+    return max(model_image_size, thumbnail_size)
+
+
 def decode_image(
     data: bytes, *, min_side: int = 256, max_pixels: int = DEFAULT_MAX_PIXELS, path: str | None = None
 ) -> DecodedImage:

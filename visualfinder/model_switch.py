@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 from visualfinder.catalog import ModelRef
 from visualfinder.embedder import Embedder
 from visualfinder.errors import Cancelled, ImageDecodeError
-from visualfinder.imaging import content_hash, decode_image, read_image_file
+from visualfinder.imaging import content_hash, decode_image, library_decode_side, read_image_file
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
 from visualfinder.pipeline import FileError, default_decode_workers
 
@@ -204,13 +204,14 @@ def _prepared(
     rows = iter(rows)
     exhausted = False
     max_pixels = library.settings.max_image_pixels
+    decode_side = library_decode_side(embedder.image_size, library.settings.thumbnail_size)
     while True:
         while not exhausted and len(queue) < ahead:
             row = next(rows, None)
             if row is None:
                 exhausted = True
                 break
-            queue.append(pool.submit(_prepare, _Item(*row), embedder, max_pixels))
+            queue.append(pool.submit(_prepare, _Item(*row), embedder, max_pixels, decode_side))
         if not queue:
             return
         if cancel is not None and cancel.cancelled:
@@ -220,13 +221,13 @@ def _prepared(
         yield queue.popleft().result()
 
 
-def _prepare(item: _Item, embedder: Embedder, max_pixels: int) -> _Item:
+def _prepare(item: _Item, embedder: Embedder, max_pixels: int, decode_side: int) -> _Item:
     try:
         data = read_image_file(item.path)
         if item.digest is not None and content_hash(data) != item.digest:
             item.error = "changed since it was indexed (run `visualfinder index`)"
             return item
-        decoded = decode_image(data, min_side=embedder.image_size, max_pixels=max_pixels, path=item.path)
+        decoded = decode_image(data, min_side=decode_side, max_pixels=max_pixels, path=item.path)
         item.tensor = embedder.preprocess(decoded.image)
     except ImageDecodeError as exc:
         item.error = exc.reason

@@ -22,7 +22,14 @@ import numpy as np
 from visualfinder.catalog import AppliedChanges, Catalog, CatalogChanges, ImageWrite, StatRow
 from visualfinder.embedder import Embedder
 from visualfinder.errors import Cancelled, ImageDecodeError, StorageError
-from visualfinder.imaging import content_hash, decode_image, read_image_file, thumbnail_path, write_thumbnail
+from visualfinder.imaging import (
+    content_hash,
+    decode_image,
+    library_decode_side,
+    read_image_file,
+    thumbnail_path,
+    write_thumbnail,
+)
 from visualfinder.index import VectorIndex
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
 from visualfinder.scanner import FileStat, ScanPlan
@@ -136,6 +143,10 @@ class IndexingPipeline:
         self.file_time_limit = file_time_limit
         self.on_commit = on_commit
         self._reusable_hashes: set[str] = set()
+
+    @property
+    def _decode_side(self) -> int:
+        return library_decode_side(self.embedder.image_size, self.thumbnail_size)
 
     @property
     def decode_workers(self) -> int:
@@ -267,7 +278,7 @@ class IndexingPipeline:
     def _decode(self, stat: FileStat, row: StatRow | None, data: bytes, digest: str) -> _Prepared:
         try:
             decoded = decode_image(
-                data, min_side=self.embedder.image_size, max_pixels=self.max_pixels, path=stat.path
+                data, min_side=self._decode_side, max_pixels=self.max_pixels, path=stat.path
             )
             thumb = write_thumbnail(
                 decoded.image, self.thumbnail_size, thumbnail_path(self.thumbs_dir, digest)

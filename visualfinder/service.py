@@ -36,7 +36,7 @@ from visualfinder.errors import (
 from visualfinder.events import EventHub, LibraryChanged
 from visualfinder.export import write_results_csv
 from visualfinder.fetch import fetch_image
-from visualfinder.imaging import DecodedImage, crop_region, decode_file, decode_image
+from visualfinder.imaging import DecodedImage, crop_region, decode_file, decode_image, library_decode_side
 from visualfinder.index import IndexSpec, VectorIndex
 from visualfinder.jobs import BackgroundJob, CancelToken, Progress, ProgressCallback, no_progress
 from visualfinder.library_catalog import CatalogFeatures
@@ -716,26 +716,44 @@ class Library(CatalogFeatures):
                 raise QueryError(f"cannot crop the query image: {exc.reason}") from exc
         return engine.embedder.embed_images([decoded.image])[0]
 
-    def fetch_query_image(self, url: str, embedder: Embedder | None = None) -> DecodedImage:
+    def fetch_query_image(
+        self, url: str, embedder: Embedder | None = None, min_side: int | None = None
+    ) -> DecodedImage:
         """Download a query image (size limit, timeout and content-type check) and decode it."""
         s = self.settings
         data = fetch_image(url, max_bytes=s.url_max_bytes, timeout=s.url_timeout_s)
-        try:
-            return decode_image(
-                data, min_side=(embedder or self.embedder).image_size, max_pixels=s.max_image_pixels, path=url
-            )
-        except ImageDecodeError as exc:
-            raise QueryError(f"cannot use {url} as a query image: {exc.reason}") from exc
+        return self.decode_query_bytes(data, url, embedder, min_side)
 
-    def decode_query_image(self, path: str | os.PathLike, embedder: Embedder | None = None) -> DecodedImage:
+    def _decode_side(self, embedder: Embedder | None) -> int:
+        return library_decode_side((embedder or self.embedder).image_size, self.settings.thumbnail_size)
+
+    def decode_query_image(
+        self, path: str | os.PathLike, embedder: Embedder | None = None, min_side: int | None = None
+    ) -> DecodedImage:
+        """Decode a query image file; `min_side` asks for more pixels than the model needs (display)."""
         try:
             return decode_file(
                 path,
-                min_side=(embedder or self.embedder).image_size,
+                min_side=max(min_side or 0, self._decode_side(embedder)),
                 max_pixels=self.settings.max_image_pixels,
             )
         except ImageDecodeError as exc:
             raise QueryError(f"cannot use {path} as a query image: {exc.reason}") from exc
+
+    def decode_query_bytes(
+        self, data: bytes, name: str, embedder: Embedder | None = None, min_side: int | None = None
+    ) -> DecodedImage:
+        """Decode query image data that is not a file (pasted, dropped from a browser, downloaded);
+        `name` says where it came from in the error message."""
+        try:
+            return decode_image(
+                data,
+                min_side=max(min_side or 0, self._decode_side(embedder)),
+                max_pixels=self.settings.max_image_pixels,
+                path=name,
+            )
+        except ImageDecodeError as exc:
+            raise QueryError(f"cannot use {name} as a query image: {exc.reason}") from exc
 
     def _indexed_vector(self, ref: object, key: str | None = None) -> np.ndarray:
         """The stored vector of an indexed image, by id or by path."""

@@ -1,0 +1,96 @@
+"""Work the window did not start: the folder watcher's state and batches, and other processes'.
+
+The watcher's state is shown in the status bar (its message as tooltip) and per folder in the
+folders panel; its batches appear in the progress panel, where Stop pauses watching (the batch
+in flight ends at a commit). `File > Watch folders for changes` turns it back on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtGui import QAction
+
+from visualfinder.events import JobProgress, LibraryChanged, WatcherStatus
+
+if TYPE_CHECKING:
+    from visualfinder.gui.main_window import MainWindow
+
+# A batch reports no "done": its progress task closes once no progress came for this long.
+QUIET_MS = 1500
+STATE_TEXT = {
+    "starting": "Starting to watch…",
+    "watching": "Watching folders",
+    "polling": "Watching folders (polling)",
+    "folder-missing": "Watched folder missing",
+    "busy": "Watcher waiting",
+    "error": "Watcher paused by an error",
+    "stopped": "",
+}
+
+
+class Activity(QObject):
+    def __init__(self, window: MainWindow):
+        super().__init__(window)
+        self.window = window
+        session = window.session
+        self.action = QAction("Watch folders for &changes", window, checkable=True)
+        self.action.setChecked(session.watch)
+        self.action.setStatusTip("Index new, changed and deleted files in folders ticked Watch as it happens")
+        self.action.toggled.connect(self.set_watching)
+        self._quiet = QTimer(self, singleShot=True, interval=QUIET_MS)
+        self._quiet.timeout.connect(self._finish_external)
+        session.externalProgress.connect(self.on_progress)
+        session.watcherStatus.connect(self.on_status)
+        session.libraryChanged.connect(self.on_changed)
+
+    def set_watching(self, on: bool) -> None:
+        job = self.window.session.set_watching(on)
+        if not on:
+            self._show_paused()
+        if job is not None:
+            job.failed.connect(self.window.show_error)
+
+    def _show_paused(self) -> None:
+        label = self.window.watcher_label
+        label.setText("Not watching")
+        label.setToolTip("Turn on File › Watch folders for changes to index changes as they happen")
+        label.setVisible(True)
+        self.window.folders_panel.set_watch_modes({})
+
+    def on_progress(self, event: JobProgress) -> None:
+        key = f"external:{event.source}"
+        if event.source == "watcher":
+            title, cancel = "Indexing changes in watched folders", lambda: self.action.setChecked(False)
+        else:
+            title, cancel = event.source.capitalize(), None
+        self.window.progress.update_progress(key, event.progress, title, cancel)
+        self._quiet.start()
+
+    def on_status(self, event: WatcherStatus) -> None:
+        label = self.window.watcher_label
+        text = STATE_TEXT.get(event.state, event.state.capitalize())
+        watched = len(event.folders)
+        if event.state == "watching" and watched:
+            text = f"Watching {watched} folder{'s' if watched != 1 else ''}"
+        elif event.state == "watching":
+            text = ""  # nothing ticked Watch: nothing to say
+        elif event.state == "stopped" and not self.action.isChecked():
+            self._show_paused()  # the watcher's own 'stopped' comes after the user paused it
+            return
+        label.setText(text)
+        label.setToolTip(event.message[:1].upper() + event.message[1:] if event.message else "")
+        label.setVisible(bool(text))
+        self.window.folders_panel.set_watch_modes(dict(event.folders))
+        if event.state in ("error", "folder-missing") and event.message:
+            self.window.show_message(event.message[:1].upper() + event.message[1:], "warning")
+
+    def on_changed(self, event: LibraryChanged) -> None:
+        if event.source == "watcher":
+            self._finish_external()
+
+    def _finish_external(self) -> None:
+        for task in self.window.progress.tasks:
+            if isinstance(task.key, str) and task.key.startswith("external:"):
+                self.window.progress.finish(task.key)

@@ -1,0 +1,136 @@
+"""Render the main window with results to a PNG: `python -m visualfinder.gui.screenshot OUT.png`.
+
+Builds a demo catalog (drawn product shots) in a temporary library, indexes it, searches with
+a 'customer photo' of one product, waits for the thumbnails and grabs the window. Runs
+offscreen (QT_QPA_PLATFORM=offscreen) or on a real or virtual display (xvfb-run). The model
+is vf-tiny unless --model/--pretrained say otherwise, so it needs no download.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop, QSettings
+from PySide6.QtWidgets import QApplication
+
+from visualfinder.config import Settings
+from visualfinder.gui import app as gui_app
+from visualfinder.gui.demo import query_photo, write_demo_catalog, write_demo_products
+from visualfinder.gui.main_window import MainWindow
+from visualfinder.gui.session import LibrarySession
+
+
+def wait_for(
+    app: QApplication, condition: Callable[[], bool], timeout: float = 120.0, what: str = ""
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what or condition}")
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+
+
+def render(out: Path, *, width: int = 1280, height: int = 800, dark: bool = False, model: str = "vf-tiny",
+           pretrained: str = "none", colours: int = 256,
+           crop: tuple[float, float, float, float] | None = (0.17, 0.28, 0.66, 0.62)) -> Path:  # fmt: skip
+    """Build the demo, show the results window, and save it to `out` (a PNG)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = gui_app.create_application()
+    if dark:
+        app.setPalette(gui_app.dark_palette())
+    with tempfile.TemporaryDirectory(prefix="visualfinder-demo-") as tmp:
+        root = Path(tmp)
+        catalog = root / "Product photos"
+        paths = write_demo_catalog(catalog)
+        query = root / "customer-photo.jpg"
+        query_photo("mug", "red").save(query, "JPEG", quality=92)
+        settings = Settings.load(root / "library", model=model, pretrained=pretrained, device="cpu")
+        session = LibrarySession(settings)
+        window = MainWindow(session, QSettings(str(root / "ui.ini"), QSettings.Format.IniFormat))
+        window.resize(width, height)
+        window.filters.k.setValue(30)
+        window.filters.set_threshold(0.5)
+        window.show()
+        session.open()
+        wait_for(app, lambda: session.snapshot is not None, what="the library to open")
+        (job,) = window.library_actions.add_folders([str(catalog)])
+        wait_for(app, lambda: job.done, what="indexing")
+        if job.state != "succeeded":
+            raise RuntimeError(job.error or job.state)
+        sheet = write_demo_products(paths, root / "products.csv")  # titles, prices, tags
+        importing = session.run(session.writer, "Importing", lambda lib, ctx: lib.import_metadata(sheet))
+        wait_for(app, lambda: importing.done, what="the product sheet")
+        if importing.state != "succeeded":
+            raise RuntimeError(importing.error or importing.state)
+        session.refresh()
+        wait_for(app, lambda: session.snapshot is not None and session.snapshot.tags, what="the tags")
+        window.search_file(query)
+        wait_for(app, lambda: window.response is not None, what="the results")
+        if crop:  # the object, as a user would drag it (Lens-style region search)
+            first = window.response
+            window.query_panel.view.set_crop(crop)
+            wait_for(app, lambda: window.response is not first, what="the region's results")
+        window.results_view.setCurrentIndex(window.results_model.index(1))
+        for _ in range(3):  # the view asks for thumbnails as it paints
+            window.results_view.viewport().repaint()
+            app.processEvents()
+        view, rows = window.results_view, window.results_model
+        visible = [rows.result(i).record.path for i in range(rows.rowCount())
+                   if view.visualRect(rows.index(i)).intersects(view.viewport().rect())]  # fmt: skip
+        wait_for(app, lambda: all(window.thumbnails.is_cached(p) for p in visible), what="the thumbnails")
+        window.statusBar().clearMessage()
+        window.message_bar.dismiss()
+        for _ in range(5):
+            app.processEvents()
+        image = window.grab().toImage()
+        window.close()
+        wait_for(app, lambda: session.state == "shut", what="the library to close")
+    return save_png(image, out, colours)
+
+
+def save_png(image, out: Path, colours: int) -> Path:
+    """Save a QImage as a PNG, optionally quantised (a 256-colour PNG is a third the size)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if colours >= 16777216 or colours <= 0:
+        image.save(str(out), "PNG")
+        return out
+    from PIL import Image
+    from PySide6.QtGui import QImage
+
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
+    pil = Image.frombuffer("RGB", (rgb.width(), rgb.height()), bytes(rgb.constBits()), "raw", "RGB",
+                           rgb.bytesPerLine(), 1)  # fmt: skip
+    pil.quantize(colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
+        out, optimize=True
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m visualfinder.gui.screenshot", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("out", type=Path, help="PNG file to write")
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=800)
+    parser.add_argument("--dark", action="store_true", help="use the dark palette")
+    parser.add_argument("--model", default="vf-tiny")
+    parser.add_argument("--pretrained", default="none")
+    parser.add_argument(
+        "--colours", type=int, default=256, help="quantise to this many colours (0: full colour)"
+    )
+    args = parser.parse_args(argv)
+    path = render(args.out, width=args.width, height=args.height, dark=args.dark, model=args.model,
+                  pretrained=args.pretrained, colours=args.colours)  # fmt: skip
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

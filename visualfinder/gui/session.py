@@ -1,0 +1,413 @@
+"""LibrarySession: the GUI's handle on one open `service.Library`, and the only place that calls it.
+
+Every call runs as a Job on one of the session's queues, never on the GUI thread:
+- `writer`: open/close, indexing, folder and tag changes, one at a time (they never race);
+- `reader`: searches, query decoding, status and export; reads are safe next to the writer
+  (SQLite WAL, one connection per thread; the vector index has its own lock), so a query
+  answers while a folder is being indexed;
+- `background`: loading (downloading) the model, which may take minutes and must block neither.
+The folder watcher (`watcher.Watcher`) runs on its own thread while the library is open and
+goes through the library's writer lock like any indexing run; it is stopped before the
+library closes.
+Opening and closing take the library exclusively (a shared/exclusive lock), so no job ever sees
+a library that is being closed. Library events (from indexing runs and the watcher, on worker
+threads) come back as Qt signals on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+
+from visualfinder.config import Settings
+from visualfinder.errors import Cancelled
+from visualfinder.events import JobProgress, LibraryChanged, WatcherStatus
+from visualfinder.gui.workers import Job, JobContext, JobQueue
+from visualfinder.jobs import Progress
+from visualfinder.search import SearchResult
+from visualfinder.service import Library, LibraryStatus, SearchRequest, SearchResponse, open_library
+from visualfinder.watcher import Watcher
+
+log = logging.getLogger(__name__)
+
+STATUS_ERROR_LIMIT = 500
+
+
+@dataclass
+class Snapshot:
+    """What the window shows about the library: counts, folders, tags, model and device."""
+
+    status: LibraryStatus
+    device: str  # the resolved device (auto -> cpu/cuda/mps)
+    tags: list[tuple[str, int]] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)  # metadata fields the query bar accepts
+
+    @property
+    def model_differs(self) -> bool:
+        """The settings ask for another model than the one the library's vectors come from."""
+        status = self.status
+        return bool(status.requested_model_key) and status.requested_model_key != status.model_key
+
+    @property
+    def images(self) -> int:
+        return self.status.stats.ok
+
+    @property
+    def is_empty(self) -> bool:
+        return self.status.stats.images == 0
+
+
+class SharedLock:
+    """Many shared holders or one exclusive holder (a small readers-writer lock)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self):
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self):
+        with self._cond:
+            while self._exclusive or self._shared:
+                self._cond.wait()
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+class LibrarySession(QObject):
+    """Owns the Library, its job queues and the bridge from library events to Qt signals."""
+
+    opened = Signal(object)  # Library
+    openFailed = Signal(str)
+    closed = Signal()
+    snapshotChanged = Signal(object)  # Snapshot
+    libraryChanged = Signal(object)  # events.LibraryChanged
+    externalProgress = Signal(object)  # events.JobProgress (the watcher's batches)
+    watcherStatus = Signal(object)  # events.WatcherStatus
+    jobSubmitted = Signal(object)  # Job: the window shows progress for the long ones
+    _event = Signal(object)  # from worker threads; re-emitted on the GUI thread
+
+    def __init__(self, settings: Settings, parent: QObject | None = None):
+        super().__init__(parent)
+        self.settings = settings
+        self.writer = JobQueue("writer", self)
+        self.reader = JobQueue("reader", self)
+        self.background = JobQueue("model", self)
+        self._lock = SharedLock()
+        self._library: Library | None = None
+        self._watcher: Watcher | None = None
+        self.watch = True  # run the folder watcher while the library is open
+        self._unsubscribe: Callable[[], None] | None = None
+        self.state = "closed"  # closed, opening, open, failed, closing, shut
+        self.snapshot: Snapshot | None = None
+        self._event.connect(self._on_event, Qt.ConnectionType.QueuedConnection)
+        self._refresh_timer = QTimer(self, singleShot=True, interval=250)
+        self._refresh_timer.timeout.connect(self.refresh)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def library(self) -> Library | None:
+        """The open library, for reading plain attributes (settings, metric) on the GUI thread."""
+        return self._library
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+    def open(self, settings: Settings | None = None) -> Job:
+        """Open the library (or reopen it with new settings, which are saved first)."""
+        new_settings = settings or self.settings
+        save = settings is not None
+        self.state = "opening"
+
+        def run(ctx: JobContext) -> Library:
+            with self._lock.exclusive():
+                self._close_library()
+                if save:
+                    new_settings.save()
+                library = open_library(new_settings, ctx.progress)
+                self._library = library
+                self._unsubscribe = library.events.subscribe(self._event.emit)
+                if self.watch:
+                    self._start_watcher(library)
+                return library
+
+        job = Job("Opening the library", run)
+        job.succeeded.connect(lambda library: self._on_opened(library, new_settings))
+        job.failed.connect(self._on_open_failed)
+        return self._submit(self.writer, job)
+
+    def _on_opened(self, library: Library, settings: Settings) -> None:
+        self.settings = settings
+        self.state = "open"
+        self.opened.emit(library)
+        self.refresh()
+
+    def _on_open_failed(self, message: str) -> None:
+        self.state = "failed"
+        self.openFailed.emit(message)
+
+    def shutdown(self) -> None:
+        """Stop every job, close the library (saving the index) on the writer, then emit `closed`.
+
+        Returns at once; the GUI thread never waits for a job."""
+        if self.state in ("closing", "shut"):
+            return
+        self.state = "closing"
+        self._refresh_timer.stop()
+        for queue in (self.reader, self.background, self.writer):
+            queue.cancel_all()
+
+        def run(ctx: JobContext) -> None:
+            with self._lock.exclusive():
+                self._close_library()
+
+        job = Job("Closing the library", run)
+        job.finished.connect(self._on_closed)
+        self.writer.submit(job)
+
+    def _on_closed(self) -> None:
+        # The writer and reader are idle now (the close job held the library exclusively);
+        # a model download cannot be interrupted, so its thread is left behind, not waited on.
+        self.writer.shutdown()
+        self.reader.shutdown()
+        self.background.shutdown(timeout=0.2)
+        self.state = "shut"
+        self.closed.emit()
+
+    def left_behind(self) -> bool:
+        """After shutdown: a job that could not be interrupted (a download) still runs."""
+        return any(q.alive for q in (self.writer, self.reader, self.background))
+
+    # --- the folder watcher --------------------------------------------------------------
+
+    @property
+    def watching(self) -> bool:
+        return self._watcher is not None and self._watcher.running
+
+    def set_watching(self, on: bool) -> Job | None:
+        """Start or stop the folder watcher (it follows the folders ticked Watch)."""
+        self.watch = on
+        if not self.is_open or on == self.watching:
+            return None
+
+        def run(ctx: JobContext) -> bool:
+            with self._lock.shared():
+                if on and self._library is not None:
+                    self._start_watcher(self._library)
+                else:
+                    self._stop_watcher()
+            return on
+
+        return self._submit(self.writer, Job("Starting the watcher" if on else "Stopping the watcher", run))
+
+    def _start_watcher(self, library: Library) -> None:
+        if self._watcher is None or not self._watcher.running:
+            self._watcher = Watcher(library)
+            self._watcher.start()
+
+    def _stop_watcher(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and not watcher.stop(timeout=60):
+            log.warning("the folder watcher did not stop within a minute; closing anyway")
+
+    def _close_library(self) -> None:
+        """On a worker, holding the library exclusively."""
+        self._stop_watcher()  # its batch in flight ends at a commit; it must stop before the library
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        library, self._library = self._library, None
+        if library is not None:
+            library.close()
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    def _submit(self, queue: JobQueue, job: Job) -> Job:
+        queue.submit(job)
+        self.jobSubmitted.emit(job)
+        return job
+
+    def run(
+        self,
+        queue: JobQueue,
+        name: str,
+        fn: Callable[[Library, JobContext], Any],
+        *,
+        key: str | None = None,
+        refresh: bool = False,
+        needs_model: bool = False,
+    ) -> Job:
+        """Run `fn(library, ctx)` on `queue`, holding the library shared; `refresh`: then update the snapshot.
+
+        `needs_model`: wait for the model (maybe a first download) before taking the library, so
+        closing the window never waits for a download."""
+
+        def run(ctx: JobContext) -> Any:
+            if needs_model:
+                self._wait_for_model(ctx)
+            with self._lock.shared():
+                if self._library is None:
+                    raise Cancelled("the library is closed")
+                return fn(self._library, ctx)
+
+        job = Job(name, run, key=key)
+        if refresh:
+            job.finished.connect(self.schedule_refresh)
+        return self._submit(queue, job)
+
+    def _wait_for_model(self, ctx: JobContext) -> None:
+        library = self._library
+        if library is not None:
+            library.embedder.load()  # lock-guarded: returns at once when loaded
+        ctx.cancel.raise_if_cancelled()
+
+    def search(self, request: SearchRequest) -> Job:
+        """The newest search wins: one still waiting or running is cancelled."""
+        needs_model = any(term.kind != "similar" for term in request.terms)
+        return self.run(self.reader, "Searching", lambda lib, ctx: lib.search(request), key="search",
+                        needs_model=needs_model)  # fmt: skip
+
+    def index(self, paths: Sequence[str | os.PathLike] | None = None, watched: bool | None = None) -> Job:
+        def run(lib: Library, ctx: JobContext):
+            return lib.index(paths, watched=watched, progress=ctx.progress, cancel=ctx.cancel)
+
+        name = f"Indexing {Path(paths[0]).name}" if paths and len(paths) == 1 else "Indexing"
+        return self.run(self.writer, name, run, refresh=True, needs_model=True)
+
+    def remove_folder(self, path: str) -> Job:
+        return self.run(
+            self.writer, "Removing folder", lambda lib, ctx: lib.remove_folder(path), refresh=True
+        )
+
+    def set_watched(self, path: str, watched: bool) -> Job:
+        return self.run(
+            self.writer, "Changing folder", lambda lib, ctx: lib.set_watched(path, watched), refresh=True
+        )
+
+    def edit_tags(self, image_ids: Sequence[int], add: Sequence[str], remove: Sequence[str]) -> Job:
+        """Add and remove tags on several images; the result maps image id -> its tags afterwards."""
+
+        def run(lib: Library, ctx: JobContext) -> dict[int, list[str]]:
+            tags: dict[int, list[str]] = {}
+            for image_id in image_ids:
+                if add:
+                    tags[image_id] = lib.add_tags(image_id, add)
+                if remove:
+                    tags[image_id] = lib.remove_tags(image_id, remove)
+            return tags
+
+        return self.run(self.writer, "Saving tags", run, refresh=True)
+
+    def switch_model(self, model: str, pretrained: str) -> Job:
+        """Re-embed the library with another model; searches use the current one until it is done.
+
+        Stopping leaves the switch pending: running it again resumes where it stopped."""
+
+        def run(lib: Library, ctx: JobContext):
+            return lib.switch_model(model, pretrained, ctx.progress, ctx.cancel)
+
+        return self.run(self.writer, f"Switching to {model}", run, refresh=True)
+
+    def set_metric(self, metric: str) -> Job:
+        """Compare images by another metric: the index is rebuilt from stored vectors."""
+
+        def run(lib: Library, ctx: JobContext) -> int:
+            return lib.set_metric(metric, ctx.progress, ctx.cancel)
+
+        return self.run(self.writer, "Rebuilding the index", run, refresh=True)
+
+    def export_csv(self, results: Sequence[SearchResult], dest: str, excel: bool) -> Job:
+        rows = list(results)
+        return self.run(self.reader, "Exporting", lambda lib, ctx: lib.export_csv(rows, dest, excel=excel))
+
+    def load_model(self) -> Job:
+        """Load (on first use, download) the model ahead of the first query."""
+
+        def run(ctx: JobContext) -> str:
+            # Not under the library lock: a first download may take minutes, and closing the
+            # library must not wait for it (the embedder does not need the catalog).
+            library = self._library
+            if library is None:
+                raise Cancelled("the library is closed")
+
+            def downloaded(done: int, total: int | None) -> None:
+                ctx.progress(Progress("downloading model", done, total or 0))
+
+            library.embedder.load(progress=downloaded)
+            return library.embedder.key
+
+        return self._submit(self.background, Job("Loading the model", run))
+
+    # --- snapshot and events -------------------------------------------------------------
+
+    def refresh(self) -> Job | None:
+        """Re-read counts, folders, tags and errors (on the reader) and emit snapshotChanged."""
+        if not self.is_open:
+            return None
+
+        def run(lib: Library, ctx: JobContext) -> Snapshot:
+            status = lib.status(error_limit=STATUS_ERROR_LIMIT)
+            return Snapshot(status, lib.embedder.device, lib.all_tags(), lib.metadata_fields())
+
+        job = self.run(self.reader, "Reading library status", run, key="status")
+        job.succeeded.connect(self._on_snapshot)
+        return job
+
+    def schedule_refresh(self) -> None:
+        """Coalesce bursts of changes (a watcher batch, many tag edits) into one refresh."""
+        if self.is_open:
+            self._refresh_timer.start()
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.snapshotChanged.emit(snapshot)
+
+    @Slot(object)
+    def _on_event(self, event: object) -> None:
+        if self.state in ("closing", "shut"):
+            return
+        if isinstance(event, LibraryChanged):
+            self.libraryChanged.emit(event)
+            self.schedule_refresh()
+        elif isinstance(event, JobProgress):
+            self.externalProgress.emit(event)
+        elif isinstance(event, WatcherStatus):
+            self.watcherStatus.emit(event)
+
+
+def response_summary(response: SearchResponse) -> str:
+    """'20 results in 0.04 s (exact search over 1,234 images)'."""
+    n = len(response.results)
+    method = "exact search" if response.plan.method == "exact" else "HNSW index"
+    return (
+        f"{n:,} result{'s' if n != 1 else ''} in {response.seconds:.2f} s "
+        f"({method} over {response.plan.candidates:,} images)"
+    )
