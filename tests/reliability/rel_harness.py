@@ -60,14 +60,24 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def start_cli(args: list[str], log_dir: Path, prefix: list[str] | None = None) -> subprocess.Popen:
-    """`python -m visualfinder ARGS` in its own session, output to files (a pipe could fill up)."""
+def start_cli(
+    args: list[str],
+    log_dir: Path,
+    prefix: list[str] | None = None,
+    *,
+    script: Path | None = None,
+    pass_fds: tuple[int, ...] = (),
+) -> subprocess.Popen:
+    """`python -m visualfinder ARGS` in its own session, output to files (a pipe could fill up).
+
+    `script`: run that wrapper of the CLI instead (it takes ARGS); `pass_fds`: kept open for it.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     out = open(log_dir / "stdout.txt", "w")  # noqa: SIM115 - closed by finish()
     err = open(log_dir / "stderr.txt", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [*(prefix or []), sys.executable, "-m", "visualfinder", *args],
-        stdout=out, stderr=err, env=cli_env(), start_new_session=True,
+        [*(prefix or []), sys.executable, *([str(script)] if script else ["-m", "visualfinder"]), *args],
+        stdout=out, stderr=err, env=cli_env(), start_new_session=True, pass_fds=pass_fds,
     )  # fmt: skip
     proc.log_files = (out, err, log_dir)  # type: ignore[attr-defined]
     return proc

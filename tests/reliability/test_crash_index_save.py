@@ -1,12 +1,16 @@
 """A crash while the vector index is saved or rebuilt never costs the catalog, and the index recovers.
 
-Two kinds of fault: a SIGKILL just before each file operation of the save (crashpoint.py, through
+Three kinds of fault: a SIGKILL just before each file operation of the save (crashpoint.py, through
 Python's audit hooks: every step of temp file, fsync, sidecar removal, rename, folder fsync and
-new sidecar), and SIGKILL at seeded random times during `visualfinder rebuild-index`.
+new sidecar), SIGKILL at seeded random moments inside the save (savesignal.py tells when it
+starts: the kill may land while usearch is still writing the temp file), and SIGKILL at seeded
+random times during `visualfinder rebuild-index`.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import shutil
 import subprocess
 import sys
@@ -34,6 +38,7 @@ from visualfinder.config import Settings
 from visualfinder.service import open_library
 
 CRASHPOINT = Path(__file__).with_name("crashpoint.py")
+SAVESIGNAL = Path(__file__).with_name("savesignal.py")
 
 
 def _crashpoint(data_dir: Path, at: int, record: Path) -> subprocess.CompletedProcess:
@@ -98,6 +103,93 @@ def test_a_crash_before_any_step_of_the_index_save_leaves_a_usable_index(tmp_pat
 
     # From the last crashed state, a normal run completes and leaves a current index.
     rc, out, err = finish(start_cli(["--data-dir", str(data_dir), "rebuild-index"], tmp_path / "again"))
+    assert rc == 0, err
+    assert check_index_on_a_copy(data_dir, tmp_path / "copy").health == "ok"
+
+
+class _SaveWatch:
+    """`visualfinder rebuild-index` run under savesignal.py: wait for its save to start or end."""
+
+    def __init__(self, data_dir: Path, log_dir: Path) -> None:
+        self.read_end, write_end = os.pipe()
+        try:
+            self.proc = start_cli(
+                [str(data_dir), str(write_end), "--", "--data-dir", str(data_dir), "rebuild-index"],
+                log_dir, script=SAVESIGNAL, pass_fds=(write_end,),
+            )  # fmt: skip
+        finally:
+            os.close(write_end)
+
+    def wait_for(self, signal_byte: bytes, timeout: float = 120) -> float | None:
+        """monotonic() when the child sent `signal_byte`; None if it exited first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.read_end], [], [], 0.5)
+            if ready:
+                got = os.read(self.read_end, 1)
+                if not got:
+                    return None  # the child exited (its end of the pipe closed)
+                if got == signal_byte:
+                    return time.monotonic()
+        raise AssertionError(f"no {signal_byte!r} from the child within {timeout}s")
+
+    def close(self) -> None:
+        os.close(self.read_end)
+
+
+def _save_phase(data_dir: Path) -> str:
+    """Where the save was when it was killed, as its files show it."""
+    tmp = (data_dir / "index.usearch.tmp").exists()
+    sidecar = (data_dir / "index.usearch.json").exists()
+    if tmp:
+        return "writing the temp file" if sidecar else "temp file written, old sidecar gone"
+    return "done" if sidecar else "renamed, no sidecar yet"
+
+
+def test_kill_9_at_random_moments_inside_the_index_save_never_loses_the_index(tmp_path, data_dir):
+    trials = scaled(3, 24)
+    synthetic_library(data_dir, scaled(4000, 30_000))
+    fingerprint = catalog_fingerprint(data_dir)
+    rc, _, err = finish(start_cli(["--data-dir", str(data_dir), "rebuild-index"], tmp_path / "first"))
+    assert rc == 0, err
+    # How long the save takes, from its start to its last rename (the longest of the runs).
+    durations = []
+    for run in range(scaled(1, 3)):
+        watch = _SaveWatch(data_dir, tmp_path / f"calibrate{run}")
+        try:
+            start, end = watch.wait_for(b"s"), watch.wait_for(b"e")
+            assert start is not None and end is not None
+            durations.append(end - start)
+            assert finish(watch.proc)[0] == 0
+        finally:
+            watch.close()
+    duration = max(durations)
+    rng = rng_for("kill-save")
+    phases: Counter = Counter()
+    healths: Counter = Counter()
+    killed = 0
+    for trial in range(trials):
+        watch = _SaveWatch(data_dir, tmp_path / f"trial{trial}")
+        try:
+            assert watch.wait_for(b"s") is not None
+            time.sleep(rng.uniform(0, 1.1) * duration)
+            killed += kill9(watch.proc)
+            finish(watch.proc)
+        finally:
+            watch.close()
+        phases[_save_phase(data_dir)] += 1
+        assert catalog_fingerprint(data_dir) == fingerprint  # the catalog is never touched
+        check_catalog_file(data_dir)
+        check = check_index_on_a_copy(data_dir, tmp_path / "copy")
+        healths[check.health] += 1
+        assert check.vectors == fingerprint[0]
+    print(
+        f"index save ({duration * 1000:.0f} ms, {fingerprint[0]} vectors): {killed} of {trials} runs killed "
+        f"inside it; files left: {dict(phases)}; next open: {dict(healths)}"
+    )
+    assert killed >= trials * 2 // 3
+    # From the last killed state, a normal run completes and leaves a current index.
+    rc, _, err = finish(start_cli(["--data-dir", str(data_dir), "rebuild-index"], tmp_path / "again"))
     assert rc == 0, err
     assert check_index_on_a_copy(data_dir, tmp_path / "copy").health == "ok"
 
