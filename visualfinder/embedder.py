@@ -38,6 +38,12 @@ _open_clip_lock = threading.Lock()
 _configs_registered = False
 # Loaded models by (model key, device): reopening a library (or a test) never loads twice.
 _loaded: dict[tuple[str, str], tuple[object, object, object]] = {}
+# Building a model draws its initial weights from torch's one global generator. Two models built
+# at once (two libraries, a model switch, the app's workers) interleave their draws, and a
+# random-init model ("none": vf-tiny in the tests) then gets other weights than its seed gives
+# in any other process: vectors that match nothing indexed elsewhere. One build at a time;
+# downloads stay outside this lock.
+_build_lock = threading.Lock()
 
 
 def _open_clip():
@@ -206,14 +212,15 @@ class Embedder:
             if cfg.get("quick_gelu"):
                 kwargs["force_quick_gelu"] = True
         try:
-            if weights is None:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(RANDOM_INIT_SEED)
-                    model, _, transform = open_clip.create_model_and_transforms(self.model_name, **kwargs)
-            else:
-                model, _, transform = open_clip.create_model_and_transforms(
-                    self.model_name, pretrained=weights, **kwargs
-                )
+            with _build_lock:
+                if weights is None:
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(RANDOM_INIT_SEED)
+                        model, _, transform = open_clip.create_model_and_transforms(self.model_name, **kwargs)
+                else:
+                    model, _, transform = open_clip.create_model_and_transforms(
+                        self.model_name, pretrained=weights, **kwargs
+                    )
         except (RuntimeError, ValueError, OSError, KeyError) as exc:
             raise ModelUnavailableError(f"cannot load model {self.model_name} ({pretrained}): {exc}") from exc
         model.eval()

@@ -198,3 +198,39 @@ def test_the_watcher_indexes_changes_while_searches_and_exports_run(settings, tm
     snap = check_catalog_file(data_dir, ever)
     assert set(snap.rows) == files_under(root)
     print(f"the watcher indexed {len(snap.rows)} files alongside {dict(workers.counts)}")
+
+
+def test_models_built_at_once_in_threads_get_the_weights_their_seed_gives(monkeypatch):
+    """Found by the kill trials: a vf-tiny built while another model was being built (the app's
+    workers, a model switch) got other random weights than in any other process, so files indexed
+    in that process matched nothing indexed elsewhere."""
+    from PIL import Image
+
+    from visualfinder import embedder as embedder_module
+    from visualfinder.embedder import Embedder
+
+    picture = Image.new("RGB", (64, 64), (200, 120, 40))
+    names = ["vf-tiny", "vf-tiny-b"]
+
+    def vector(name: str):
+        return Embedder(name, "none", "cpu").embed_images([picture])[0]
+
+    monkeypatch.setattr(embedder_module, "_loaded", {})  # build every model afresh, not from the cache
+    alone = {name: vector(name) for name in names}
+    for _ in range(scaled(1, 10)):
+        monkeypatch.setattr(embedder_module, "_loaded", {})
+        start = threading.Barrier(4)
+        got: list[tuple[str, object]] = []
+
+        def build(name: str, start=start, got=got) -> None:
+            start.wait()
+            got.append((name, vector(name)))
+
+        threads = [threading.Thread(target=build, args=(names[i % 2],)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert len(got) == 4
+        for name, vec in got:
+            assert float(vec @ alone[name]) > 0.9999, name
