@@ -148,7 +148,7 @@ def _save_phase(data_dir: Path) -> str:
 
 def test_kill_9_at_random_moments_inside_the_index_save_never_loses_the_index(tmp_path, data_dir):
     trials = scaled(3, 24)
-    synthetic_library(data_dir, scaled(4000, 30_000))
+    synthetic_library(data_dir, scaled(4000, 20_000))
     fingerprint = catalog_fingerprint(data_dir)
     rc, _, err = finish(start_cli(["--data-dir", str(data_dir), "rebuild-index"], tmp_path / "first"))
     assert rc == 0, err
