@@ -173,6 +173,8 @@ class Embedder:
         log.info("loaded %s on %s", self.key, self.device)
 
     def _create(self, progress: DownloadProgress | None) -> tuple[object, object, object]:
+        import pickle
+
         import torch
 
         open_clip = _open_clip()
@@ -210,8 +212,17 @@ class Embedder:
                 model, _, transform = open_clip.create_model_and_transforms(
                     self.model_name, pretrained=weights, **kwargs
                 )
-        except (RuntimeError, ValueError, OSError, KeyError) as exc:
-            raise ModelUnavailableError(f"cannot load model {self.model_name} ({pretrained}): {exc}") from exc
+        except (RuntimeError, ValueError, OSError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+            # A weights file that is not a checkpoint (truncated, another format) fails to unpickle,
+            # with a page of torch advice that does not apply.
+            detail = (
+                "the file is not a model checkpoint"
+                if isinstance(exc, (EOFError, pickle.UnpicklingError))
+                else exc
+            )
+            raise ModelUnavailableError(
+                f"cannot load model {self.model_name} ({pretrained}): {detail}"
+            ) from exc
         model.eval()
         return model, transform, open_clip.get_tokenizer(self.model_name)
 
