@@ -233,9 +233,12 @@ def split_image_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> t
             break
         i += 2 if argv[i] in takes_value else 1
     options, rest = argv[:i], argv[i:]
-    if rest[:1] == ["--"]:
+    files_only = rest[:1] == ["--"]  # `visualfinder -- status`: a file called "status"
+    if files_only:
         rest = rest[1:]
-    if not rest or rest[0] in commands or not all(os.path.isfile(_local_path(w)) for w in rest):
+    if not rest or (rest[0] in commands and not files_only):
+        return argv, []
+    if not all(os.path.isfile(_local_path(word)) for word in rest):
         return argv, []
     return options, [_local_path(word) for word in rest]
 
