@@ -83,6 +83,12 @@ def test_model_whose_weights_are_here_opens_without_the_dialog(qtbot, settings, 
     assert first_run.dialog is None
 
 
+def test_an_existing_library_opens_without_the_dialog(qtbot, settings, queue, parent, hub_tag, library):
+    # The library recorded vf-tiny (no weights); settings naming weights not here change nothing.
+    first_run, outcome = start_first_run(qtbot, settings.replace(pretrained=hub_tag), queue, parent)
+    assert first_run.dialog is None and outcome[0].pretrained == hub_tag
+
+
 def test_first_run_downloads_the_weights_with_progress_and_hands_over_ready_settings(
     qtbot, settings, queue, parent, hub_tag, weights_file, monkeypatch
 ):

@@ -1,6 +1,7 @@
-"""First run: the model's weights are not on this computer yet. Before the library opens, a
-dialog offers to download them (with progress) or to use a weights file the user has; offline,
-it says so and how to get them. The library then opens on the chosen weights (saved to settings).
+"""First run: a new library whose model's weights are not on this computer yet. Before the
+library opens, a dialog offers to download them (with progress) or to use a weights file the
+user has; offline, it says so and how to get them. The library then opens on the chosen weights
+(saved to the settings). An existing library keeps the model it recorded: no dialog.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from visualfinder.gui import icons
 from visualfinder.gui.dialogs import Dialogs
 from visualfinder.gui.model_fetch import model_job, show_progress, weights_missing
 from visualfinder.gui.workers import Job, JobContext, JobQueue
+from visualfinder.service import CATALOG_FILE
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,10 @@ class FirstRun(QObject):
         settings = self.settings
 
         def look(ctx: JobContext) -> str | None:
+            if (settings.data_dir / CATALOG_FILE).exists():
+                # Not a first run: the library keeps the model it recorded (maybe not the one
+                # the settings name); loading it reports missing weights with a link to Settings.
+                return None
             return weights_missing(settings.model, settings.pretrained)
 
         job = self._queue.submit(Job("Looking for the model", look, key="first-run-look"))
