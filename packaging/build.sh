@@ -14,7 +14,7 @@ PYTHON=${PYTHON:-python3}
 }
 rm -rf build/icons
 "$PYTHON" -m visualfinder install-desktop --icons build/icons
-"$PYTHON" -m PyInstaller --noconfirm --clean --log-level WARN \
+"$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
     --distpath dist --workpath build/pyinstaller packaging/visualfinder.spec
 if [ "$(uname -s)" = Linux ]; then
     cp packaging/linux/install.sh dist/visualfinder/install.sh
