@@ -156,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--engine", choices=REMOTE_ENGINES, help="k-NN engine of a new remote index (default: auto)"
     )
+    live = p.add_mutually_exclusive_group()
+    live.add_argument("--live", dest="live", action="store_const", const=True,
+                      help="push changes as they happen while `watch` or the app runs (the default); saved")  # fmt: skip
+    live.add_argument("--no-live", dest="live", action="store_const", const=False,
+                      help="push only when `visualfinder sync` runs; saved")  # fmt: skip
     p.add_argument(
         "--full", action="store_true", help="push every image again (e.g. after the remote index was lost)"
     )
@@ -395,6 +400,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         "remote_url": args.url, "remote_index": args.index, "remote_user": args.user,
         "remote_ca_bundle": args.ca_bundle, "remote_aws_region": args.aws_region, "remote_engine": args.engine,
         "remote_verify_tls": False if args.insecure else True if args.verify_tls else None,
+        "remote_live_push": args.live,
     }  # fmt: skip
     changes = {k: v for k, v in changes.items() if v is not None}
     if args.disable:
