@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 import socket
 import threading
 import urllib.parse
@@ -167,14 +168,19 @@ class Embedder:
     def _load(self, progress: DownloadProgress | None) -> None:
         cached = _loaded.get((self.key, self.device))
         if cached is None:
-            cached = self._create(progress)
+            try:
+                cached = self._create(progress)
+            except (EOFError, pickle.UnpicklingError) as exc:
+                # A weights file that is not a checkpoint (truncated, another format): torch's
+                # message is a page of advice about weights_only that does not apply here.
+                raise ModelUnavailableError(
+                    f"cannot load model {self.model_name} ({self.pretrained}): the file is not a model checkpoint"
+                ) from exc
             _loaded[(self.key, self.device)] = cached
         self._model, self._transform, self._tokenizer = cached
         log.info("loaded %s on %s", self.key, self.device)
 
     def _create(self, progress: DownloadProgress | None) -> tuple[object, object, object]:
-        import pickle
-
         import torch
 
         open_clip = _open_clip()
@@ -212,17 +218,8 @@ class Embedder:
                 model, _, transform = open_clip.create_model_and_transforms(
                     self.model_name, pretrained=weights, **kwargs
                 )
-        except (RuntimeError, ValueError, OSError, KeyError, EOFError, pickle.UnpicklingError) as exc:
-            # A weights file that is not a checkpoint (truncated, another format) fails to unpickle,
-            # with a page of torch advice that does not apply.
-            detail = (
-                "the file is not a model checkpoint"
-                if isinstance(exc, (EOFError, pickle.UnpicklingError))
-                else exc
-            )
-            raise ModelUnavailableError(
-                f"cannot load model {self.model_name} ({pretrained}): {detail}"
-            ) from exc
+        except (RuntimeError, ValueError, OSError, KeyError) as exc:
+            raise ModelUnavailableError(f"cannot load model {self.model_name} ({pretrained}): {exc}") from exc
         model.eval()
         return model, transform, open_clip.get_tokenizer(self.model_name)
 
