@@ -10,7 +10,6 @@ import importlib.util
 import json
 import logging
 import os
-import pickle
 import socket
 import threading
 import urllib.parse
@@ -168,14 +167,7 @@ class Embedder:
     def _load(self, progress: DownloadProgress | None) -> None:
         cached = _loaded.get((self.key, self.device))
         if cached is None:
-            try:
-                cached = self._create(progress)
-            except (EOFError, pickle.UnpicklingError) as exc:
-                # A weights file that is not a checkpoint (truncated, another format): torch's
-                # message is a page of advice about weights_only that does not apply here.
-                raise ModelUnavailableError(
-                    f"cannot load model {self.model_name} ({self.pretrained}): the file is not a model checkpoint"
-                ) from exc
+            cached = self._create(progress)
             _loaded[(self.key, self.device)] = cached
         self._model, self._transform, self._tokenizer = cached
         log.info("loaded %s on %s", self.key, self.device)
