@@ -3,64 +3,20 @@
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 import tomli_w
 from imagegen import make_catalog, write_image
-from watchutil import FAST_WATCH
+from procutil import unprivileged_prefix
+from watchutil import FAST_WATCH, WatchProcess
 
-import visualfinder
 from visualfinder.catalog import Catalog
 from visualfinder.cli import main
-
-
-class WatchProcess:
-    """`python -m visualfinder watch ...` with its stdout and stderr read line by line."""
-
-    def __init__(self, *args: str, prefix: list[str] | None = None):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(Path(visualfinder.__file__).resolve().parent.parent)
-        self.proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "visualfinder", "watch", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        self._new: queue.Queue = queue.Queue()
-        for name in ("stdout", "stderr"):
-            threading.Thread(target=self._read, args=(name,), daemon=True).start()
-
-    def _read(self, name: str) -> None:
-        for line in getattr(self.proc, name):
-            self.lines[name].append(line.rstrip("\n"))
-            self._new.put(name)
-
-    def wait_for(self, name: str, text: str, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [line for line in self.lines[name] if text in line]
-            if found:
-                return found[0]
-            if self.proc.poll() is not None and self._new.empty():
-                raise AssertionError(f"exited {self.proc.returncode} without {text!r}: {self.lines}")
-            try:
-                self._new.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no {text!r} on {name} within {timeout}s: {self.lines}") from None
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 @pytest.fixture
@@ -167,13 +123,7 @@ def test_a_permission_denied_subfolder_is_reported_then_indexed_once_readable(
     locked = catalog / "locked"
     write_image(locked / "inside.jpg", 30)
     locked.chmod(0)
-    prefix = []
-    if os.geteuid() == 0:  # root reads anything: run the watcher without the DAC capabilities
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: permissions cannot be enforced")
-        caps = "-dac_override,-dac_read_search"
-        prefix = [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}"]
+    prefix = unprivileged_prefix()
     try:
         watcher = watching(str(catalog), prefix=prefix)
         line = watcher.wait_for("stdout", "2 added")

@@ -2,6 +2,8 @@
 
 One line per batch on stdout (what it added, updated, moved, removed and skipped); the
 watcher's state changes on stderr. Stopping finishes or rolls back the batch in flight whole.
+With sync configured (and live push on), changes also go to the OpenSearch cluster as they
+happen; the sync's state changes are logged on stderr too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from contextlib import contextmanager
 
 from visualfinder.cli import _library
 from visualfinder.config import Settings
-from visualfinder.events import LibraryChanged, WatcherStatus
+from visualfinder.events import LibraryChanged, SyncStatusChanged, WatcherStatus
 from visualfinder.pipeline import IndexReport
 from visualfinder.watcher import Watcher
 
@@ -33,16 +35,22 @@ def run_watch(args: argparse.Namespace, settings: Settings) -> int:
                 file=sys.stderr,
             )
             return 2
+        from visualfinder.remote.worker import start_live_sync
+
         watcher = Watcher(library, args.paths or None)
         stop = threading.Event()
-        unsubscribe = library.events.subscribe(_print_event)
+        unsubscribe = library.events.subscribe(_EventPrinter())
+        sync = None
         try:
             with _stop_on_signals(stop):
                 watcher.start()
+                sync = start_live_sync(library)
                 while not stop.wait(0.25) and watcher.running:
                     pass
         finally:
             watcher.stop(timeout=None)
+            if sync is not None:
+                sync.stop()  # after the watcher: its last batch still goes out if the cluster is up
             unsubscribe()
     return 0 if stop.is_set() else 1  # the watcher ended on its own: it said why
 
@@ -66,12 +74,36 @@ def batch_line(report: IndexReport) -> str:
     return line
 
 
-def _print_event(event: object) -> None:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(event, LibraryChanged) and event.source == "watcher" and event.report is not None:
-        print(f"{stamp}  {batch_line(event.report)}", flush=True)
-    elif isinstance(event, WatcherStatus):
-        print(f"{stamp}  {event.state}: {event.message}", file=sys.stderr, flush=True)
+class _EventPrinter:
+    """Batches on stdout; watcher states and sync state changes on stderr (a sync that keeps
+    retrying while the cluster is down says so once, not every round)."""
+
+    def __init__(self) -> None:
+        self._sync_state: tuple[str, str] | None = None
+
+    def __call__(self, event: object) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        if isinstance(event, LibraryChanged) and event.source == "watcher" and event.report is not None:
+            print(f"{stamp}  {batch_line(event.report)}", flush=True)
+        elif isinstance(event, WatcherStatus):
+            print(f"{stamp}  {event.state}: {event.message}", file=sys.stderr, flush=True)
+        elif isinstance(event, SyncStatusChanged) and event.state != "pushing":
+            # Offline messages carry a changing retry delay: compare states, not texts, there.
+            key = (event.state, "" if event.state == "offline" else event.message)
+            if key != self._sync_state:
+                self._sync_state = key
+                print(f"{stamp}  sync {sync_line(event)}", file=sys.stderr, flush=True)
+
+
+def sync_line(event: SyncStatusChanged) -> str:
+    """'idle: everything is on the cluster' / 'offline: ... (12 changes pending)'."""
+    if event.state == "idle":
+        return "idle: everything is on the cluster"
+    pending = (
+        f"{event.pending} change{'s' if event.pending != 1 else ''} pending" if event.pending > 0 else ""
+    )
+    detail = "; ".join(part for part in (event.message, pending) if part)
+    return f"{event.state}: {detail}" if detail else event.state
 
 
 @contextmanager

@@ -126,7 +126,10 @@ class Settings:
     # One _bulk request carries at most this many bytes (and documents).
     remote_bulk_max_bytes: int = 5_000_000
     remote_bulk_max_docs: int = 5000
-    # Continuous mode: wait this long after a change so a burst goes out as one request.
+    # Continuous mode: while the watcher or the app runs, changes go to the cluster as they
+    # happen (off: only `visualfinder sync` pushes). Wait remote_push_delay_s after a change so
+    # a burst goes out as one request.
+    remote_live_push: bool = True
     remote_push_delay_s: float = 1.0
 
     @property

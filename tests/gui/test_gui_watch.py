@@ -57,3 +57,17 @@ def test_unticked_folders_are_not_watched_and_closing_stops_the_watcher(qtbot, l
     close_window(qtbot, library_window)
 
     assert not session.watching
+
+
+def test_the_status_bar_shows_the_live_sync_to_a_configured_cluster(
+    make_window, settings, catalog_dir, qtbot, osmem_clone
+):
+    live = settings.replace(remote_url=osmem_clone.url, remote_push_delay_s=0.05)
+    window = make_window([catalog_dir], settings_=live)
+    qtbot.waitUntil(lambda: window.sync_label.text() == "Synced", timeout=WAIT_MS)
+    assert window.sync_label.isVisible() and osmem_clone.url in window.sync_label.toolTip()
+    assert window.session.library.sync_pending() == 0
+
+
+def test_no_sync_label_without_a_cluster(library_window):
+    assert library_window.sync_label.isHidden()

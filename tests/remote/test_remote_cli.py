@@ -88,6 +88,16 @@ def test_turning_tls_verification_off_is_explicit_and_warned_about(data_dir, cap
     assert tomllib.loads((data_dir / "settings.toml").read_text())["remote_verify_tls"] is True
 
 
+def test_live_push_is_on_by_default_and_switched_with_no_live_and_live(data_dir, osmem_clone):
+    fast_settings(data_dir)
+    assert main(["sync", "--url", osmem_clone.url]) == 0
+    assert Settings.load(data_dir).remote_live_push is True
+    assert main(["sync", "--no-live"]) == 0
+    assert tomllib.loads((data_dir / "settings.toml").read_text())["remote_live_push"] is False
+    assert main(["sync", "--live"]) == 0
+    assert Settings.load(data_dir).remote_live_push is True
+
+
 def test_requests_are_signed_with_sigv4_for_amazon_opensearch(settings, proxy, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
+import tomli_w
 from imagegen import make_catalog, write_image
-from remote_helpers import remote_docs
+from remote_helpers import FAST_REMOTE, remote_docs
 
 from visualfinder.events import SyncStatusChanged
-from visualfinder.remote.worker import SyncWorker
+from visualfinder.remote.worker import SyncWorker, start_live_sync
 
 
 def wait_for(condition, timeout: float = 20.0, interval: float = 0.05) -> bool:
@@ -99,3 +101,37 @@ def test_stop_returns_promptly_while_the_worker_backs_off(synced, proxy):
     started = time.monotonic()
     worker.stop()
     assert time.monotonic() - started < 2.0 and not worker.running
+
+
+def test_live_sync_starts_only_for_a_configured_cluster_with_live_push_on(synced, reopen, osmem_clone):
+    assert start_live_sync(reopen()) is None  # no cluster configured
+    assert start_live_sync(synced(osmem_clone.url, remote_live_push=False)) is None
+    worker = start_live_sync(synced(osmem_clone.url))
+    try:
+        assert worker is not None and worker.running
+    finally:
+        worker.stop()
+
+
+def test_visualfinder_watch_pushes_new_files_to_the_cluster_as_they_arrive(
+    tmp_path, data_dir, osmem_clone, os_client
+):
+    from watchutil import FAST_WATCH, WatchProcess
+
+    catalog = tmp_path / "catalog"
+    make_catalog(catalog, 2)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = {**FAST_WATCH, **FAST_REMOTE, "remote_url": osmem_clone.url}
+    (data_dir / "settings.toml").write_text(tomli_w.dumps(settings))
+    watcher = WatchProcess(str(catalog), paths=(str(Path(__file__).parent),))
+    try:
+        watcher.wait_for("stderr", "sync idle: everything is on the cluster")
+        assert wait_for(lambda: len(remote_docs(os_client)) == 2)  # the watcher's catch-up went out
+        write_image(catalog / "new.jpg", 30)
+        watcher.wait_for("stdout", "1 added")
+        assert wait_for(lambda: len(remote_docs(os_client)) == 3)
+        assert any(doc["file_name"] == "new.jpg" for doc in remote_docs(os_client).values())
+        assert watcher.stop() == 0
+        assert watcher.lines["stderr"][-1].endswith("sync stopped"), watcher.lines["stderr"]
+    finally:
+        watcher.kill()

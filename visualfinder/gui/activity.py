@@ -1,4 +1,5 @@
-"""Work the window did not start: the folder watcher's state and batches, and other processes'.
+"""Work the window did not start: the folder watcher's state and batches, other processes',
+and the continuous sync to OpenSearch (its state in the status bar, the error as tooltip).
 
 The watcher's state is shown in the status bar (its message as tooltip) and per folder in the
 folders panel; its batches appear in the progress panel, where Stop pauses watching (the batch
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QAction
 
-from visualfinder.events import JobProgress, LibraryChanged, WatcherStatus
+from visualfinder.events import JobProgress, LibraryChanged, SyncStatusChanged, WatcherStatus
 
 if TYPE_CHECKING:
     from visualfinder.gui.main_window import MainWindow
@@ -26,6 +27,15 @@ STATE_TEXT = {
     "folder-missing": "Watched folder missing",
     "busy": "Watcher waiting",
     "error": "Watcher paused by an error",
+    "stopped": "",
+}
+SYNC_TEXT = {
+    "pushing": "Syncing…",
+    "idle": "Synced",
+    "pending": "Sync pending",
+    "offline": "Sync offline",
+    "rejected": "Sync: documents rejected",
+    "error": "Sync stopped by an error",
     "stopped": "",
 }
 
@@ -43,6 +53,7 @@ class Activity(QObject):
         self._quiet.timeout.connect(self._finish_external)
         session.externalProgress.connect(self.on_progress)
         session.watcherStatus.connect(self.on_status)
+        session.syncStatus.connect(self.on_sync_status)
         session.libraryChanged.connect(self.on_changed)
 
     def set_watching(self, on: bool) -> None:
@@ -85,6 +96,16 @@ class Activity(QObject):
         self.window.folders_panel.set_watch_modes(dict(event.folders))
         if event.state in ("error", "folder-missing") and event.message:
             self.window.show_message(event.message[:1].upper() + event.message[1:], "warning")
+
+    def on_sync_status(self, event: SyncStatusChanged) -> None:
+        label = self.window.sync_label
+        text = SYNC_TEXT.get(event.state, event.state.capitalize())
+        if text and event.pending > 0 and event.state != "idle":
+            text += f" ({event.pending:,} to send)"
+        label.setText(text)
+        cluster = ", ".join(self.window.session.settings.remote_urls)
+        label.setToolTip("\n".join(part for part in (f"OpenSearch: {cluster}", event.message) if part))
+        label.setVisible(bool(text))
 
     def on_changed(self, event: LibraryChanged) -> None:
         if event.source == "watcher":

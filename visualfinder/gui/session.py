@@ -29,9 +29,10 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 from visualfinder.config import Settings
 from visualfinder.errors import Cancelled
-from visualfinder.events import JobProgress, LibraryChanged, WatcherStatus
+from visualfinder.events import JobProgress, LibraryChanged, SyncStatusChanged, WatcherStatus
 from visualfinder.gui.workers import Job, JobContext, JobQueue
 from visualfinder.jobs import Progress
+from visualfinder.remote.worker import SyncWorker, start_live_sync
 from visualfinder.search import SearchResult
 from visualfinder.service import Library, LibraryStatus, SearchRequest, SearchResponse, open_library
 from visualfinder.watcher import Watcher
@@ -110,6 +111,7 @@ class LibrarySession(QObject):
     libraryChanged = Signal(object)  # events.LibraryChanged
     externalProgress = Signal(object)  # events.JobProgress (the watcher's batches)
     watcherStatus = Signal(object)  # events.WatcherStatus
+    syncStatus = Signal(object)  # events.SyncStatusChanged (continuous sync to OpenSearch)
     jobSubmitted = Signal(object)  # Job: the window shows progress for the long ones
     _event = Signal(object)  # from worker threads; re-emitted on the GUI thread
 
@@ -122,6 +124,7 @@ class LibrarySession(QObject):
         self._lock = SharedLock()
         self._library: Library | None = None
         self._watcher: Watcher | None = None
+        self._sync: SyncWorker | None = None
         self.watch = True  # run the folder watcher while the library is open
         self._unsubscribe: Callable[[], None] | None = None
         self.state = "closed"  # closed, opening, open, failed, closing, shut
@@ -157,6 +160,7 @@ class LibrarySession(QObject):
                 self._unsubscribe = library.events.subscribe(self._event.emit)
                 if self.watch:
                     self._start_watcher(library)
+                self._sync = start_live_sync(library)
                 return library
 
         job = Job("Opening the library", run)
@@ -241,6 +245,9 @@ class LibrarySession(QObject):
     def _close_library(self) -> None:
         """On a worker, holding the library exclusively."""
         self._stop_watcher()  # its batch in flight ends at a commit; it must stop before the library
+        sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.stop()  # waits at most for the request in flight (remote_timeout_s)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -401,6 +408,8 @@ class LibrarySession(QObject):
             self.externalProgress.emit(event)
         elif isinstance(event, WatcherStatus):
             self.watcherStatus.emit(event)
+        elif isinstance(event, SyncStatusChanged):
+            self.syncStatus.emit(event)
 
 
 def response_summary(response: SearchResponse) -> str:

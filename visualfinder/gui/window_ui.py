@@ -322,10 +322,13 @@ def _build_status_bar(self) -> None:
     self.model_label = QLabel(self)
     self.watcher_label = QLabel(self)
     self.watcher_label.setVisible(False)
-    for label in (self.watcher_label, self.library_label, self.model_label):
+    self.sync_label = QLabel(self)
+    self.sync_label.setVisible(False)
+    for label in (self.watcher_label, self.sync_label, self.library_label, self.model_label):
         label.setContentsMargins(12, 0, 4, 0)  # room between the facts, as a native status bar has
     status.addPermanentWidget(self.progress)
     status.addPermanentWidget(self.watcher_label)
+    status.addPermanentWidget(self.sync_label)
     status.addPermanentWidget(self.library_label)
     status.addPermanentWidget(self.model_label)
 

@@ -29,6 +29,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def start_live_sync(library: Library) -> SyncWorker | None:
+    """Start continuous sync when the library has a cluster and live push is on; None otherwise."""
+    settings = library.settings
+    if not (settings.sync_configured and settings.remote_live_push):
+        return None
+    log.info("pushing changes to %s as they happen", ", ".join(settings.remote_urls))
+    return SyncWorker(library).start()
+
+
 class SyncWorker:
     """Pushes a library's changes to its OpenSearch index in the background."""
 
