@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from procutil import subprocess_env
 
-import visualfinder
 from visualfinder.config import Settings
 from visualfinder.service import open_library
 
@@ -65,9 +64,7 @@ def run_cli(
     *args: str, env: dict | None = None, timeout: float = 240, **kwargs
 ) -> subprocess.CompletedProcess:
     """Run `python -m visualfinder ARGS` in a real subprocess (the end-to-end entry point)."""
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = str(Path(visualfinder.__file__).resolve().parent.parent)
-    full_env.update(env or {})
+    full_env = subprocess_env(**(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "visualfinder", *args],
         capture_output=True, text=True, env=full_env, timeout=timeout, **kwargs,

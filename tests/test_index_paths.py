@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from imagegen import make_catalog, write_image
+from procutil import subprocess_env, unprivileged_prefix
 
 from visualfinder.scanner import FileStat
 
@@ -118,15 +119,8 @@ def test_an_unreadable_subfolder_keeps_its_images_on_rescan(tmp_path, data_dir, 
         "print(r.removed, lib.catalog.stats(lib.model_key).ok); [print('F', p, '|', why) for p, why in r.folder_errors]\n"
         "lib.close()\n"
     )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(__import__("visualfinder").__file__))
-    prefix = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: permissions cannot be enforced")
-        caps = "-dac_override,-dac_read_search"
-        prefix = [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}"]
+    env = subprocess_env()
+    prefix = unprivileged_prefix()
     try:
         proc = subprocess.run([*prefix, sys.executable, "-c", script, str(data_dir)],
                               capture_output=True, text=True, env=env, timeout=180)  # fmt: skip

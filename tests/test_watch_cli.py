@@ -12,6 +12,7 @@ import time
 import pytest
 import tomli_w
 from imagegen import make_catalog, write_image
+from procutil import unprivileged_prefix
 from watchutil import FAST_WATCH, WatchProcess
 
 from visualfinder.catalog import Catalog
@@ -122,13 +123,7 @@ def test_a_permission_denied_subfolder_is_reported_then_indexed_once_readable(
     locked = catalog / "locked"
     write_image(locked / "inside.jpg", 30)
     locked.chmod(0)
-    prefix = []
-    if os.geteuid() == 0:  # root reads anything: run the watcher without the DAC capabilities
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: permissions cannot be enforced")
-        caps = "-dac_override,-dac_read_search"
-        prefix = [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}"]
+    prefix = unprivileged_prefix()
     try:
         watcher = watching(str(catalog), prefix=prefix)
         line = watcher.wait_for("stdout", "2 added")

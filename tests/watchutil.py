@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import subprocess
@@ -11,9 +10,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-import visualfinder
+from procutil import subprocess_env
+
 from visualfinder.events import LibraryChanged, WatcherStatus
 
 # Quick enough for tests, and still exercising every rule (debounce, stable size, max delay).
@@ -68,10 +67,7 @@ class WatchProcess:
     """`python -m visualfinder watch ...` with its stdout and stderr read line by line."""
 
     def __init__(self, *args: str, prefix: list[str] | None = None, paths: tuple[str, ...] = ()):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(visualfinder.__file__).resolve().parent.parent), *paths]
-        )
+        env = subprocess_env(*paths)
         self.proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "visualfinder", "watch", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
         self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -270,14 +272,16 @@ class Catalog:
             raise CatalogError(_describe_db_error(self.path, exc)) from exc
         try:
             yield conn
+        except sqlite3.OperationalError as exc:  # disk full, I/O error: a typed, one-line error
+            _rollback(conn)
+            raise CatalogError(_describe_db_error(self.path, exc)) from exc
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             raise CatalogError(_describe_db_error(self.path, exc)) from exc
 
     def close(self) -> None:
@@ -894,15 +898,35 @@ def _chunks(items: list, size: int = _SQL_CHUNK) -> Iterator[list]:
         yield items[start : start + size]
 
 
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 1 << 62
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open; SQLite may have rolled back itself (SQLITE_FULL)."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:  # pragma: no cover - the original error is the one worth reporting
+            log.warning("rollback failed", exc_info=True)
+
+
 def _describe_db_error(path: Path, exc: sqlite3.Error) -> str:
     text = str(exc)
     if "readonly" in text or "read-only" in text:
         return f"the catalog {path} is read-only: make the data folder writable or choose another with --data-dir"
     if "disk is full" in text or "disk I/O" in text:
+        if _free_bytes(path.parent) < 1 << 20:  # SQLite says "I/O error" when it cannot create its WAL
+            text = "the disk is full"
         return f"cannot write the catalog {path}: {text} (free some disk space; nothing was lost)"
     if "not a database" in text or "malformed" in text:
         return f"{path} is not a visualfinder catalog or is damaged ({text})"
     if "unable to open" in text:
+        if path.parent.is_dir() and not os.access(path.parent, os.W_OK):  # e.g. a read-only mount
+            return f"the catalog {path} is read-only: make the data folder writable or choose another with --data-dir"
         return f"cannot open the catalog {path}: check that the data folder exists and is writable"
     if "locked" in text or "busy" in text:
         return f"the catalog {path} is busy in another process; try again when it has finished"

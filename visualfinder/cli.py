@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
@@ -182,9 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("remove-folder", help="forget a catalog folder and its images (files stay on disk)")
     p.add_argument("path", metavar="PATH")
 
-    from visualfinder import cli_catalog  # its commands import helpers from this module
+    from visualfinder import cli_catalog, cli_desktop  # their commands import helpers from this module
 
     cli_catalog.add_parsers(sub)
+    cli_desktop.add_parsers(sub)
     return parser
 
 
@@ -194,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_unencodable_output()
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, query_images = split_image_arguments(parser, argv)
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     try:
@@ -209,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             from visualfinder.gui.app import run_app
 
-            return run_app(settings)
+            return run_app(settings, query_images[0] if query_images else None)
         return COMMANDS[args.command](args, settings)
     except VisualFinderError as exc:
         print(f"visualfinder: error: {exc}", file=sys.stderr)
@@ -217,6 +223,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("visualfinder: interrupted", file=sys.stderr)
         return 130
+
+
+def split_image_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], list[str]]:
+    """`visualfinder photo.jpg` (the file manager's "Open with", `Exec=visualfinder %F`) opens
+    the app with that image as the query: returns (argv without the files, the files).
+
+    Only when the first word after the global options is an existing file and not a command
+    (the app says so if the file is not an image); anything else is left to argparse."""
+    takes_value = {
+        option for action in parser._actions if action.option_strings and action.nargs != 0
+        for option in action.option_strings
+    }  # fmt: skip
+    commands = {
+        name for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    }  # fmt: skip
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        if argv[i] == "--":
+            break
+        i += 2 if argv[i] in takes_value else 1
+    options, rest = argv[:i], argv[i:]
+    files_only = rest[:1] == ["--"]  # `visualfinder -- status`: a file called "status"
+    if files_only:
+        rest = rest[1:]
+    if not rest or (rest[0] in commands and not files_only):
+        return argv, []
+    if not all(os.path.isfile(_local_path(word)) for word in rest):
+        return argv, []
+    return options, [_local_path(word) for word in rest]
+
+
+def _local_path(word: str) -> str:
+    """File managers may pass file:// URLs; the app wants paths."""
+    if word.startswith("file://"):
+        return urllib.request.url2pathname(urllib.parse.urlparse(word).path)
+    return word
 
 
 # Options given on this command line that must agree with an existing library.

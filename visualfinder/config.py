@@ -96,6 +96,9 @@ class Settings:
     decode_workers: int = 0
     # Refuse to decode images above this many pixels (decompression-bomb guard).
     max_image_pixels: int = 250_000_000
+    # Skip a file still being read and decoded after this many seconds (0 = no limit), so one
+    # pathological file or a stalled network share cannot stall indexing.
+    file_time_limit_s: float = 120.0
     # Save the vector index at least this often during long indexing runs (seconds).
     index_save_interval_s: float = 300.0
     # Folder watcher. A burst of changes is indexed once it has been quiet this long (seconds).
@@ -204,6 +207,8 @@ class Settings:
         for name in ("thumbnail_size", "hnsw_connectivity", "hnsw_expansion_add", "hnsw_expansion_search"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
+        if self.file_time_limit_s < 0:
+            raise SettingsError("file_time_limit_s must not be negative (0 means no limit)")
         self._validate_remote()
 
     def _validate_remote(self) -> None:

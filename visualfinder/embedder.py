@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from visualfinder.errors import ModelUnavailableError
+from visualfinder.imaging import crop_to_aspect
 from visualfinder.weights import DownloadProgress, fetch_pretrained
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 NO_WEIGHTS = ("none", "random", "")
 # Seed for random-init models ("--pretrained none"): tests and benchmarks are reproducible.
 RANDOM_INIT_SEED = 0
+# Longest side / shortest side of what reaches a shortest-side-resize transform (see preprocess):
+# past this, the resized intermediate (aspect x side^2 pixels) is cut to 32 x 256^2 = 2 MP at most.
+MAX_MODEL_ASPECT = 32.0
 
 BACKENDS = ("auto", "torch", "onnx")
 ONNX_DIR = "onnx"  # in the data dir: exported models for the ONNX Runtime backend
@@ -84,6 +88,14 @@ class TorchBackend:
         if self.device in ("cuda", "mps"):
             return torch.autocast(self.device, dtype=torch.float16)
         return nullcontext()
+
+
+# Building a model draws its initial weights from torch's one global generator. Two models built
+# at once (two libraries, a model switch, the app's workers) interleave their draws, and a
+# random-init model ("none": vf-tiny in the tests) then gets other weights than its seed gives
+# in any other process: vectors that match nothing indexed elsewhere. One build at a time;
+# downloads stay outside this lock.
+_build_lock = threading.Lock()
 
 
 def _open_clip():
@@ -382,14 +394,15 @@ class Embedder:
             if cfg.get("quick_gelu"):
                 kwargs["force_quick_gelu"] = True
         try:
-            if weights is None:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(RANDOM_INIT_SEED)
-                    model, _, transform = open_clip.create_model_and_transforms(self.model_name, **kwargs)
-            else:
-                model, _, transform = open_clip.create_model_and_transforms(
-                    self.model_name, pretrained=weights, **kwargs
-                )
+            with _build_lock:
+                if weights is None:
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(RANDOM_INIT_SEED)
+                        model, _, transform = open_clip.create_model_and_transforms(self.model_name, **kwargs)
+                else:
+                    model, _, transform = open_clip.create_model_and_transforms(
+                        self.model_name, pretrained=weights, **kwargs
+                    )
         except (RuntimeError, ValueError, OSError, KeyError) as exc:
             raise ModelUnavailableError(f"cannot load model {self.model_name} ({pretrained}): {exc}") from exc
         model.eval()
@@ -401,6 +414,11 @@ class Embedder:
         """PIL RGB image -> model input tensor (thread-safe; runs in decode workers)."""
         if self._transform is None:
             self.load()
+        if _resizes_shortest_side(self._transform):
+            # The model sees only the centre square; a 65000x1 strip resized by its short side
+            # would otherwise become billions of pixels. Cutting the far ends first leaves the
+            # centre (up to resampling at its edges); images up to 32:1 are not touched at all.
+            image = crop_to_aspect(image, MAX_MODEL_ASPECT)
         if self._pixel_steps is None:
             self._pixel_steps = _split_transform(self._transform)
         pil_steps, mean_std = self._pixel_steps
@@ -496,6 +514,15 @@ def _normalise(features) -> np.ndarray:
 
     features = torch.nn.functional.normalize(features.float(), dim=-1)
     return features.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _resizes_shortest_side(transform: object) -> bool:
+    """True for open_clip's default preprocessing: resize the short side, then crop the centre."""
+    steps = getattr(transform, "transforms", None) or [None]
+    size = getattr(steps[0], "size", None)
+    if type(steps[0]).__name__ != "Resize":
+        return False
+    return isinstance(size, int) or (isinstance(size, (list, tuple)) and len(size) == 1)
 
 
 def known_models() -> list[str]:

@@ -28,6 +28,10 @@ class CatalogError(VisualFinderError):
     """The catalog database cannot be opened or written."""
 
 
+class StorageError(VisualFinderError):
+    """A file cannot be written (disk full, read-only, folder gone); nothing committed is lost."""
+
+
 class LibraryBusyError(VisualFinderError):
     """Another process holds the library's writer lock."""
 

@@ -77,9 +77,16 @@ def write_results_csv(
     """Write results to `dest` atomically; `excel` adds a UTF-8 BOM so Excel detects the encoding."""
     dest = Path(dest)
     tmp = dest.with_name(f".{dest.name}.tmp")
-    with open(tmp, "w", encoding="utf-8-sig" if excel else "utf-8", newline="") as fh:
-        write_rows(fh, results)
-    os.replace(tmp, dest)
+    try:
+        with open(tmp, "w", encoding="utf-8-sig" if excel else "utf-8", newline="") as fh:
+            write_rows(fh, results)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)  # a full disk keeps no half-written file
+        except OSError:
+            pass
+        raise
     return dest
 
 

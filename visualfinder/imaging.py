@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import struct
+import threading
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -14,15 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import xxhash
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, JpegImagePlugin, UnidentifiedImageError
 
 from visualfinder.errors import ImageDecodeError
 
 log = logging.getLogger(__name__)
 
-# Our own pixel limit (Settings.max_image_pixels) replaces Pillow's global one: it is checked
-# against the size we will actually decode, which for a JPEG is after draft() reduction.
-Image.MAX_IMAGE_PIXELS = None
+DEFAULT_MAX_PIXELS = 250_000_000
+# Our own pixel limit (Settings.max_image_pixels) is checked against the size we will actually
+# decode, which for a JPEG is after draft() reduction. Pillow's check still guards what plugins
+# allocate while *opening* a file (a 454-byte GIF whose frame claimed 58075x99657 pixels was
+# filled with 5.8 GB at open): it raises above twice MAX_IMAGE_PIXELS, which is kept at half our
+# limit (see _open_image); JPEGs are opened past it, since they decode at their draft size.
+Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS // 2
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 try:  # HEIC/HEIF when the optional pillow-heif is installed (`pip install visualfinder[heif]`)
@@ -40,6 +46,15 @@ IMAGE_EXTENSIONS = frozenset(
 # Names written by browsers, editors and copy tools while a file is incomplete.
 _TEMP_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", ".temp", ".swp", "~")
 MAX_FILE_BYTES = 2 * 1024**3
+# Non-blocking: opening a FIFO without a writer would otherwise wait forever. O_BINARY: Windows.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+# A JPEG with several scans (progressive) keeps the DCT coefficients of the whole full-size image
+# in memory while it decodes, and makes one pass over them per scan, however small the draft
+# size: a few hundred crafted bytes can claim 40000x40000 pixels (gigabytes of coefficients) or
+# repeat near-empty scans thousands of times (minutes of CPU). TurboJPEG limits scans to 500 too.
+MAX_JPEG_SCANS = 500
+# ... and the scan work (scans x pixels) to that of this many scans over the largest allowed image.
+JPEG_SCAN_BUDGET = 64
 THUMB_QUALITY = 85
 
 
@@ -80,13 +95,13 @@ class DecodedImage:
 
 
 def read_image_file(path: str | os.PathLike) -> bytes:
-    """Read a file's bytes, turning OS errors into one-line reasons."""
+    """Read a file's bytes, turning OS errors into one-line reasons.
+
+    The file is opened non-blocking and checked through its descriptor: a pipe or device that
+    took the place of a scanned file is refused instead of blocking this reader forever.
+    """
     try:
-        size = os.stat(path).st_size
-        if size > MAX_FILE_BYTES:
-            raise ImageDecodeError(f"file too large ({size / 1024**3:.1f} GiB)", str(path))
-        with open(path, "rb") as fh:
-            return fh.read()
+        fd = os.open(path, _READ_FLAGS)
     except FileNotFoundError as exc:
         reason = (
             "broken symlink (target missing)"
@@ -100,6 +115,20 @@ def read_image_file(path: str | os.PathLike) -> bytes:
         raise ImageDecodeError("is a folder, not an image file", str(path)) from exc
     except OSError as exc:
         raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}", str(path)) from exc
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            st = os.fstat(fh.fileno())
+            if stat.S_ISDIR(st.st_mode):
+                raise ImageDecodeError("is a folder, not an image file", str(path))
+            if not stat.S_ISREG(st.st_mode):
+                raise ImageDecodeError("not a regular file (device, pipe or socket)", str(path))
+            if st.st_size > MAX_FILE_BYTES:
+                raise ImageDecodeError(f"file too large ({st.st_size / 1024**3:.1f} GiB)", str(path))
+            return fh.read()
+        except IsADirectoryError as exc:
+            raise ImageDecodeError("is a folder, not an image file", str(path)) from exc
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}", str(path)) from exc
 
 
 def library_decode_side(model_image_size: int, thumbnail_size: int) -> int:
@@ -112,7 +141,7 @@ def library_decode_side(model_image_size: int, thumbnail_size: int) -> int:
 
 
 def decode_image(
-    data: bytes, *, min_side: int = 256, max_pixels: int = 250_000_000, path: str | None = None
+    data: bytes, *, min_side: int = 256, max_pixels: int = DEFAULT_MAX_PIXELS, path: str | None = None
 ) -> DecodedImage:
     """Decode image bytes to RGB, at least `min_side` pixels on the short side where the file is.
 
@@ -123,10 +152,11 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
+            img = _open_image(data, max_pixels)
             fmt = img.format or "unknown"
             full_w, full_h = img.size
-            if img.format == "JPEG":
+            if isinstance(img, JpegImagePlugin.JpegImageFile):  # JPEG and MPO (camera JPEGs)
+                _check_jpeg_cost(data, full_w, full_h, max_pixels, path)
                 # DCT-domain downscale: decodes a 12 MP photo ~7x faster than a full decode.
                 img.draft("RGB", (min_side, min_side))
             if img.size[0] * img.size[1] > max_pixels:
@@ -148,6 +178,10 @@ def decode_image(
         raise
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(f"not an image ({_describe_content(data)})", path) from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(
+            f"image too large to decode safely (over {max_pixels / 1e6:.0f} MP)", path
+        ) from exc
     except MemoryError as exc:
         raise ImageDecodeError("not enough memory to decode this image", path) from exc
     except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, TypeError,
@@ -159,7 +193,7 @@ def decode_image(
 
 
 def decode_file(
-    path: str | os.PathLike, *, min_side: int = 256, max_pixels: int = 250_000_000
+    path: str | os.PathLike, *, min_side: int = 256, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> DecodedImage:
     return decode_image(read_image_file(path), min_side=min_side, max_pixels=max_pixels, path=str(path))
 
@@ -197,17 +231,97 @@ def thumbnail_path(thumbs_dir: Path, digest: str) -> Path:
 
 
 def write_thumbnail(image: Image.Image, size: int, dest: Path) -> Path:
-    """Write a JPEG thumbnail atomically (a crash never leaves a half-written file)."""
+    """Write a JPEG thumbnail atomically (a crash never leaves a half-written file).
+
+    Raises OSError when the data folder cannot be written; a partial temp file is removed.
+    """
     if dest.exists():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    make_thumbnail(image, size).save(tmp, "JPEG", quality=THUMB_QUALITY, optimize=False)
-    os.replace(tmp, dest)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    # Encoded in memory, written by Python: Pillow's direct-to-file encoder ignores short writes,
+    # so on a filling disk it "saved" truncated thumbnails that committed rows then pointed to.
+    buf = io.BytesIO()
+    make_thumbnail(image, size).save(buf, "JPEG", quality=THUMB_QUALITY, optimize=False)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(buf.getbuffer())
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the folder itself may be gone or read-only: nothing more to clean
+            pass
+        raise
     return dest
 
 
+def crop_to_aspect(image: Image.Image, max_ratio: float) -> Image.Image:
+    """The centre of `image`, cut so its long side is at most `max_ratio` times its short side."""
+    w, h = image.size
+    if w > h * max_ratio:
+        keep = max(1, round(h * max_ratio))
+        left = (w - keep) // 2
+        return image.crop((left, 0, left + keep, h))
+    if h > w * max_ratio:
+        keep = max(1, round(w * max_ratio))
+        top = (h - keep) // 2
+        return image.crop((0, top, w, top + keep))
+    return image
+
+
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Image.open with Pillow's own bomb check at our limit; JPEGs past it (see MAX_IMAGE_PIXELS)."""
+    ceiling = max_pixels // 2 + 1
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and current < ceiling:  # a library allowing larger images: only ever raised
+        Image.MAX_IMAGE_PIXELS = ceiling
+    if data[:3] == b"\xff\xd8\xff":
+        return JpegImagePlugin.jpeg_factory(io.BytesIO(data))
+    return Image.open(io.BytesIO(data))
+
+
+def jpeg_scan_count(data: bytes) -> int:
+    """Scans (SOS markers) of a JPEG's main image; header segments are skipped by their length.
+
+    After the first scan, FF DA can only be a marker (entropy-coded 0xFF bytes are stuffed), so
+    the rest is counted in C. Segments between scans, or a damaged header (libjpeg skips junk
+    between segments; we count every FF DA of the file then), may inflate the count: it errs high.
+    """
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return data.count(b"\xff\xda")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xDA:
+            return 1 + data.count(b"\xff\xda", pos + 2)
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return data.count(b"\xff\xda")
+
+
+def _check_jpeg_cost(data: bytes, width: int, height: int, max_pixels: int, path: str | None) -> None:
+    """Refuse a multi-scan JPEG whose decode would need too much memory or time (see MAX_JPEG_SCANS)."""
+    scans = jpeg_scan_count(data)
+    if scans <= 1:
+        return  # baseline: decoded row by row, at the draft size; the pixel limit covers it
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            f"image too large to decode safely ({width}x{height} pixels in a progressive JPEG, "
+            f"limit {max_pixels / 1e6:.0f} MP)",
+            path,
+        )
+    if scans > MAX_JPEG_SCANS or scans * width * height > JPEG_SCAN_BUDGET * max_pixels:
+        raise ImageDecodeError(
+            f"too many scans ({scans}) in a progressive JPEG: damaged or hostile file", path
+        )
 
 
 def _exif_orientation(img: Image.Image) -> int:
@@ -272,4 +386,6 @@ def _describe_decode_error(exc: BaseException) -> str:
     text = str(exc)
     if "truncated" in text.lower():
         return "truncated or incomplete image data"
+    if "decompressed data too large" in text.lower():
+        return "metadata too large to read safely (a compressed text chunk inflating past its limit)"
     return f"corrupt image data ({type(exc).__name__}: {text or 'no details'})"

@@ -11,6 +11,7 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import xxhash
 
 
 def _preload_system_libstdcxx() -> None:
@@ -41,6 +43,7 @@ _preload_system_libstdcxx()
 from usearch.index import Index, MetricKind  # noqa: E402 - must follow the preload above
 from usearch.index import search as usearch_search  # noqa: E402
 
+from visualfinder.errors import StorageError  # noqa: E402
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,9 @@ class IndexState:
     generation: int
     count: int
     bytes: int = -1  # file size at save; -1 in sidecars written before it was recorded
+    # xxh3-128 of the file. A damaged graph can crash usearch on search, so a file is used only
+    # if it hashes to this; "" in sidecars written before it was recorded (then not checked).
+    checksum: str = ""
 
 
 class VectorIndex:
@@ -119,7 +125,11 @@ class VectorIndex:
             if raw.get("format") != SIDECAR_FORMAT:
                 return None
             return IndexState(
-                IndexSpec(**raw["spec"]), int(raw["generation"]), int(raw["count"]), int(raw.get("bytes", -1))
+                IndexSpec(**raw["spec"]),
+                int(raw["generation"]),
+                int(raw["count"]),
+                int(raw.get("bytes", -1)),
+                str(raw.get("xxh3", "")),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -133,6 +143,8 @@ class VectorIndex:
             if state.bytes >= 0 and size != state.bytes:
                 # A mapped file must be whole: reading past a truncated end would crash, not raise.
                 raise ValueError(f"file is {size} bytes, sidecar says {state.bytes}")
+            if state.checksum and file_checksum(path) != state.checksum:
+                raise ValueError("contents do not match the checksum in its sidecar")
             meta = Index.metadata(os.fspath(path))
             if not meta or meta["dimensions"] != self.spec.ndim or meta["count_present"] != state.count:
                 raise ValueError("header does not match its sidecar")
@@ -154,18 +166,37 @@ class VectorIndex:
             return False
 
     def save(self, path: Path) -> None:
-        """Write the index and then its sidecar, each atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the index and then its sidecar, each atomically (temp file, fsync, rename, fsync folder).
+
+        Raises StorageError when the data folder cannot take it (disk full, read-only); the
+        temp files are removed and the previous index stays usable or is rebuilt on open.
+        """
         tmp = path.with_name(path.name + ".tmp")
-        with self._lock:
-            self._index.save(os.fspath(tmp))
-            state = {"format": SIDECAR_FORMAT, "spec": asdict(self.spec), "generation": self.generation,
-                     "count": len(self._index), "bytes": os.path.getsize(tmp)}  # fmt: skip
-        _fsync_file(tmp)
-        # The old sidecar must not vouch for the new file if we crash between the two renames.
-        sidecar_path(path).unlink(missing_ok=True)
-        os.replace(tmp, path)
-        _atomic_write_text(sidecar_path(path), json.dumps(state))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                self._index.save(os.fspath(tmp))
+                expected = self._index.serialized_length
+                state = {"format": SIDECAR_FORMAT, "spec": asdict(self.spec), "generation": self.generation,
+                         "count": len(self._index), "bytes": expected}  # fmt: skip
+            written = os.path.getsize(tmp)
+            if written != expected:  # a short write on a filling disk must not pass for a whole file
+                raise OSError(f"short write: {written} of {expected} bytes")
+            _fsync_file(tmp)
+            state["xxh3"] = file_checksum(tmp)
+            # The old sidecar must not vouch for the new file if we crash between the two renames.
+            sidecar_path(path).unlink(missing_ok=True)
+            os.replace(tmp, path)
+            # The rename must reach the disk before a sidecar that describes the new file does.
+            _fsync_dir(path.parent)
+            _atomic_write_text(sidecar_path(path), json.dumps(state))
+        except (OSError, RuntimeError) as exc:  # usearch reports a failed write as RuntimeError
+            for leftover in (tmp, sidecar_path(path).with_name(sidecar_path(path).name + ".tmp")):
+                try:
+                    leftover.unlink(missing_ok=True)
+                except OSError:
+                    pass
+            raise StorageError(_describe_save_error(path, exc)) from exc
 
     def _writable(self) -> Index:
         """The index, copied into memory first if it is a read-only map (caller holds the lock)."""
@@ -423,6 +454,39 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def file_checksum(path: Path) -> str:
+    """xxh3-128 of a file's bytes, read in chunks (GB/s: small next to loading the index)."""
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _describe_save_error(path: Path, exc: BaseException) -> str:
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    try:
+        free = shutil.disk_usage(path.parent).free
+        detail += f"; {free / 1e6:.0f} MB free on that disk"
+    except OSError:
+        pass
+    return (
+        f"cannot save the vector index {path} ({detail}): free some disk space or make the data folder "
+        "writable. The catalog is intact; the index is rebuilt from it when needed"
+    )
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (POSIX; Windows cannot open folders and needs no such step)."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -438,3 +502,4 @@ def _atomic_write_text(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)

@@ -14,7 +14,6 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from visualfinder.catalog import AppliedChanges, Catalog, CatalogChanges, ImageWrite, StatRow
 from visualfinder.embedder import Embedder
-from visualfinder.errors import Cancelled, ImageDecodeError
+from visualfinder.errors import Cancelled, ImageDecodeError, StorageError
 from visualfinder.imaging import (
     content_hash,
     decode_image,
@@ -34,6 +33,7 @@ from visualfinder.imaging import (
 from visualfinder.index import VectorIndex
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
 from visualfinder.scanner import FileStat, ScanPlan
+from visualfinder.workpool import Task, TaskTimedOut, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ class IndexingPipeline:
         thumbnail_size: int = 256,
         max_pixels: int = 250_000_000,
         decode_workers: int = 0,
+        file_time_limit: float | None = None,
         on_commit: Callable[[], None] | None = None,
     ):
         self.catalog = catalog
@@ -140,6 +141,8 @@ class IndexingPipeline:
         self.thumbnail_size = thumbnail_size
         self.max_pixels = max_pixels
         self._decode_workers = decode_workers
+        # Reading + decoding one file may take at most this long (None: no limit); see workpool.
+        self.file_time_limit = file_time_limit
         self.on_commit = on_commit
         self._reusable_hashes: set[str] = set()
 
@@ -185,20 +188,20 @@ class IndexingPipeline:
         total = len(work)
         done = 0
         progress(Progress("indexing", 0, total))
-        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="vf-decode") as pool:
-            try:
-                for prepared in self._prepare_all(pool, work, cancel):
-                    self._route(prepared, run, report)
-                    done += 1
-                    if len(run.batch) >= self.embedder.batch_size or len(run.changes) >= _MAX_PENDING_CHANGES:
-                        self._commit(run, report)
-                        progress(Progress("indexing", done, total, prepared.stat.path))
-                    elif done % 16 == 0:
-                        progress(Progress("indexing", done, total, prepared.stat.path))
-                self._commit(run, report)
-                progress(Progress("indexing", done, total))
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+        pool = WorkerPool(self.decode_workers, "vf-decode")
+        try:
+            for prepared in self._prepare_all(pool, work, cancel):
+                self._route(prepared, run, report)
+                done += 1
+                if len(run.batch) >= self.embedder.batch_size or len(run.changes) >= _MAX_PENDING_CHANGES:
+                    self._commit(run, report)
+                    progress(Progress("indexing", done, total, prepared.stat.path))
+                elif done % 16 == 0:
+                    progress(Progress("indexing", done, total, prepared.stat.path))
+            self._commit(run, report)
+            progress(Progress("indexing", done, total))
+        finally:
+            pool.shutdown(wait=True, timeout=self.file_time_limit)
 
     def _commit(self, run: _Run, report: IndexReport) -> None:
         """Embed the pending batch, commit every pending change in one transaction, mirror to the index."""
@@ -213,10 +216,14 @@ class IndexingPipeline:
         self._update_index(applied, adds, run.removed_ids + list(changes.deletes))
         run.changes, run.updated_vectors, run.removed_ids = CatalogChanges(), [], []
 
-    def _prepare_all(self, pool: ThreadPoolExecutor, work, cancel) -> Iterator[_Prepared]:
-        """Results in input order, with a bounded look-ahead of a few batches."""
+    def _prepare_all(self, pool: WorkerPool, work, cancel) -> Iterator[_Prepared]:
+        """Results in input order, with a bounded look-ahead of a few batches.
+
+        A file still being read or decoded after `file_time_limit` seconds is skipped with that
+        reason and its worker replaced, so one pathological file cannot stall the run.
+        """
         ahead = max(PREFETCH_BATCHES * self.embedder.batch_size, 4 * self.decode_workers)
-        queue: deque[Future] = deque()
+        queue: deque[Task] = deque()
         items = iter(work)
         exhausted = False
         while True:
@@ -230,13 +237,32 @@ class IndexingPipeline:
             if not queue:
                 return
             if cancel is not None and cancel.cancelled:
-                for future in queue:
-                    future.cancel()
+                for task in queue:
+                    task.future.cancel()
                 raise Cancelled("indexing cancelled")
-            yield queue.popleft().result()
+            task = queue.popleft()
+            try:
+                yield pool.result(task, self.file_time_limit, cancel)
+            except TaskTimedOut:
+                stat, row = task.args
+                log.warning("%s: still decoding after %.0f s; skipped", stat.path, self.file_time_limit)
+                yield _Prepared(stat, row, "error", reason=f"took too long to read and decode "
+                                f"(over {self.file_time_limit:g} s); touch the file to try again")  # fmt: skip
 
     def _prepare(self, stat: FileStat, row: StatRow | None) -> _Prepared:
-        """Worker: read once, hash, and decode only when the content is new to the catalog."""
+        """Worker: read once, hash, and decode only when the content is new to the catalog.
+
+        A file's problems end as its error record; only the data folder's (StorageError) stop the run.
+        """
+        try:
+            return self._prepare_file(stat, row)
+        except (StorageError, Cancelled):
+            raise
+        except Exception as exc:  # a bug must cost one file, not the run: record it and go on
+            log.exception("unexpected error while preparing %s", stat.path)
+            return _Prepared(stat, row, "error", reason=f"unexpected error ({type(exc).__name__}: {exc})")
+
+    def _prepare_file(self, stat: FileStat, row: StatRow | None) -> _Prepared:
         if stat.problem:
             return _Prepared(stat, row, "error", reason=stat.problem)
         try:
@@ -262,8 +288,13 @@ class IndexingPipeline:
             tensor = self.embedder.preprocess(decoded.image)
         except ImageDecodeError as exc:
             return _Prepared(stat, row, "error", digest=digest, reason=exc.reason)
-        except OSError as exc:  # the thumbnail could not be written: data dir problem, not the image's
-            return _Prepared(stat, row, "error", digest=digest, reason=f"cannot write thumbnail: {exc}")
+        except OSError as exc:
+            # The data folder is full or read-only: not this image's fault, so it must not be
+            # recorded as a bad file (those are not retried). Stop; the next run picks it up.
+            raise StorageError(
+                f"cannot write thumbnails to {self.thumbs_dir}: {exc.strerror or exc} "
+                "(free some disk space or make the data folder writable; nothing was lost)"
+            ) from exc
         return _Prepared(stat, row, "decoded", digest=digest, width=decoded.width, height=decoded.height,
                          format=decoded.format, thumb=str(thumb), tensor=tensor)  # fmt: skip
 

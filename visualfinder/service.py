@@ -31,6 +31,7 @@ from visualfinder.errors import (
     ModelMismatchError,
     QueryError,
     SettingsError,
+    StorageError,
 )
 from visualfinder.events import EventHub, LibraryChanged
 from visualfinder.export import write_results_csv
@@ -237,6 +238,8 @@ class Library(CatalogFeatures):
             log.warning(
                 "index not saved on close: another process holds the library; it will catch up on open"
             )
+        except StorageError as exc:  # the index is a cache: the next open catches it up or rebuilds it
+            log.warning("index not saved on close: %s", exc)
         finally:
             if self._remote is not None:
                 self._remote.close()
@@ -486,7 +489,8 @@ class Library(CatalogFeatures):
         s = self.settings
         return IndexingPipeline(
             self.catalog, self.embedder, self.vector_index, self.thumbs_dir, thumbnail_size=s.thumbnail_size,
-            max_pixels=s.max_image_pixels, decode_workers=s.decode_workers, on_commit=self._after_commit,
+            max_pixels=s.max_image_pixels, decode_workers=s.decode_workers,
+            file_time_limit=s.file_time_limit_s or None, on_commit=self._after_commit,
         )  # fmt: skip
 
     def _after_commit(self) -> None:
@@ -509,6 +513,11 @@ class Library(CatalogFeatures):
         ) == self.catalog.count_embedded(self.model_key):
             return "current"
         if self.vector_index.generation > catalog_gen:
+            log.warning(
+                "the vector index is newer than the catalog (generation %d > %d: the catalog's last "
+                "commits were lost, e.g. in a power cut); rebuilding it from the catalog",
+                self.vector_index.generation, catalog_gen,
+            )  # fmt: skip
             self.rebuild_index(progress, cancel, save=False)
             return "rebuilt"
         # Catch up: vectors written since our generation, then drop ids the catalog no longer has.
@@ -864,7 +873,10 @@ class Library(CatalogFeatures):
     def export_csv(
         self, results: Sequence[SearchResult], dest: str | os.PathLike, excel: bool = False
     ) -> Path:
-        return write_results_csv(results, dest, excel=excel)
+        try:
+            return write_results_csv(results, dest, excel=excel)
+        except OSError as exc:
+            raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
 
     def status(self, error_limit: int | None = 50) -> LibraryStatus:
         stats = self.catalog.stats(self.model_key)
@@ -963,4 +975,6 @@ def _load_index(library: Library, progress: ProgressCallback) -> str:
             library._save_index()
     except LibraryBusyError:
         pass  # the writer will save it; we keep ours in memory
+    except StorageError as exc:  # searches still work from the rebuilt index in memory
+        log.warning("%s", exc)
     return "rebuilt"

@@ -22,6 +22,7 @@ class ScriptedDialogs(Dialogs):
         self.image: str | None = None
         self.folder: str | None = None
         self.csv: tuple[str, bool] | None = None
+        self.weights: str | None = None
         self.answers: dict[str, str | None] = {}
         self.asked: list[tuple[str, str]] = []
 
@@ -32,7 +33,7 @@ class ScriptedDialogs(Dialogs):
         return self.folder
 
     def choose_weights_file(self, parent, directory):
-        return None
+        return self.weights
 
     def save_csv(self, parent, suggested):
         return self.csv

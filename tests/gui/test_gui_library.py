@@ -12,6 +12,7 @@ from PySide6.QtCore import QMimeData, Qt, QUrl
 from visualfinder.config import Settings
 from visualfinder.export import COLUMNS
 from visualfinder.gui.folders_panel import COL_IMAGES, COL_WATCH
+from visualfinder.gui.model_fetch import show_progress
 from visualfinder.jobs import Progress
 from visualfinder.service import open_library
 
@@ -311,7 +312,7 @@ def test_settings_dialog_shows_the_weights_download_progress(library_window):
     dialog = library_window.library_actions.open_settings()
     dialog._set_busy(True, "Loading ViT-B-32-256 (datacomp_s34b_b86k)…")
 
-    dialog._on_progress(Progress("downloading model", 150_000_000, 600_000_000))
+    show_progress(dialog.progress, Progress("downloading model", 150_000_000, 600_000_000))
 
     assert not dialog.progress.isHidden()
     assert dialog.progress.value() == 250

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication
 from visualfinder import __version__
 from visualfinder.config import ENV_DATA_DIR, Settings, default_data_dir
 from visualfinder.gui import icons
+from visualfinder.gui.first_run import FirstRun
 from visualfinder.gui.main_window import MainWindow
 from visualfinder.gui.session import LibrarySession
 from visualfinder.gui.ui_state import UiState
@@ -86,6 +87,16 @@ def _library_settings(settings: Settings, state: UiState) -> Settings:
     return settings
 
 
+def _open_or_quit(
+    window: MainWindow, session: LibrarySession, settings: Settings, chosen: Settings | None
+) -> None:
+    """After the first-run check: open the library (saving settings the user chose), or quit."""
+    if chosen is None:
+        window.close()
+    elif session.state == "closed":
+        session.open(None if chosen is settings else chosen)
+
+
 def run_app(settings: Settings, query_path: str | os.PathLike | None = None) -> int:
     """Open the main window on the library of `settings`; returns the exit code.
 
@@ -96,9 +107,11 @@ def run_app(settings: Settings, query_path: str | os.PathLike | None = None) -> 
     session = LibrarySession(settings)
     window = MainWindow(session, state_store)
     window.show()
-    session.open()
+    first_run = FirstRun(settings, session.background, window.dialogs, window)
+    first_run.done.connect(lambda chosen: _open_or_quit(window, session, settings, chosen))
+    first_run.start()
     if query_path is not None:
-        window.search_file(query_path)
+        window.search_file(query_path)  # searched as soon as the library is open
     # Ctrl+C in the terminal closes the window the normal way (work stops, the index is saved).
     # Python sees the signal only when it runs, so a timer wakes it now and then.
     previous = signal.signal(signal.SIGINT, lambda *_: window.close())

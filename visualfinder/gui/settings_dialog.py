@@ -23,12 +23,12 @@ from PySide6.QtWidgets import (
 )
 
 from visualfinder.config import DEVICES, METRICS, Settings
-from visualfinder.embedder import Embedder, known_models, known_pretrained
+from visualfinder.embedder import known_models, known_pretrained
 from visualfinder.errors import VisualFinderError
 from visualfinder.gui import icons
 from visualfinder.gui.dialogs import Dialogs
+from visualfinder.gui.model_fetch import model_job, show_progress
 from visualfinder.gui.workers import Job, JobContext, JobQueue
-from visualfinder.jobs import Progress
 
 # Offered first in the model list; any open_clip model name can be typed.
 RECOMMENDED_MODELS = ("ViT-B-32-256", "ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-SO400M-14-SigLIP", "vf-tiny")
@@ -224,31 +224,13 @@ class SettingsDialog(QDialog):
         self._check_model(chosen)
 
     def _check_model(self, chosen: Settings) -> None:
-        def run(ctx: JobContext) -> str:
-            def downloaded(done: int, total: int | None) -> None:
-                ctx.progress(Progress("downloading model", done, total or 0))
-
-            embedder = Embedder(chosen.model, chosen.pretrained, chosen.device, batch_size=chosen.batch_size)
-            embedder.load(progress=downloaded)
-            return f"{embedder.key} on {embedder.device}"
-
         self._set_busy(True, f"Loading {chosen.model} ({chosen.pretrained})…")
-        job = self._queue.submit(Job("Checking the model", run, key="settings-model"))
-        job.progressed.connect(self._on_progress)
+        job = self._queue.submit(model_job(chosen))
+        job.progressed.connect(lambda progress: show_progress(self.progress, progress))
         job.succeeded.connect(lambda _: self._on_model_ready(chosen))
         job.failed.connect(self._on_model_failed)
         job.finished.connect(self._on_job_finished)
         self._job = job
-
-    def _on_progress(self, progress: Progress) -> None:
-        if progress.total:
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(round(1000 * progress.done / progress.total))
-            self.progress.setFormat(
-                f"Downloading the weights: {progress.done / 1e6:,.0f} of {progress.total / 1e6:,.0f} MB"
-            )
-        else:
-            self.progress.setRange(0, 0)
 
     def _on_model_ready(self, chosen: Settings) -> None:
         self.chosen = chosen

@@ -1,0 +1,58 @@
+"""`visualfinder install-desktop`: the launcher and icons for the desktop (Linux), and the icon
+files the bundles need (`--icons DIR`). Qt renders the icons, so the module loads only when run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from visualfinder.cli import command
+from visualfinder.config import Settings
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser(
+        "install-desktop",
+        help="add visualfinder to your application menu and 'Open with' (Linux, this user only)",
+    )
+    p.add_argument("--uninstall", action="store_true", help="remove the launcher and icons again")
+    p.add_argument("--prefix", metavar="DIR",
+                   help="data folder to install into (default: $XDG_DATA_HOME or ~/.local/share)")  # fmt: skip
+    p.add_argument("--icons", metavar="DIR",
+                   help="only write the icons (hicolor PNGs, .ico, .icns) into DIR, e.g. for a bundle")  # fmt: skip
+
+
+@command("install-desktop")
+def cmd_install_desktop(args: argparse.Namespace, settings: Settings) -> int:
+    app = _gui_application()  # noqa: F841 - kept alive while the icons are drawn
+    from visualfinder.gui import desktop_entry
+
+    if args.icons:
+        root = Path(args.icons)
+        written = desktop_entry.write_hicolor_icons(root) + desktop_entry.write_bundle_icons(root)
+        print(f"wrote {len(written)} icon files to {root}")
+        return 0
+    home = Path(args.prefix) if args.prefix else None
+    if args.uninstall:
+        removed = desktop_entry.uninstall(home)
+        print(f"removed {len(removed)} files" if removed else "visualfinder was not installed there")
+        return 0
+    written = desktop_entry.install(home)
+    launcher = next(p for p in written if p.suffix == ".desktop")
+    print(f"installed {launcher} and {len(written) - 1} icon files")
+    print("visualfinder is in your application menu and under 'Open with' for images.")
+    return 0
+
+
+def _gui_application():
+    """Icons are drawn with Qt, which wants an application object; no window is shown, so
+    a machine without a display (a build server) uses the offscreen platform."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and sys.platform.startswith(
+        "linux"
+    ):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtGui import QGuiApplication
+
+    return QGuiApplication.instance() or QGuiApplication(sys.argv[:1])

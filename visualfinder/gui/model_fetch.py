@@ -1,0 +1,114 @@
+"""Getting a model ready in the app: check (and on first use download) its weights on a worker,
+with byte progress for a progress bar, and an offline message that says what to do in the app.
+
+Used by the settings dialog and the first-run dialog."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+from PySide6.QtWidgets import QProgressBar
+
+from visualfinder.config import Settings
+from visualfinder.embedder import NO_WEIGHTS, Embedder, weights_are_file
+from visualfinder.errors import ModelUnavailableError
+from visualfinder.gui.workers import Job, JobContext
+from visualfinder.jobs import Progress
+
+DOWNLOAD_PHASE = "downloading model"
+
+
+def model_job(chosen: Settings, name: str = "Checking the model", key: str = "settings-model") -> Job:
+    """A job that loads `chosen`'s model, downloading its weights with progress if needed; it
+    returns 'key on device'. The loaded model is kept, so the library opens on it at once."""
+
+    def run(ctx: JobContext) -> str:
+        def downloaded(done: int, total: int | None) -> None:
+            ctx.progress(Progress(DOWNLOAD_PHASE, done, total or 0))
+
+        embedder = Embedder(chosen.model, chosen.pretrained, chosen.device, batch_size=chosen.batch_size)
+        try:
+            embedder.load(progress=downloaded)
+        except (EOFError, pickle.UnpicklingError) as exc:
+            # A chosen weights file that is not a checkpoint (truncated, another format): torch's
+            # message is a page of advice about weights_only that does not apply.
+            raise ModelUnavailableError(
+                f"cannot load model {chosen.model} ({chosen.pretrained}): the file is not a model checkpoint"
+            ) from exc
+        except ModelUnavailableError as exc:
+            if _offline(exc):
+                raise ModelUnavailableError(offline_message(chosen.model, chosen.pretrained, exc)) from exc
+            raise
+        return f"{embedder.key} on {embedder.device}"
+
+    return Job(name, run, key=key)
+
+
+def show_progress(bar: QProgressBar, progress: Progress) -> None:
+    """Bytes downloaded so far on `bar` (busy indicator while the size is unknown)."""
+    if progress.total:
+        bar.setRange(0, 1000)
+        bar.setValue(round(1000 * progress.done / progress.total))
+        bar.setFormat(
+            f"Downloading the weights: {progress.done / 1e6:,.0f} of {progress.total / 1e6:,.0f} MB"
+        )
+    else:
+        bar.setRange(0, 0)
+
+
+def weights_missing(model: str, pretrained: str, cache_dir: str | None = None) -> str | None:
+    """Where `pretrained` (a tag) would be downloaded from, if its weights are not on this
+    computer yet; None when nothing needs a download (cached, a file, or no weights).
+
+    Looks where the embedder's download puts them (the Hugging Face cache, or open_clip's own
+    cache for URL weights); imports open_clip, so call it on a worker."""
+    if pretrained.lower() in NO_WEIGHTS or weights_are_file(pretrained):
+        return None
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model, pretrained)
+    if not cfg:
+        return None  # an unknown tag: loading says so with the known ones
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo_id, filename = os.path.split(hub)
+        cached = try_to_load_from_cache(
+            repo_id, filename or "open_clip_pytorch_model.bin", cache_dir=cache_dir
+        )
+        return None if isinstance(cached, str) else f"https://huggingface.co/{repo_id}"
+    url = cfg.get("url", "")
+    if url:
+        folder = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "clip"
+        return None if (folder / os.path.basename(url)).is_file() else url
+    return None
+
+
+def offline_message(model: str, pretrained: str, exc: BaseException | None = None) -> str:
+    where = _source(model, pretrained)
+    return (
+        f"You appear to be offline: the weights of {model} ({pretrained}) cannot be downloaded"
+        f"{f' from {where}' if where else ''}. Connect to the internet and try again (they are downloaded "
+        "only once), or download the weights file (open_clip_pytorch_model.bin) on another computer, "
+        "copy it here and choose it with \u201cUse a weights file\u201d."
+    )
+
+
+def _source(model: str, pretrained: str) -> str:
+    try:
+        return weights_missing(model, pretrained) or ""
+    except Exception:  # only for the message: never hide the real error behind this one
+        return ""
+
+
+def _offline(exc: BaseException) -> bool:
+    """The download failed for want of a network (not a bad tag, a full disk, a 404)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionError) or "offline" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
