@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from imagegen import make_catalog, write_image
@@ -254,3 +256,28 @@ def test_search_answers_while_an_index_run_is_in_progress(library, tmp_path):
         release.set()
         worker.join(60)
     assert len(library.vector_index) == 34
+
+
+def test_a_search_on_an_empty_index_waits_for_its_writer_and_sees_another_librarys_images(settings, tmp_path):
+    files = make_catalog(tmp_path / "catalog", 4)
+    searcher = open_library(settings)  # opened before anything was indexed: its index is empty
+    writer = open_library(settings)
+    try:
+        writer.index([tmp_path / "catalog"])
+        busy, release = threading.Event(), threading.Event()
+
+        def edit_tags_waiting_for_the_other_writer():
+            with searcher._write_lock:  # what a tag edit holds while the other library writes
+                busy.set()
+                release.wait(10)
+
+        thread = threading.Thread(target=edit_tags_waiting_for_the_other_writer)
+        thread.start()
+        busy.wait(10)
+        threading.Timer(0.3, release.set).start()
+        results = searcher.search_image(files[1], k=2)
+        thread.join()
+        assert results[0].path == str(files[1])
+    finally:
+        writer.close()
+        searcher.close()

@@ -58,6 +58,8 @@ CATALOG_FILE = "catalog.db"
 INDEX_FILE = "index.usearch"
 THUMBS_DIR = "thumbs"
 LOCK_FILE = "writer.lock"
+# How long a search on an empty index waits for this library's writer to catch up with the catalog.
+_EMPTY_INDEX_WAIT_S = 30.0
 
 
 @dataclass
@@ -647,6 +649,10 @@ class Library(CatalogFeatures):
             results, plan = self.remote_searcher().search(query, request.k, request.filters, request.exact)
             return SearchResponse(results, plan, time.perf_counter() - started)
         self._catch_up_with_other_processes()
+        if len(self._engine.index) == 0:
+            # Nothing to search yet here, while the catalog may have vectors that another
+            # library committed: this one time, wait for this library's writer and catch up.
+            self._catch_up_with_other_processes(wait_s=_EMPTY_INDEX_WAIT_S)
         engine = self._engine
         if len(engine.index) == 0:
             stats = self.catalog.stats(self.model_key)
@@ -674,15 +680,20 @@ class Library(CatalogFeatures):
         vectors = [self._query_vector(term, engine) for term in request.terms]
         return combine(vectors, [term.weight for term in request.terms])
 
-    def _catch_up_with_other_processes(self) -> None:
+    def _catch_up_with_other_processes(self, wait_s: float = 0.0) -> None:
         """If another process changed the catalog, bring our index up to date before searching.
 
         When a writer of this process is running, a generation gap is expected (it mirrors
-        each batch right after committing it) and searches must not wait for it: skip.
+        each batch right after committing it) and searches must not wait for it: skip, unless
+        told to wait up to `wait_s`.
         """
         if self.catalog.generation == self.vector_index.generation:
             return
-        if self._write_lock.acquire(blocking=False):
+        if (
+            self._write_lock.acquire(timeout=wait_s)
+            if wait_s > 0
+            else self._write_lock.acquire(blocking=False)
+        ):
             try:
                 self.sync_index()
             finally:
