@@ -111,6 +111,24 @@ def test_errors_are_one_line_on_stderr_with_nonzero_exit(tmp_path, capsys):
     assert main(["search"]) == 2
     assert "give a query" in capsys.readouterr().err
 
+    not_weights = tmp_path / "weights.bin"
+    not_weights.write_bytes(b"garbage, not a checkpoint")
+    assert (
+        main(
+            [
+                "--data-dir",
+                str(tmp_path / "other"),
+                "--pretrained",
+                str(not_weights),
+                "index",
+                str(tmp_path / "catalog"),
+            ]
+        )
+        != 0
+    )
+    err = capsys.readouterr().err
+    assert err.endswith("the file is not a model checkpoint\n") and err.count("\n") == 1
+
 
 def test_k_larger_than_the_library_returns_every_image(tmp_path, capsys):
     files = make_catalog(tmp_path / "catalog", 5)

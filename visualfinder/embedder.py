@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 import threading
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -403,6 +404,12 @@ class Embedder:
                     model, _, transform = open_clip.create_model_and_transforms(
                         self.model_name, pretrained=weights, **kwargs
                     )
+        except (EOFError, pickle.UnpicklingError) as exc:
+            # A weights file that is not a checkpoint (truncated, another format): torch's own
+            # message is a page of advice about weights_only that does not apply.
+            raise ModelUnavailableError(
+                f"cannot load model {self.model_name} ({pretrained}): the file is not a model checkpoint"
+            ) from exc
         except (RuntimeError, ValueError, OSError, KeyError) as exc:
             raise ModelUnavailableError(f"cannot load model {self.model_name} ({pretrained}): {exc}") from exc
         model.eval()

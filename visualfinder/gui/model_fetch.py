@@ -6,7 +6,6 @@ Used by the settings dialog and the first-run dialog."""
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 from PySide6.QtWidgets import QProgressBar
@@ -31,12 +30,6 @@ def model_job(chosen: Settings, name: str = "Checking the model", key: str = "se
         embedder = Embedder(chosen.model, chosen.pretrained, chosen.device, batch_size=chosen.batch_size)
         try:
             embedder.load(progress=downloaded)
-        except (EOFError, pickle.UnpicklingError) as exc:
-            # A chosen weights file that is not a checkpoint (truncated, another format): torch's
-            # message is a page of advice about weights_only that does not apply.
-            raise ModelUnavailableError(
-                f"cannot load model {chosen.model} ({chosen.pretrained}): the file is not a model checkpoint"
-            ) from exc
         except ModelUnavailableError as exc:
             if _offline(exc):
                 raise ModelUnavailableError(offline_message(chosen.model, chosen.pretrained, exc)) from exc
