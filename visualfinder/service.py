@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from filelock import FileLock, Timeout
 
-from visualfinder.catalog import Catalog, CatalogStats, Folder, ModelRef
-from visualfinder.config import METRICS, Settings
+from visualfinder.catalog import Catalog, Folder, ModelRef
+from visualfinder.config import Settings
 from visualfinder.embedder import Embedder, model_key
 from visualfinder.errors import (
     Cancelled,
     EmptyLibraryError,
     FolderNotFoundError,
-    ImageDecodeError,
     LibraryBusyError,
     ModelMismatchError,
     QueryError,
@@ -35,22 +34,32 @@ from visualfinder.errors import (
 )
 from visualfinder.events import EventHub, LibraryChanged
 from visualfinder.export import write_results_csv
-from visualfinder.fetch import fetch_image
-from visualfinder.imaging import DecodedImage, crop_region, decode_file, decode_image, library_decode_side
 from visualfinder.index import IndexSpec, VectorIndex
 from visualfinder.jobs import BackgroundJob, CancelToken, Progress, ProgressCallback, no_progress
 from visualfinder.library_catalog import CatalogFeatures
+from visualfinder.library_models import ModelFeatures
+from visualfinder.library_queries import QueryFeatures, QueryTerm
+from visualfinder.library_remote import RemoteFeatures
+from visualfinder.library_status import FolderStatus, LibraryStatus, StatusFeatures
 from visualfinder.metadata_import import apply_sidecars
-from visualfinder.model_switch import SwitchReport, SwitchState, run_switch, switch_state
 from visualfinder.pipeline import IndexingPipeline, IndexReport
 from visualfinder.scanner import LIBRARY_MARKER, FileStat, scan, scan_paths
 from visualfinder.search import Filters, Plan, SearchPlanner, SearchResult, combine
 
 if TYPE_CHECKING:  # the remote package (and opensearch-py) is imported only when used
-    from visualfinder.remote.mapping import RemoteSpec
     from visualfinder.remote.opensearch import RemoteCluster
     from visualfinder.remote.query import RemoteSearcher
-    from visualfinder.remote.sync import Syncer, SyncReport, SyncStatus
+
+# Records of the Library's API written beside it, importable from here as before.
+__all__ = [
+    "FolderStatus",
+    "Library",
+    "LibraryStatus",
+    "QueryTerm",
+    "SearchRequest",
+    "SearchResponse",
+    "open_library",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +69,6 @@ THUMBS_DIR = "thumbs"
 LOCK_FILE = "writer.lock"
 # How long a search on an empty index waits for this library's writer to catch up with the catalog.
 _EMPTY_INDEX_WAIT_S = 30.0
-
-
-@dataclass
-class QueryTerm:
-    """One part of a query. `kind`: image (file path), url (http/https image), pil (decoded
-    image), text, similar (an indexed image by path or id).
-
-    weight +1 means "more like this", -1 "less like this". `crop` is (x, y, w, h) in pixels or
-    fractions of the image.
-    """
-
-    kind: str
-    value: object
-    weight: float = 1.0
-    crop: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -92,55 +86,6 @@ class SearchResponse:
     results: list[SearchResult]
     plan: Plan
     seconds: float
-
-
-@dataclass
-class FolderStatus:
-    folder: Folder
-    ok: int
-    errors: int
-    exists: bool
-
-
-@dataclass
-class LibraryStatus:
-    data_dir: Path
-    catalog_path: Path
-    index_path: Path
-    model: str
-    pretrained: str
-    model_key: str
-    device: str
-    metric: str
-    index_dtype: str
-    stats: CatalogStats
-    folders: list[FolderStatus]
-    index_count: int
-    index_generation: int
-    catalog_generation: int
-    index_health: str
-    errors: list[tuple[str, str]]
-    schema_version: int
-    requested_model_key: str = ""
-    switch: SwitchState | None = None
-    stored_models: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        s = self.stats
-        return {
-            "data_dir": str(self.data_dir), "catalog_path": str(self.catalog_path), "index_path": str(self.index_path),
-            "model": self.model, "pretrained": self.pretrained, "model_key": self.model_key,
-            "device": self.device, "metric": self.metric, "index_dtype": self.index_dtype,
-            "folders": [{"path": f.folder.path, "watched": f.folder.watched, "images": f.ok, "errors": f.errors,
-                         "exists": f.exists} for f in self.folders],
-            "images": s.images, "ok": s.ok, "errors": s.errors, "embedded": s.embedded_current,
-            "needs_embedding": s.needs_embedding, "outbox_pending": s.outbox_pending,
-            "index": {"count": self.index_count, "generation": self.index_generation,
-                      "catalog_generation": self.catalog_generation, "health": self.index_health},
-            "error_files": [{"path": p, "reason": r} for p, r in self.errors],
-            "schema_version": self.schema_version, "requested_model_key": self.requested_model_key,
-            "switch": self.switch.to_json() if self.switch else None, "stored_models": self.stored_models,
-        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -161,11 +106,13 @@ class _Engine:
         return self.index.spec.metric
 
 
-class Library(CatalogFeatures):
+class Library(QueryFeatures, ModelFeatures, CatalogFeatures, RemoteFeatures, StatusFeatures):
     """A catalog of product images and everything that can be done with it.
 
-    The product-catalog features (metadata, duplicates, the query bar) are written in
-    library_catalog.CatalogFeatures, part of this one class.
+    One class, written in several files so each stays readable: here the lifecycle, folders,
+    indexing, the vector index and search; query terms in library_queries, model and metric
+    switches in library_models, product metadata, duplicates and the query bar in
+    library_catalog, OpenSearch in library_remote, `status()` in library_status.
     """
 
     def __init__(self, settings: Settings, catalog: Catalog, embedder: Embedder, vector_index: VectorIndex):
@@ -555,87 +502,6 @@ class Library(CatalogFeatures):
                     self._save_index()
             return len(self.vector_index)
 
-    # --- metric and model ------------------------------------------------------------------
-
-    def set_metric(
-        self, metric: str, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None
-    ) -> int:
-        """Switch the distance metric: rebuilds the index from stored vectors (no re-embedding)."""
-        if metric not in METRICS:
-            raise SettingsError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
-        with self._writing():
-            if metric == self.metric:
-                return len(self.vector_index)
-            engine = self._new_engine(self.model, metric)
-            engine.index.rebuild(
-                self.catalog.iter_embeddings(self.model_key), self.catalog.count_embedded(self.model_key),
-                self.catalog.generation, progress, cancel,
-            )  # fmt: skip
-            progress(Progress("saving index", 0, 0))
-            engine.index.save(self.index_path)
-            self.catalog.set_meta("metric", metric)
-            self._engine = engine
-            self._unsaved = False
-        self.events.emit(LibraryChanged(None, "rebuild"))
-        return len(engine.index)
-
-    def switch_model(
-        self,
-        model: str,
-        pretrained: str,
-        progress: ProgressCallback = no_progress,
-        cancel: CancelToken | None = None,
-    ) -> SwitchReport:
-        """Re-embed every image with another model, then make it the active one.
-
-        Searches keep using the current model until the new vectors are complete; a cancelled
-        or interrupted switch stays pending and resumes where it stopped when called again.
-        """
-        return run_switch(self, ModelRef(model, pretrained, model_key(model, pretrained)), progress, cancel)
-
-    def start_model_switch(
-        self, model: str, pretrained: str, progress: ProgressCallback = no_progress
-    ) -> BackgroundJob:
-        """`switch_model` on a background thread; its `result` is the SwitchReport."""
-        job = BackgroundJob(
-            "switch-model", lambda cancel: self.switch_model(model, pretrained, progress, cancel)
-        )
-        self._jobs = [j for j in self._jobs if not j.done] + [job]
-        return job.start()
-
-    def pending_model_switch(self) -> SwitchState | None:
-        """The switch that was started and has not completed (resume it with `switch_model`)."""
-        return switch_state(self)
-
-    def abandon_model_switch(self) -> None:
-        """Forget a pending switch; the vectors it computed stay until `forget_model`."""
-        self.catalog.set_pending_switch(None)
-
-    def stored_models(self) -> dict[str, int]:
-        """Model key -> number of stored vectors (the active model, a pending switch, older ones)."""
-        return self.catalog.model_counts()
-
-    def forget_model(self, key: str) -> int:
-        """Delete the stored vectors of a model that is neither active nor being switched to."""
-        pending = self.catalog.pending_switch()
-        if key == self.model_key or (pending is not None and pending.key == key):
-            raise QueryError(f"{key} is in use by this library; its vectors cannot be forgotten")
-        return self.catalog.delete_embeddings(key)
-
-    def _install_switched_model(
-        self, model: ModelRef, embedder: Embedder, progress: ProgressCallback
-    ) -> None:
-        """Under the writer lock: build `model`'s index from its stored vectors and make it active."""
-        engine = self._new_engine(model, self.metric, embedder)
-        engine.index.rebuild(
-            self.catalog.iter_embeddings(model.key), self.catalog.count_embedded(model.key), 0, progress
-        )
-        engine.index.generation = self.catalog.set_active_model(model, finish_switch=True)
-        self._engine = engine
-        progress(Progress("saving index", 0, 0))
-        self._save_index()
-        self.events.emit(LibraryChanged(None, "model"))
-
     # --- search --------------------------------------------------------------------------
 
     def search(self, request: SearchRequest) -> SearchResponse:
@@ -699,87 +565,6 @@ class Library(CatalogFeatures):
             finally:
                 self._write_lock.release()
 
-    def query_vector(self, term: QueryTerm) -> np.ndarray:
-        """The embedding of one query term by the active model."""
-        return self._query_vector(term, self._engine)
-
-    def _query_vector(self, term: QueryTerm, engine: _Engine) -> np.ndarray:
-        if term.kind == "text":
-            text = str(term.value).strip()
-            if not text:
-                raise QueryError("the text query is empty")
-            return engine.embedder.embed_texts([text])[0]
-        if term.kind == "similar":
-            return self._indexed_vector(term.value, engine.model.key)
-        if term.kind == "image":
-            decoded = self.decode_query_image(term.value, engine.embedder)
-        elif term.kind == "url":
-            decoded = self.fetch_query_image(str(term.value), engine.embedder)
-        elif term.kind == "pil":
-            image = term.value.convert("RGB")
-            decoded = DecodedImage(image, image.size[0], image.size[1], "query")
-        else:
-            raise QueryError(f"unknown query term kind {term.kind!r}")
-        if term.crop is not None:
-            try:
-                decoded = crop_region(decoded, term.crop)
-            except ImageDecodeError as exc:
-                raise QueryError(f"cannot crop the query image: {exc.reason}") from exc
-        return engine.embedder.embed_images([decoded.image])[0]
-
-    def fetch_query_image(
-        self, url: str, embedder: Embedder | None = None, min_side: int | None = None
-    ) -> DecodedImage:
-        """Download a query image (size limit, timeout and content-type check) and decode it."""
-        s = self.settings
-        data = fetch_image(url, max_bytes=s.url_max_bytes, timeout=s.url_timeout_s)
-        return self.decode_query_bytes(data, url, embedder, min_side)
-
-    def _decode_side(self, embedder: Embedder | None) -> int:
-        return library_decode_side((embedder or self.embedder).image_size, self.settings.thumbnail_size)
-
-    def decode_query_image(
-        self, path: str | os.PathLike, embedder: Embedder | None = None, min_side: int | None = None
-    ) -> DecodedImage:
-        """Decode a query image file; `min_side` asks for more pixels than the model needs (display)."""
-        try:
-            return decode_file(
-                path,
-                min_side=max(min_side or 0, self._decode_side(embedder)),
-                max_pixels=self.settings.max_image_pixels,
-            )
-        except ImageDecodeError as exc:
-            raise QueryError(f"cannot use {path} as a query image: {exc.reason}") from exc
-
-    def decode_query_bytes(
-        self, data: bytes, name: str, embedder: Embedder | None = None, min_side: int | None = None
-    ) -> DecodedImage:
-        """Decode query image data that is not a file (pasted, dropped from a browser, downloaded);
-        `name` says where it came from in the error message."""
-        try:
-            return decode_image(
-                data,
-                min_side=max(min_side or 0, self._decode_side(embedder)),
-                max_pixels=self.settings.max_image_pixels,
-                path=name,
-            )
-        except ImageDecodeError as exc:
-            raise QueryError(f"cannot use {name} as a query image: {exc.reason}") from exc
-
-    def _indexed_vector(self, ref: object, key: str | None = None) -> np.ndarray:
-        """The stored vector of an indexed image, by id or by path."""
-        if isinstance(ref, (int, np.integer)):
-            image_id = int(ref)
-        else:
-            full = os.path.abspath(os.path.expanduser(os.fspath(ref)))
-            image_id = self.catalog.id_for_path(full)
-            if image_id is None:
-                raise QueryError(f"{ref} is not in the library; index its folder first or search by image")
-        vector = self.catalog.embedding_of(image_id, key or self.model_key)
-        if vector is None:
-            raise QueryError(f"{ref} has no embedding (it could not be decoded, or awaits re-indexing)")
-        return vector
-
     def search_image(self, path: str | os.PathLike, k: int = 20, **kwargs) -> list[SearchResult]:
         """Shortcut: results for one query image file."""
         return self.search(SearchRequest([QueryTerm("image", path)], k, **kwargs)).results
@@ -813,72 +598,6 @@ class Library(CatalogFeatures):
         """Every tag in the library with its image count, most used first."""
         return self.catalog.tag_counts()
 
-    # --- OpenSearch sync and remote search (visualfinder.remote) ---------------------------
-
-    def remote_cluster(self) -> RemoteCluster:
-        """The connection to the configured OpenSearch cluster (made once, on first use)."""
-        from visualfinder.remote.opensearch import connect
-
-        with self._remote_lock:
-            if self._remote is None:
-                self._remote = connect(self.settings)
-            return self._remote
-
-    def remote_spec(self) -> RemoteSpec:
-        """What the remote index must hold: this library's model, dimension and metric."""
-        from visualfinder.remote.sync import remote_spec
-
-        return remote_spec(self.settings, self.embedder.dim, self.metric, self.model_key)
-
-    def remote_searcher(self) -> RemoteSearcher:
-        from visualfinder.remote.query import RemoteSearcher
-
-        cluster = self.remote_cluster()
-        spec = self.remote_spec()
-        with self._remote_lock:
-            # A new one after a model or metric switch: the spec names both.
-            if self._remote_searcher is None or self._remote_searcher.spec != spec:
-                self._remote_searcher = RemoteSearcher(
-                    cluster, spec, self.settings.exact_search_max_candidates, self.catalog
-                )
-            return self._remote_searcher
-
-    def syncer(self, cluster: RemoteCluster | None = None) -> Syncer:
-        """A Syncer for this library (its own, for a background thread; see remote.worker)."""
-        from visualfinder.remote.sync import Syncer
-
-        return Syncer(self.catalog, cluster or self.remote_cluster(), self.remote_spec(), self.settings)
-
-    def sync(
-        self,
-        *,
-        full: bool = False,
-        recreate: bool = False,
-        progress: ProgressCallback = no_progress,
-        cancel: CancelToken | None = None,
-    ) -> SyncReport:
-        """Push every pending change to OpenSearch (everything with `full`; a new index with `recreate`)."""
-        return self.syncer().run(full=full, recreate=recreate, progress=progress, cancel=cancel)
-
-    def sync_pending(self) -> int:
-        from visualfinder.remote.outbox import Outbox
-
-        return Outbox(self.catalog).pending()
-
-    def sync_status(self, rejected_limit: int | None = 20) -> SyncStatus:
-        from visualfinder.remote.outbox import Outbox, SyncState
-        from visualfinder.remote.sync import SyncStatus
-
-        outbox = Outbox(self.catalog)
-        state = SyncState.load(self.catalog)
-        s = self.settings
-        return SyncStatus(
-            configured=s.sync_configured, enabled=self.catalog.outbox_enabled, urls=s.remote_urls,
-            index=s.remote_index, user=s.remote_user, pending=outbox.pending(),
-            rejected=outbox.rejected(rejected_limit), rejected_count=outbox.rejected_count(),
-            last_success=state.last_success, last_error=state.last_error, last_error_at=state.last_error_at,
-        )  # fmt: skip
-
     # --- reporting -----------------------------------------------------------------------
 
     def export_csv(
@@ -888,23 +607,6 @@ class Library(CatalogFeatures):
             return write_results_csv(results, dest, excel=excel)
         except OSError as exc:
             raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
-
-    def status(self, error_limit: int | None = 50) -> LibraryStatus:
-        stats = self.catalog.stats(self.model_key)
-        counts = self.catalog.folder_counts()
-        folders = [
-            FolderStatus(f, *counts.get(f.id, (0, 0)), exists=os.path.isdir(f.path)) for f in self.folders()
-        ]
-        return LibraryStatus(
-            data_dir=self.data_dir, catalog_path=self.catalog.path, index_path=self.index_path,
-            model=self.model.name, pretrained=self.model.pretrained, model_key=self.model_key,
-            device=self.settings.device, metric=self.metric, index_dtype=self.vector_index.spec.dtype, stats=stats,
-            folders=folders, index_count=len(self.vector_index), index_generation=self.vector_index.generation,
-            catalog_generation=self.catalog.generation, index_health=self.index_health,
-            errors=self.catalog.errors(error_limit), schema_version=self.catalog.schema_version(),
-            requested_model_key=self.requested_model.key, switch=switch_state(self),
-            stored_models=self.catalog.model_counts(),
-        )  # fmt: skip
 
 
 def open_library(settings: Settings, progress: ProgressCallback = no_progress) -> Library:
