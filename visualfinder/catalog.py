@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import sqlite3
 import threading
@@ -19,199 +18,44 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import sqlite_utils
 
+from visualfinder.catalog_records import (
+    AppliedChanges,
+    CatalogChanges,
+    CatalogStats,
+    EmbeddedSource,
+    Folder,
+    ImageRecord,
+    ImageWrite,
+    ModelRef,
+    StatRow,
+    blob_to_embedding,
+    embedding_to_blob,
+    normalise_tags,
+    path_from_db,
+    path_to_db,
+    sql_chunks,
+    subtree_bounds,
+)
+from visualfinder.catalog_vectors import VectorStore
 from visualfinder.errors import CatalogError
 from visualfinder.schema import MIGRATIONS, SCHEMA_VERSION
 
+# The records are written beside the catalog; the rest of the code imports them from here.
+__all__ = [
+    "AppliedChanges", "Catalog", "CatalogChanges", "CatalogStats", "EmbeddedSource", "Folder", "ImageRecord",
+    "ImageWrite", "ModelRef", "StatRow", "blob_to_embedding", "embedding_to_blob", "normalise_tags",
+    "path_from_db", "path_to_db", "subtree_bounds",
+]  # fmt: skip
+
 log = logging.getLogger(__name__)
 
-_SQL_CHUNK = 900  # stay well below SQLite's bound-variable limit
 
-
-# --- paths ---------------------------------------------------------------------------------
-# POSIX file names need not be UTF-8. Python represents undecodable bytes as lone surrogates
-# (U+DC80..U+DCFF), which SQLite cannot store as text. We map them, reversibly, to private-use
-# code points of plane 15 so such files are indexed like any other.
-_SURROGATE = re.compile("[\udc80-\udcff]")
-_PRIVATE = re.compile("[\U000f0080-\U000f00ff]")
-
-
-def path_to_db(path: str) -> str:
-    if path.isascii():
-        return path
-    return _SURROGATE.sub(lambda m: chr(0xF0000 + ord(m.group()) - 0xDC00), path)
-
-
-def path_from_db(text: str) -> str:
-    if text.isascii():
-        return text
-    return _PRIVATE.sub(lambda m: chr(0xDC00 + ord(m.group()) - 0xF0000), text)
-
-
-def subtree_bounds(folder: str) -> tuple[str, str]:
-    """Half-open text range holding every path strictly below `folder` (and nothing else).
-
-    '0' is the character after '/', so `/a/b/` <= path < `/a/b0` matches `/a/b/x` but not `/a/bc`.
-    """
-    folder = path_to_db(folder.rstrip("/\\") or "/")
-    sep = "\\" if "\\" in folder and "/" not in folder else "/"
-    if folder.endswith(sep):  # the root folder
-        return folder, folder[:-1] + chr(ord(sep) + 1)
-    return folder + sep, folder + chr(ord(sep) + 1)
-
-
-# --- records -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Folder:
-    id: int
-    path: str
-    watched: bool
-    added_at: float
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """An embedding model as the library records it: open_clip name, pretrained tag/file, vector key."""
-
-    name: str
-    pretrained: str
-    key: str
-
-
-@dataclass(frozen=True)
-class StatRow:
-    """What the scanner needs to know about a catalogued file to diff it against the disk."""
-
-    id: int
-    path: str
-    folder_id: int
-    size: int
-    mtime_ns: int
-    status: str
-    content_hash: str | None
-    model_key: str | None  # the model asked about, when the row has its embedding
-    has_embedding: bool
-
-
-@dataclass(frozen=True)
-class EmbeddedSource:
-    """A row whose embedding can be reused for another file with identical content."""
-
-    id: int
-    width: int | None
-    height: int | None
-    format: str | None
-    thumb_path: str | None
-    embedding: np.ndarray
-
-
-@dataclass
-class ImageWrite:
-    """One image's new state, as the pipeline determined it."""
-
-    path: str
-    folder_id: int
-    size: int
-    mtime_ns: int
-    content_hash: str | None = None
-    width: int | None = None
-    height: int | None = None
-    format: str | None = None
-    embedding: np.ndarray | None = None
-    model_key: str | None = None
-    thumb_path: str | None = None
-    error: str | None = None
-
-    @property
-    def status(self) -> str:
-        return "error" if self.error else "ok"
-
-
-@dataclass
-class CatalogChanges:
-    """A batch of changes committed in one transaction (a crash loses at most this batch)."""
-
-    inserts: list[ImageWrite] = field(default_factory=list)
-    # Same row (id kept), new content: embedding and decode facts replaced.
-    updates: list[tuple[int, ImageWrite]] = field(default_factory=list)
-    # Same row, same content, new path and/or stat: embedding and metadata kept.
-    moves: list[tuple[int, ImageWrite]] = field(default_factory=list)
-    deletes: list[int] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.inserts) + len(self.updates) + len(self.moves) + len(self.deletes)
-
-
-@dataclass(frozen=True)
-class AppliedChanges:
-    generation: int
-    inserted_ids: list[int]
-
-
-@dataclass
-class ImageRecord:
-    """An image with its product metadata, as shown in results and exports."""
-
-    id: int
-    path: str
-    folder_id: int
-    size: int
-    mtime_ns: int
-    width: int | None
-    height: int | None
-    format: str | None
-    thumb_path: str | None
-    content_hash: str | None
-    sku: str | None = None
-    title: str | None = None
-    description: str | None = None
-    url: str | None = None
-    price: float | None = None
-    extra: dict = field(default_factory=dict)
-    tags: list[str] = field(default_factory=list)
-
-    @property
-    def file_name(self) -> str:
-        return Path(self.path).name
-
-
-@dataclass(frozen=True)
-class CatalogStats:
-    folders: int
-    images: int
-    ok: int
-    errors: int
-    embedded_current: int
-    needs_embedding: int
-    outbox_pending: int
-
-
-def normalise_tags(tags: Iterable[str]) -> list[str]:
-    """Trimmed, lower-case, de-duplicated, empty ones dropped, order kept."""
-    seen: dict[str, None] = {}
-    for tag in tags:
-        clean = " ".join(str(tag).split()).lower()
-        if clean:
-            seen.setdefault(clean, None)
-    return list(seen)
-
-
-def embedding_to_blob(vector: np.ndarray) -> bytes:
-    return np.asarray(vector, dtype=np.float16).tobytes()
-
-
-def blob_to_embedding(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype=np.float16)
-
-
-class Catalog:
+class Catalog(VectorStore):
     """Thread-safe access to one catalog file: one SQLite connection per thread, WAL mode."""
 
     def __init__(self, path: str | Path):
@@ -607,7 +451,7 @@ class Catalog:
             return
         now = now or time.time()
         outbox = self.outbox_enabled
-        for chunk in _chunks(ids):
+        for chunk in sql_chunks(ids):
             marks = ",".join("?" * len(chunk))
             if outbox:
                 for (image_id,) in conn.execute(
@@ -660,116 +504,6 @@ class Catalog:
         rows = self.conn.execute("SELECT tag, COUNT(*) AS n FROM tags GROUP BY tag ORDER BY n DESC, tag")
         return [(r[0], r[1]) for r in rows]
 
-    # --- vectors -------------------------------------------------------------------------
-
-    # Invariant kept by apply(): only 'ok' images have embeddings, so these counts and id
-    # lists are answered from the embeddings table (and its model_key index) alone.
-
-    def count_embedded(self, model_key: str) -> int:
-        return self.conn.execute(
-            "SELECT COUNT(*) FROM embeddings WHERE model_key = ?", (model_key,)
-        ).fetchone()[0]
-
-    def embedded_ids(self, model_key: str) -> np.ndarray:
-        rows = self.conn.execute(
-            "SELECT image_id FROM embeddings WHERE model_key = ? ORDER BY image_id", (model_key,)
-        )
-        return np.fromiter((r[0] for r in rows), dtype=np.uint64)
-
-    def iter_embeddings(
-        self, model_key: str, min_generation: int = 0, ids: Iterable[int] | None = None, chunk: int = 8192
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (ids, float16 vectors) chunks of rows embedded with `model_key`.
-
-        `min_generation` keeps only vectors written at or after that generation; `ids` keeps
-        only those rows.
-        """
-        if ids is not None:
-            id_list = list(ids)
-            for part in _chunks(id_list, _SQL_CHUNK):
-                marks = ",".join("?" * len(part))
-                rows = self.conn.execute(
-                    f"""SELECT image_id, vector FROM embeddings
-                        WHERE model_key = ? AND image_id IN ({marks}) ORDER BY image_id""",
-                    (model_key, *part),
-                ).fetchall()
-                if rows:
-                    yield _stack(rows)
-            return
-        if min_generation > 0:
-            cursor = self.conn.execute(
-                """SELECT image_id, vector FROM embeddings WHERE model_key = ? AND vector_gen >= ?
-                   ORDER BY image_id""",
-                (model_key, min_generation),
-            )
-        else:
-            cursor = self.conn.execute(
-                "SELECT image_id, vector FROM embeddings WHERE model_key = ? ORDER BY image_id", (model_key,)
-            )
-        while rows := cursor.fetchmany(chunk):
-            yield _stack(rows)
-
-    def embedding_of(self, image_id: int, model_key: str) -> np.ndarray | None:
-        row = self.conn.execute(
-            "SELECT vector FROM embeddings WHERE image_id = ? AND model_key = ?", (image_id, model_key)
-        ).fetchone()
-        return blob_to_embedding(row[0]).astype(np.float32) if row else None
-
-    def model_counts(self) -> dict[str, int]:
-        """Stored vectors per model key (the active model, a switch in progress, older models)."""
-        rows = self.conn.execute(
-            "SELECT model_key, COUNT(*) FROM embeddings GROUP BY model_key ORDER BY model_key"
-        )
-        return {r[0]: r[1] for r in rows}
-
-    def delete_embeddings(self, model_key: str) -> int:
-        with self.transaction() as conn:
-            return conn.execute("DELETE FROM embeddings WHERE model_key = ?", (model_key,)).rowcount
-
-    def images_missing_embedding(
-        self, model_key: str, after_id: int = 0, limit: int = 256
-    ) -> list[tuple[int, str, str | None]]:
-        """(id, path, content hash) of 'ok' images without a `model_key` vector, by id after `after_id`."""
-        rows = self.conn.execute(
-            """SELECT i.id, i.path, i.content_hash FROM images i
-               WHERE i.status = 'ok' AND i.id > ? AND NOT EXISTS
-                   (SELECT 1 FROM embeddings e WHERE e.image_id = i.id AND e.model_key = ?)
-               ORDER BY i.id LIMIT ?""",
-            (after_id, model_key, limit),
-        )
-        return [(r[0], path_from_db(r[1]), r[2]) for r in rows]
-
-    def put_embeddings(self, model_key: str, rows: Iterable[tuple[int, str | None, np.ndarray]]) -> int:
-        """Store vectors computed from (id, content hash, vector); a row whose content changed
-        since the vector was computed is skipped. Returns how many were stored."""
-        stored = 0
-        with self.transaction() as conn:
-            generation = self.generation
-            for image_id, digest, vector in rows:
-                stored += conn.execute(
-                    """INSERT INTO embeddings(image_id, model_key, vector, vector_gen)
-                       SELECT id, ?, ?, ? FROM images WHERE id = ? AND status = 'ok' AND content_hash IS ?
-                       ON CONFLICT(image_id, model_key) DO UPDATE SET vector = excluded.vector,
-                           vector_gen = excluded.vector_gen""",
-                    (model_key, embedding_to_blob(vector), generation, image_id, digest),
-                ).rowcount
-        return stored
-
-    def copy_embeddings_from_twins(self, model_key: str) -> int:
-        """Give images without a `model_key` vector the one of an identical file that has it."""
-        with self.transaction() as conn:
-            return conn.execute(
-                """INSERT OR IGNORE INTO embeddings(image_id, model_key, vector, vector_gen)
-                   SELECT i.id, e.model_key, e.vector, e.vector_gen
-                   FROM images i
-                   JOIN images t ON t.content_hash = i.content_hash AND t.id != i.id
-                   JOIN embeddings e ON e.image_id = t.id AND e.model_key = ?
-                   WHERE i.status = 'ok' AND i.content_hash IS NOT NULL AND NOT EXISTS
-                       (SELECT 1 FROM embeddings x WHERE x.image_id = i.id AND x.model_key = ?)
-                   GROUP BY i.id""",
-                (model_key, model_key),
-            ).rowcount
-
     # --- queries -------------------------------------------------------------------------
 
     def id_for_path(self, path: str) -> int | None:
@@ -792,7 +526,7 @@ class Catalog:
             rows = self.conn.execute(sql + " ORDER BY i.id", args)
             return np.fromiter((r[0] for r in rows), dtype=np.uint64)
         found: list[int] = []
-        for part in _chunks([int(i) for i in within], _SQL_CHUNK):
+        for part in sql_chunks([int(i) for i in within]):
             marks = ",".join("?" * len(part))
             found += [r[0] for r in self.conn.execute(f"{sql} AND i.id IN ({marks})", (*args, *part))]
         return np.array(sorted(found), dtype=np.uint64)
@@ -833,7 +567,7 @@ class Catalog:
     def records(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
         id_list = [int(i) for i in ids]
         out: dict[int, ImageRecord] = {}
-        for part in _chunks(id_list, _SQL_CHUNK):
+        for part in sql_chunks(id_list):
             marks = ",".join("?" * len(part))
             rows = self.conn.execute(
                 f"""SELECT i.id, i.path, i.folder_id, i.size, i.mtime_ns, i.width, i.height, i.format,
@@ -885,17 +619,6 @@ _STAT_FROM = "images i LEFT JOIN embeddings e ON e.image_id = i.id AND e.model_k
 
 def _stat_row(r: tuple) -> StatRow:
     return StatRow(r[0], path_from_db(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]))
-
-
-def _stack(rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
-    vectors = np.vstack([blob_to_embedding(r[1]) for r in rows])
-    return ids, vectors
-
-
-def _chunks(items: list, size: int = _SQL_CHUNK) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _free_bytes(folder: Path) -> int:

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 
 from visualfinder.catalog import Catalog
+from visualfinder.catalog_records import sql_chunks
 
 REJECTED_PREFIX = "rejected: "
 _NOT_REJECTED = f"(last_error IS NULL OR last_error NOT LIKE '{REJECTED_PREFIX}%')"
-_SQL_CHUNK = 900
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Outbox:
             return
         row_ids = [r for e in entries for r in e.row_ids]
         with self.catalog.transaction() as conn:
-            for part in _chunks(row_ids):
+            for part in sql_chunks(row_ids):
                 conn.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(part))})", part)
             conn.executemany(
                 f"DELETE FROM outbox WHERE image_id = ? AND doc_id = ? AND id < ? AND NOT {_NOT_REJECTED}",
@@ -178,8 +178,3 @@ def _float(text: str | None) -> float | None:
         return float(text) if text else None
     except ValueError:
         return None
-
-
-def _chunks(items: list, size: int = _SQL_CHUNK):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
