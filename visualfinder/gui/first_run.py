@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QLabel,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -23,7 +22,7 @@ from PySide6.QtWidgets import (
 from visualfinder.config import Settings
 from visualfinder.gui import icons
 from visualfinder.gui.dialogs import Dialogs
-from visualfinder.gui.model_fetch import model_job, show_progress, weights_missing
+from visualfinder.gui.model_fetch import model_job, progress_widgets, show_progress, weights_missing
 from visualfinder.gui.workers import Job, JobContext, JobQueue
 from visualfinder.service import CATALOG_FILE
 
@@ -60,13 +59,7 @@ class FirstRunDialog(QDialog):
         )
         self.intro.setWordWrap(True)
         self.intro.setToolTip(source)
-        self.progress = QProgressBar(self)
-        self.progress.setTextVisible(True)
-        self.progress.setVisible(False)
-        self.message = QLabel(self)
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.message.setVisible(False)
+        self.progress, self.message = progress_widgets(self)
         self.buttons = QDialogButtonBox(self)
         self.download_button = self.buttons.addButton("Download", QDialogButtonBox.ButtonRole.AcceptRole)
         self.file_button = self.buttons.addButton(

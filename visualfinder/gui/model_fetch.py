@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtWidgets import QProgressBar
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QProgressBar, QWidget
 
 from visualfinder.config import Settings
 from visualfinder.embedder import NO_WEIGHTS, Embedder, weights_are_file
@@ -37,6 +38,18 @@ def model_job(chosen: Settings, name: str = "Checking the model", key: str = "se
         return f"{embedder.key} on {embedder.device}"
 
     return Job(name, run, key=key)
+
+
+def progress_widgets(parent: QWidget) -> tuple[QProgressBar, QLabel]:
+    """The download progress bar and the (selectable) message line of a model dialog, hidden."""
+    bar = QProgressBar(parent)
+    bar.setTextVisible(True)
+    bar.setVisible(False)
+    message = QLabel(parent)
+    message.setWordWrap(True)
+    message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    message.setVisible(False)
+    return bar, message
 
 
 def show_progress(bar: QProgressBar, progress: Progress) -> None:

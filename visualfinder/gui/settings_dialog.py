@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -27,7 +26,7 @@ from visualfinder.embedder import known_models, known_pretrained
 from visualfinder.errors import VisualFinderError
 from visualfinder.gui import icons
 from visualfinder.gui.dialogs import Dialogs
-from visualfinder.gui.model_fetch import model_job, show_progress
+from visualfinder.gui.model_fetch import model_job, progress_widgets, show_progress
 from visualfinder.gui.workers import Job, JobContext, JobQueue
 
 # Offered first in the model list; any open_clip model name can be typed.
@@ -105,13 +104,7 @@ class SettingsDialog(QDialog):
         self.browse_data.setText("…")
         self.browse_data.setToolTip("Choose another library folder")
 
-        self.progress = QProgressBar(self)
-        self.progress.setTextVisible(True)
-        self.progress.setVisible(False)
-        self.message = QLabel(self)
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.message.setVisible(False)
+        self.progress, self.message = progress_widgets(self)
 
         weights_row = QHBoxLayout()
         weights_row.setContentsMargins(0, 0, 0, 0)
