@@ -157,3 +157,29 @@ def test_a_filter_that_matches_nothing_returns_nothing(library, catalog_files):
         SearchRequest([QueryTerm("similar", next(iter(truth)))], k=5, filters=Filters(tags_all=["nope"]))
     )
     assert response.results == [] and response.plan.candidates == 0
+
+
+def test_repeated_filtered_searches_see_every_change_since_the_last_one(library, tmp_path):
+    folder = tmp_path / "catalog" / "chairs"
+    files = [write_image(folder / f"c{i}.jpg", 400 + i) for i in range(5)]
+    write_image(tmp_path / "catalog" / "other" / "o.jpg", 499)
+    library.index([tmp_path / "catalog"])
+    in_folder = Filters(folders=[str(folder)])
+
+    def found(filters) -> set[str]:
+        request = SearchRequest([QueryTerm("image", files[0])], k=20, filters=filters)
+        response = library.search(request)
+        assert response.plan.method == "exact"
+        return {r.path for r in response.results}
+
+    assert found(in_folder) == {str(f) for f in files}
+    assert found(in_folder) == {str(f) for f in files}  # the same filter again
+    added = write_image(folder / "new.jpg", 450)
+    files[1].unlink()
+    library.index()
+    assert found(in_folder) == {str(f) for f in files if f != files[1]} | {str(added)}
+    library.add_tags(files[2], ["oak"])
+    oak = Filters(folders=[str(folder)], tags_any=["oak"])
+    assert found(oak) == {str(files[2])}
+    library.add_tags(files[3], ["oak"])
+    assert found(oak) == {str(files[2]), str(files[3])}  # tags change without a new generation

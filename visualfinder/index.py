@@ -290,28 +290,42 @@ class VectorIndex:
         ids = np.asarray(ids, dtype=np.uint64)
         best_ids: list[np.ndarray] = []
         best_dist: list[np.ndarray] = []
-        native = _NATIVE.get(self.spec.dtype, np.float32)
-        q = _quantize_query(query, self.spec.dtype)
         for start in range(0, len(ids), chunk):
-            part = ids[start : start + chunk]
-            with self._lock:
-                present = np.atleast_1d(self._index.contains(part))
-                found = part[present]
-                if len(found) == 0:
-                    continue
-                rows = _get_rows(self._index, found, self.spec.dtype, self.spec.ndim)
-            q_rows = q if rows.dtype == native else np.asarray(query, dtype=np.float32)  # slow path: f32
-            take = min(count, len(found))
-            matches = usearch_search(
-                rows, q_rows, take, USEARCH_METRICS[self.spec.metric], exact=True, threads=1
-            )
-            best_ids.append(found[np.asarray(matches.keys, dtype=np.int64)[:take]])
-            best_dist.append(np.asarray(matches.distances, dtype=np.float32)[:take])
+            found, rows = self.gather(ids[start : start + chunk])
+            part_ids, part_dist = self.scan(query, found, rows, count)
+            best_ids.append(part_ids)
+            best_dist.append(part_dist)
         if not best_ids:
             return np.zeros(0, np.uint64), np.zeros(0, np.float32)
         all_ids, all_dist = np.concatenate(best_ids), np.concatenate(best_dist)
         order = np.lexsort((all_ids, all_dist))[:count]
         return all_ids[order], all_dist[order]
+
+    def gather(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of `ids` present in the index, and their stored rows (for `scan`)."""
+        ids = np.asarray(ids, dtype=np.uint64)
+        with self._lock:
+            if len(ids) == 0:
+                return ids, np.zeros((0, self.spec.ndim), dtype=_NATIVE.get(self.spec.dtype, np.float32))
+            found = ids[np.atleast_1d(self._index.contains(ids))]
+            return found, _get_rows(self._index, found, self.spec.dtype, self.spec.ndim)
+
+    def scan(
+        self, query: np.ndarray, ids: np.ndarray, rows: np.ndarray, count: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top `count` of gathered rows by a SIMD scan: (ids, distances), best first."""
+        if len(ids) == 0 or count <= 0:
+            return np.zeros(0, np.uint64), np.zeros(0, np.float32)
+        native = _NATIVE.get(self.spec.dtype, np.float32)
+        q_rows = (
+            _quantize_query(query, self.spec.dtype)
+            if rows.dtype == native
+            else np.asarray(query, dtype=np.float32)  # rows came as float32 (usearch's slow path)
+        )
+        take = min(count, len(ids))
+        matches = usearch_search(rows, q_rows, take, USEARCH_METRICS[self.spec.metric], exact=True, threads=1)
+        order = np.asarray(matches.keys, dtype=np.int64)[:take]
+        return ids[order], np.asarray(matches.distances, dtype=np.float32)[:take]
 
     def search(self, query: np.ndarray, count: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Nearest neighbours: (ids, distances), best first; HNSW, or a brute-force scan if `exact`."""

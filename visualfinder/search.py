@@ -113,6 +113,10 @@ class Filters:
             or self.min_bytes is not None or self.max_bytes is not None
         )  # fmt: skip
 
+    def on_files_only(self) -> bool:
+        """Whether only the files' own attributes are filtered (no tags, no metadata)."""
+        return not (self.tags_any or self.tags_all or self.fields)
+
     def to_sql(self) -> tuple[str, list[object]]:
         """A WHERE clause over `images i` (without the model condition) and its parameters."""
         clauses: list[str] = []
@@ -271,6 +275,9 @@ class SearchPlanner:
         self.metric = metric
         self.model_key = model_key
         self.exact_max = exact_max
+        # The last filtered candidate set with its rows gathered from the index: a user who
+        # narrows the search to a folder and tries query after query lists them only once.
+        self._candidates: tuple[tuple, np.ndarray, np.ndarray] | None = None
 
     def search(
         self, query: np.ndarray, k: int, filters: Filters | None = None, exact: bool = False
@@ -301,8 +308,8 @@ class SearchPlanner:
                 plan = Plan("exact", 0)
                 ids, dist = np.zeros(0, np.uint64), np.zeros(0, np.float32)
             elif choose_method(total, count, k, exact, self.exact_max) == "exact":
-                candidates = self.catalog.select_ids(where, params)
-                ids, dist = self._exact(query, candidates, k)
+                found, rows = self._gathered_candidates(filters, where, params)
+                ids, dist = self._finish(query, *self.index.scan(query, found, rows, self._fetch(k)), k)
                 plan = Plan("exact", count)
             else:
                 ids, dist = self._filtered_hnsw(query, k, where, params, count, total)
@@ -343,6 +350,24 @@ class SearchPlanner:
         all_ids, all_dist = np.concatenate(found_ids), np.concatenate(found_dist).astype(np.float32)
         order = np.lexsort((all_ids, all_dist))
         return all_ids[order], all_dist[order]
+
+    def _gathered_candidates(
+        self, filters: Filters, where: str, params: list[object]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The filter's candidates present in the index, with their rows; reused while nothing
+        they depend on changed. Only filters on the files themselves (folder, name, type, date,
+        size) are kept: those change only with the catalog's generation, which an index
+        update follows; tags and metadata change without it."""
+        key = None
+        if filters.on_files_only():
+            key = (where, tuple(params), self.catalog.generation, self.index.generation, len(self.index))
+            cached = self._candidates
+            if cached is not None and cached[0] == key:
+                return cached[1], cached[2]
+        found, rows = self.index.gather(self.catalog.select_ids(where, params))
+        if key is not None:
+            self._candidates = (key, found, rows)  # one tuple: readers on other threads see old or new
+        return found, rows
 
     def _exact(self, query: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over `ids`: a SIMD scan of their stored vectors (re-scored if coarse)."""
