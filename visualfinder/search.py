@@ -308,8 +308,11 @@ class SearchPlanner:
                 plan = Plan("exact", 0)
                 ids, dist = np.zeros(0, np.uint64), np.zeros(0, np.float32)
             elif choose_method(total, count, k, exact, self.exact_max) == "exact":
-                found, rows = self._gathered_candidates(filters, where, params)
-                ids, dist = self._finish(query, *self.index.scan(query, found, rows, self._fetch(k)), k)
+                if count <= self.exact_max:
+                    found, rows = self._gathered_candidates(filters, where, params)
+                    ids, dist = self._finish(query, *self.index.scan(query, found, rows, self._fetch(k)), k)
+                else:  # forced (--exact) over a large set: scanned in chunks, nothing kept
+                    ids, dist = self._exact(query, self.catalog.select_ids(where, params), k)
                 plan = Plan("exact", count)
             else:
                 ids, dist = self._filtered_hnsw(query, k, where, params, count, total)
