@@ -4,8 +4,6 @@ files the bundles need (`--icons DIR`). Qt renders the icons, so the module load
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 from visualfinder.cli import command
@@ -26,8 +24,9 @@ def add_parsers(sub) -> None:
 
 @command("install-desktop")
 def cmd_install_desktop(args: argparse.Namespace, settings: Settings) -> int:
-    app = _gui_application()  # noqa: F841 - kept alive while the icons are drawn
-    from visualfinder.gui import desktop_entry
+    from visualfinder.gui import desktop_entry  # Qt draws the icons: imported only for this command
+
+    app = desktop_entry.icon_application()  # noqa: F841 - kept alive while the icons are drawn
 
     if args.icons:
         root = Path(args.icons)
@@ -44,15 +43,3 @@ def cmd_install_desktop(args: argparse.Namespace, settings: Settings) -> int:
     print(f"installed {launcher} and {len(written) - 1} icon files")
     print("visualfinder is in your application menu and under 'Open with' for images.")
     return 0
-
-
-def _gui_application():
-    """Icons are drawn with Qt, which wants an application object; no window is shown, so
-    a machine without a display (a build server) uses the offscreen platform."""
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and sys.platform.startswith(
-        "linux"
-    ):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtGui import QGuiApplication
-
-    return QGuiApplication.instance() or QGuiApplication(sys.argv[:1])

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QImage, QPainter
+from PySide6.QtGui import QGuiApplication, QImage, QPainter
 from PySide6.QtSvg import QSvgRenderer
 
 from visualfinder.gui.icons import APP_ICON
@@ -186,3 +186,13 @@ def _refresh_caches(home: Path) -> None:
             subprocess.run(tool, check=False, capture_output=True, timeout=30)
         except (OSError, subprocess.SubprocessError) as exc:
             log.info("%s failed: %s", shlex.join(tool), exc)
+
+
+def icon_application():
+    """Icons are drawn with Qt, which wants an application object; no window is shown, so
+    a machine without a display (a build server) uses the offscreen platform."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and sys.platform.startswith(
+        "linux"
+    ):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    return QGuiApplication.instance() or QGuiApplication(sys.argv[:1])
