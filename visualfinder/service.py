@@ -555,11 +555,7 @@ class Library(QueryFeatures, ModelFeatures, CatalogFeatures, RemoteFeatures, Sta
         """
         if self.catalog.generation == self.vector_index.generation:
             return
-        if (
-            self._write_lock.acquire(timeout=wait_s)
-            if wait_s > 0
-            else self._write_lock.acquire(blocking=False)
-        ):
+        if self._write_lock.acquire(timeout=wait_s):  # 0: one try, no wait
             try:
                 self.sync_index()
             finally:
