@@ -4,7 +4,7 @@ import multiprocessing
 import os
 import sys
 
-from visualfinder.cli import main
+from visualfinder.cli.main import main
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # torch and the pools may spawn helpers on Windows/macOS

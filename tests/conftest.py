@@ -10,7 +10,7 @@ import pytest
 from procutil import subprocess_env
 
 from visualfinder.config import Settings
-from visualfinder.service import open_library
+from visualfinder.library.facade import open_library
 
 # The torch backend: with "auto" every test's fresh data dir would export vf-tiny to ONNX
 # first (seconds each). tests/test_backends.py covers the ONNX backend and the auto choice.

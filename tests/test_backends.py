@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from imagegen import make_catalog, product_image
 
-from visualfinder import embedder as embedder_module
-from visualfinder import onnx_backend
-from visualfinder.embedder import Embedder
 from visualfinder.errors import ModelUnavailableError, SettingsError
-from visualfinder.service import open_library
+from visualfinder.library.facade import open_library
+from visualfinder.models import embedder as embedder_module
+from visualfinder.models import onnx_backend
+from visualfinder.models.embedder import Embedder
 
 pytestmark = pytest.mark.skipif(not onnx_backend.available(), reason="onnxruntime is not installed")
 

@@ -111,7 +111,7 @@ def test_an_unreadable_file_and_folder_are_reported(tmp_path, data_dir):
     secret.chmod(0)
     locked.chmod(0)
     script = (
-        "import sys; from visualfinder.config import Settings; from visualfinder.service import open_library\n"
+        "import sys; from visualfinder.config import Settings; from visualfinder.library.facade import open_library\n"
         "lib = open_library(Settings.load(sys.argv[1]))\n"
         "r = lib.index([sys.argv[2]])\n"
         "print(r.added); [print('E', e.path, '|', e.reason) for e in r.errors]\n"

@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 from imagegen import make_catalog, write_image
 
-from visualfinder.catalog import Catalog, CatalogChanges, ImageWrite, path_from_db, path_to_db, subtree_bounds
+from visualfinder.catalog.schema import SCHEMA_VERSION
+from visualfinder.catalog.store import (
+    Catalog,
+    CatalogChanges,
+    ImageWrite,
+    path_from_db,
+    path_to_db,
+    subtree_bounds,
+)
 from visualfinder.errors import CatalogError
-from visualfinder.schema import SCHEMA_VERSION
 
 
 def test_new_catalog_has_schema_version_wal_and_a_library_id(tmp_path):

@@ -7,7 +7,7 @@ import json
 
 from imagegen import make_catalog, write_image
 
-from visualfinder.cli import main
+from visualfinder.cli.main import main
 
 
 def test_index_search_status_and_rebuild_end_to_end(cli, tmp_path, data_dir):

@@ -8,7 +8,7 @@ import os
 import pytest
 from imagegen import make_catalog
 
-from visualfinder.cli import main
+from visualfinder.cli.main import main
 
 
 def _out(capsys) -> str:

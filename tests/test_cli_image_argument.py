@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from imagegen import write_image
 
-from visualfinder.cli import build_parser, split_image_arguments
+from visualfinder.cli.main import build_parser, split_image_arguments
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from imagegen import product_image, studio_image
 
 from visualfinder.errors import QueryError
-from visualfinder.perceptual import (
+from visualfinder.search.perceptual import (
     MAX_CELL_DIFFERENCE,
     MAX_HAMMING,
     as_array,
@@ -138,7 +138,7 @@ def test_groups_larger_than_the_neighbour_list_stay_whole(library, tmp_path):
 
 
 def test_duplicates_csv_and_json_from_the_cli(dupes, tmp_path, capsys):
-    from visualfinder.cli import main
+    from visualfinder.cli.main import main
 
     root, files = dupes
     assert main(["index", str(root)]) == 0

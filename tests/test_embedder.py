@@ -12,7 +12,7 @@ import torch
 from imagegen import product_image
 from PIL import Image
 
-from visualfinder.embedder import Embedder
+from visualfinder.models.embedder import Embedder
 
 
 def test_preprocess_gives_exactly_what_the_model_transform_gives():
@@ -46,8 +46,8 @@ def hook(event, args):
     if event == "import" and args[0] in ("usearch", "numkong", "torch", "onnxruntime") and args[0] not in seen:
         seen[args[0]] = os.environ.get("OMP_WAIT_POLICY")
 sys.addaudithook(hook)
-import visualfinder.cli
-from visualfinder.embedder import Embedder
+import visualfinder.cli.main
+from visualfinder.models.embedder import Embedder
 Embedder("vf-tiny", "none", "cpu", backend="torch").load()
 import onnxruntime
 print(sorted(seen.items()))

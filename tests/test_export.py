@@ -7,7 +7,7 @@ import csv
 import pytest
 from imagegen import write_image
 
-from visualfinder.export import COLUMNS, neutralise, unneutralise
+from visualfinder.products.export import COLUMNS, neutralise, unneutralise
 
 HOSTILE_NAMES = [
     '=HYPERLINK("evil.example","x").jpg',

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from imagegen import write_image
 
-from visualfinder.search import FieldCondition, Filters
-from visualfinder.service import QueryTerm, SearchRequest, open_library
+from visualfinder.library.facade import QueryTerm, SearchRequest, open_library
+from visualfinder.search.planner import FieldCondition, Filters
 
 TAGS = ["red", "blue", "big", "oak"]
 

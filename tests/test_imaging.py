@@ -10,7 +10,13 @@ from imagegen import huge_png_header
 from PIL import Image
 
 from visualfinder.errors import ImageDecodeError
-from visualfinder.imaging import content_hash, crop_region, decode_image, is_candidate_name, is_ignored_name
+from visualfinder.ingest.imaging import (
+    content_hash,
+    crop_region,
+    decode_image,
+    is_candidate_name,
+    is_ignored_name,
+)
 
 
 def _encode(img: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -6,7 +6,7 @@ import os
 
 from imagegen import make_catalog
 
-from visualfinder.index import VectorIndex, sidecar_path
+from visualfinder.search.vector_index import VectorIndex, sidecar_path
 
 
 def _ids(results):

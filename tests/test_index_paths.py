@@ -11,7 +11,7 @@ import pytest
 from imagegen import make_catalog, write_image
 from procutil import subprocess_env, unprivileged_prefix
 
-from visualfinder.scanner import FileStat
+from visualfinder.ingest.scanner import FileStat
 
 
 def test_a_move_keeps_its_id_when_both_ends_are_named(library, tmp_path):
@@ -113,7 +113,7 @@ def test_an_unreadable_subfolder_keeps_its_images_on_rescan(tmp_path, data_dir, 
     library.close()
     (root / "locked").chmod(0)
     script = (
-        "import sys; from visualfinder.config import Settings; from visualfinder.service import open_library\n"
+        "import sys; from visualfinder.config import Settings; from visualfinder.library.facade import open_library\n"
         "lib = open_library(Settings.load(sys.argv[1]))\n"
         "r = lib.index()\n"
         "print(r.removed, lib.catalog.stats(lib.model_key).ok); [print('F', p, '|', why) for p, why in r.folder_errors]\n"

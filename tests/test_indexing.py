@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from imagegen import make_catalog, write_image
 
-import visualfinder.pipeline as pipeline_module
+import visualfinder.ingest.pipeline as pipeline_module
 from visualfinder.jobs import CancelToken
 
 
@@ -175,7 +175,7 @@ def test_symlink_loop_does_not_hang_the_scan(library, tmp_path):
 
 
 def test_a_data_folder_inside_a_catalog_folder_is_not_catalogued(settings, tmp_path):
-    from visualfinder.service import open_library
+    from visualfinder.library.facade import open_library
 
     root = tmp_path / "catalog"
     make_catalog(root, 3)

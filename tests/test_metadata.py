@@ -7,9 +7,9 @@ import json
 import pytest
 from imagegen import make_catalog, write_image
 
-from visualfinder.metadata import MetadataError, parse_price, parse_tags
-from visualfinder.search import FieldCondition, Filters
-from visualfinder.service import QueryTerm, SearchRequest
+from visualfinder.library.facade import QueryTerm, SearchRequest
+from visualfinder.products.fields import MetadataError, parse_price, parse_tags
+from visualfinder.search.planner import FieldCondition, Filters
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from visualfinder.embedder import known_models, known_pretrained
+from visualfinder.models.embedder import known_models, known_pretrained
 
 
 def test_known_models_include_the_default_and_the_test_model():

@@ -9,7 +9,7 @@ from imagegen import make_catalog, write_image
 
 from visualfinder.errors import QueryError
 from visualfinder.jobs import CancelToken
-from visualfinder.service import QueryTerm, SearchRequest
+from visualfinder.library.facade import QueryTerm, SearchRequest
 
 OLD_KEY = "vf-tiny/random-seed0"
 NEW_KEY = "vf-tiny-b/random-seed0"

@@ -9,7 +9,7 @@ import pytest
 from imagegen import make_catalog
 
 from visualfinder.errors import QueryError
-from visualfinder.query import parse_date, parse_query, parse_size
+from visualfinder.search.query_bar import parse_date, parse_query, parse_size
 
 
 def test_filters_go_to_sqlite_and_the_rest_is_the_clip_text():

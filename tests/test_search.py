@@ -9,8 +9,8 @@ import pytest
 from imagegen import make_catalog, write_image
 
 from visualfinder.errors import EmptyLibraryError, QueryError
-from visualfinder.search import Filters
-from visualfinder.service import QueryTerm, SearchRequest, open_library
+from visualfinder.library.facade import QueryTerm, SearchRequest, open_library
+from visualfinder.search.planner import Filters
 
 
 def test_folder_filter_returns_only_that_folder_and_matches_the_exact_path(library, tmp_path):
@@ -225,7 +225,7 @@ def test_tag_type_and_metadata_filters_narrow_candidates(library, tmp_path):
 
 
 def _field(name, value):
-    from visualfinder.search import FieldCondition
+    from visualfinder.search.planner import FieldCondition
 
     return FieldCondition(name, value)
 

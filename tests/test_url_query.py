@@ -12,8 +12,8 @@ import pytest
 from imagegen import make_catalog, product_image
 
 from visualfinder.errors import QueryError
-from visualfinder.fetch import fetch_image, is_url
-from visualfinder.service import QueryTerm, SearchRequest, open_library
+from visualfinder.ingest.fetch import fetch_image, is_url
+from visualfinder.library.facade import QueryTerm, SearchRequest, open_library
 
 
 def _jpeg(seed: int) -> bytes:
@@ -127,7 +127,7 @@ def test_only_http_urls_are_fetched():
 def test_the_cli_searches_by_url(server, tmp_path, capsys):
     import json
 
-    from visualfinder.cli import main
+    from visualfinder.cli.main import main
 
     make_catalog(tmp_path / "catalog", 5)
     assert main(["index", str(tmp_path / "catalog")]) == 0

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from imagegen import make_catalog
 
-from visualfinder.index import IndexSpec, VectorIndex
-from visualfinder.search import Filters
-from visualfinder.service import QueryTerm, SearchRequest, open_library
+from visualfinder.library.facade import QueryTerm, SearchRequest, open_library
+from visualfinder.search.planner import Filters
+from visualfinder.search.vector_index import IndexSpec, VectorIndex
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -173,6 +173,6 @@ def test_lookups_by_id_path_or_hash_never_walk_every_vector_of_the_model(library
 def test_onnxruntime_imports_after_the_vector_index():
     """usearch's static libstdc++ used to crash a later `import onnxruntime` (segfault)."""
     pytest.importorskip("onnxruntime")
-    code = "import visualfinder.index, onnxruntime; print(onnxruntime.get_device())"
+    code = "import visualfinder.search.vector_index, onnxruntime; print(onnxruntime.get_device())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

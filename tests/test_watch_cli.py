@@ -15,8 +15,8 @@ from imagegen import make_catalog, write_image
 from procutil import unprivileged_prefix
 from watchutil import FAST_WATCH, WatchProcess
 
-from visualfinder.catalog import Catalog
-from visualfinder.cli import main
+from visualfinder.catalog.store import Catalog
+from visualfinder.cli.main import main
 
 
 @pytest.fixture

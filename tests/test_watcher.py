@@ -16,9 +16,9 @@ from watchutil import FAST_WATCH, EventLog, wait_until
 
 from visualfinder.errors import FolderNotFoundError
 from visualfinder.events import JobProgress, LibraryChanged, WatcherStatus
-from visualfinder.imaging import content_hash
-from visualfinder.service import open_library
-from visualfinder.watcher import Watcher
+from visualfinder.ingest.imaging import content_hash
+from visualfinder.ingest.watcher import Watcher
+from visualfinder.library.facade import open_library
 
 
 @pytest.fixture

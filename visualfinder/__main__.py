@@ -1,6 +1,6 @@
 """`python -m visualfinder` runs the same entry point as the `visualfinder` command."""
 
-from visualfinder.cli import main
+from visualfinder.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -30,8 +30,8 @@ from imagegen import write_image  # noqa: E402
 from synthetic import camera_jpeg  # noqa: E402
 
 from visualfinder.config import Settings  # noqa: E402
-from visualfinder.embedder import Embedder  # noqa: E402
-from visualfinder.service import open_library  # noqa: E402
+from visualfinder.library.facade import open_library  # noqa: E402
+from visualfinder.models.embedder import Embedder  # noqa: E402
 
 JPEGS = int(os.environ.get("VF_BENCH_JPEGS", 128))
 PNGS = int(os.environ.get("VF_BENCH_PNGS", 2000))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 def _index(mode: str, data_dir: Path, folder: Path) -> dict:
     from visualfinder.config import Settings
-    from visualfinder.service import open_library
+    from visualfinder.library.facade import open_library
 
     library = open_library(
         Settings.load(data_dir, model="vf-tiny", pretrained="none", device="cpu", backend="torch")
@@ -36,7 +36,7 @@ def _index(mode: str, data_dir: Path, folder: Path) -> dict:
         worker.start()
         worker.join()
     else:  # the watcher: files copied into a watched folder by another process
-        from visualfinder.watcher import Watcher
+        from visualfinder.ingest.watcher import Watcher
 
         drop = data_dir.parent / f"{data_dir.name}-drop"
         shutil.rmtree(drop, ignore_errors=True)
@@ -60,7 +60,7 @@ def _embed(model: str, batches: int) -> dict:
     import numpy as np
     import torch
 
-    from visualfinder.embedder import Embedder
+    from visualfinder.models.embedder import Embedder
 
     embedder = Embedder(model, "none", "cpu", backend="torch").load()
     rng = np.random.default_rng(0)

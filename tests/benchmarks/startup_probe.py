@@ -14,7 +14,7 @@ from report import rss_bytes
 from synthetic import centres_for, mixture
 
 from visualfinder.config import Settings
-from visualfinder.service import open_library
+from visualfinder.library.facade import open_library
 
 
 def main() -> None:

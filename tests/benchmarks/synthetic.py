@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visualfinder.catalog import Catalog, CatalogChanges, ImageWrite
+from visualfinder.catalog.store import Catalog, CatalogChanges, ImageWrite
 
 CENTRES = 4096  # at 1M vectors: ~250 images per product/theme
 # Noise norm relative to the unit centre: a point's cosine to its centre is ~0.7 and to the

@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 
-from visualfinder.catalog import Catalog, CatalogChanges, ImageWrite
-from visualfinder.duplicates import DuplicateFinder
-from visualfinder.index import IndexSpec, VectorIndex
-from visualfinder.search import Filters, SearchPlanner
+from visualfinder.catalog.store import Catalog, CatalogChanges, ImageWrite
+from visualfinder.search.duplicates import DuplicateFinder
+from visualfinder.search.planner import Filters, SearchPlanner
+from visualfinder.search.vector_index import IndexSpec, VectorIndex
 
 KEY = "bench/synthetic"
 DIM = 256

@@ -16,13 +16,13 @@ from imagegen import write_image
 from PySide6.QtCore import QElapsedTimer, QEventLoop, QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
-from visualfinder.catalog import ImageRecord
+from visualfinder.catalog.store import ImageRecord
 from visualfinder.gui.main_window import MainWindow
 from visualfinder.gui.results_model import ResultsModel
 from visualfinder.gui.results_view import ResultsView
 from visualfinder.gui.session import LibrarySession
 from visualfinder.gui.thumbnails import ThumbnailLoader
-from visualfinder.search import SearchResult
+from visualfinder.search.planner import SearchResult
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

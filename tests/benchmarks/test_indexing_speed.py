@@ -33,10 +33,10 @@ from PIL import Image
 from report import env_int, env_list, machine, spread, table
 from synthetic import image_folder
 
-from visualfinder import pipeline as pipeline_module
 from visualfinder.config import Settings
-from visualfinder.imaging import decode_file
-from visualfinder.service import open_library
+from visualfinder.ingest import pipeline as pipeline_module
+from visualfinder.ingest.imaging import decode_file
+from visualfinder.library.facade import open_library
 
 JPEGS = env_int("VF_BENCH_JPEGS", 48)
 PNGS = env_int("VF_BENCH_PNGS", 16)

@@ -21,9 +21,9 @@ from PIL import Image
 from report import env_int, env_list, machine, ms, table
 from synthetic import camera_jpeg, centres_for, mixture
 
-from visualfinder.catalog import CatalogChanges, ImageWrite
+from visualfinder.catalog.store import CatalogChanges, ImageWrite
 from visualfinder.config import Settings
-from visualfinder.service import QueryTerm, SearchRequest, open_library
+from visualfinder.library.facade import QueryTerm, SearchRequest, open_library
 
 BACKENDS = env_list("VF_BENCH_BACKENDS", "torch,onnx")
 QUERIES = env_int("VF_BENCH_QUERIES", 10)

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from report import env_list, machine, spread, table
 
-from visualfinder.catalog import CatalogChanges, ImageWrite
+from visualfinder.catalog.store import CatalogChanges, ImageWrite
 from visualfinder.config import Settings
-from visualfinder.service import open_library
+from visualfinder.library.facade import open_library
 
 SIZES = [int(v) for v in env_list("VF_BENCH_FILES", "10000,100000")]
 ROUNDS = 5

@@ -29,11 +29,11 @@ import pytest
 from report import env_int, env_list, machine, ms, table, timed
 from synthetic import CATALOG_ROOT, SUB_FOLDERS, Timer, build_catalog, centres_for, exact_top_k, mixture
 
-from visualfinder import search as search_module
 from visualfinder.config import Settings
-from visualfinder.embedder import model_key
-from visualfinder.search import Filters
-from visualfinder.service import open_library
+from visualfinder.library.facade import open_library
+from visualfinder.models.embedder import model_key
+from visualfinder.search import planner as search_module
+from visualfinder.search.planner import Filters
 
 N = env_int("VF_BENCH_VECTORS", 1_000_000)
 QUERIES = env_int("VF_BENCH_QUERIES", 1000)
@@ -77,7 +77,7 @@ def _startup(data_dir: Path, dtype: str, view: bool) -> dict:
 
 def _cli_first_search(data_dir: Path, dtype: str, similar: str) -> tuple[float, float]:
     """Seconds from `python -m visualfinder ... search --similar` start to its results, and the
-    seconds of a bare `import visualfinder.cli` (the floor), each the best of 3."""
+    seconds of a bare `import visualfinder.cli.main` (the floor), each the best of 3."""
     env = dict(os.environ, PYTHONPATH=str(HERE.parent.parent))
     (data_dir / "settings.toml").write_text(
         f'index_dtype = "{dtype}"\n', encoding="utf-8"
@@ -92,7 +92,9 @@ def _cli_first_search(data_dir: Path, dtype: str, similar: str) -> tuple[float, 
         search.append(time.perf_counter() - start)
         assert out.returncode == 0 and len(json.loads(out.stdout)) == 10, out.stderr[-2000:]
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import visualfinder.cli"], env=env, check=True, timeout=600)
+        subprocess.run(
+            [sys.executable, "-c", "import visualfinder.cli.main"], env=env, check=True, timeout=600
+        )
         floor.append(time.perf_counter() - start)
     return min(search), min(floor)
 

@@ -17,7 +17,7 @@ import numpy as np
 from opensearchpy import OpenSearch
 from osmem_server import OsmemServer
 
-from visualfinder.catalog import Catalog, CatalogChanges, ImageWrite
+from visualfinder.catalog.store import Catalog, CatalogChanges, ImageWrite
 from visualfinder.config import Settings
 from visualfinder.remote.documents import bulk_items, pack
 from visualfinder.remote.mapping import RemoteSpec, index_body

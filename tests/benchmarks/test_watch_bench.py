@@ -20,8 +20,8 @@ import time
 from imagegen import make_catalog, product_image
 from watchutil import EventLog, wait_until
 
-from visualfinder.service import open_library
-from visualfinder.watcher import Watcher
+from visualfinder.ingest.watcher import Watcher
+from visualfinder.library.facade import open_library
 
 DROP_FILES = int(os.environ.get("VF_BENCH_FILES", "5000"))
 IDLE_FILES = int(os.environ.get("VF_BENCH_IDLE_FILES", "100000"))

@@ -22,7 +22,7 @@ def tiny_weights(path: Path) -> bytes:
     import open_clip
     import torch
 
-    from visualfinder.embedder import _open_clip
+    from visualfinder.models.embedder import _open_clip
 
     _open_clip()  # registers vf-tiny's config
     model = open_clip.create_model("vf-tiny")

@@ -17,7 +17,7 @@ from visualfinder.gui.app import run_app
 from visualfinder.gui.first_run import FirstRun, FirstRunDialog
 from visualfinder.gui.model_fetch import weights_missing
 from visualfinder.gui.workers import JobQueue
-from visualfinder.service import CATALOG_FILE
+from visualfinder.library.facade import CATALOG_FILE
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import visualfinder
-from visualfinder.service import CATALOG_FILE
+from visualfinder.library.facade import CATALOG_FILE
 
 
 def test_visualfinder_without_a_command_opens_the_app_and_closes_on_ctrl_c(data_dir, tmp_path):

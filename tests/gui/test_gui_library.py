@@ -10,11 +10,11 @@ from imagegen import make_catalog, write_image
 from PySide6.QtCore import QMimeData, Qt, QUrl
 
 from visualfinder.config import Settings
-from visualfinder.export import COLUMNS
 from visualfinder.gui.folders_panel import COL_IMAGES, COL_WATCH
 from visualfinder.gui.model_fetch import show_progress
 from visualfinder.jobs import Progress
-from visualfinder.service import open_library
+from visualfinder.library.facade import open_library
+from visualfinder.products.export import COLUMNS
 
 
 def folder_mime(path) -> QMimeData:

@@ -8,7 +8,7 @@ from apprunner import drive, main_window
 from guihelpers import WAIT_MS, shown_paths
 from imagegen import make_catalog
 
-from visualfinder import cli
+from visualfinder.cli import main as cli
 
 
 def test_visualfinder_with_an_image_opens_the_app_with_that_image_as_the_query(qtbot, library, tmp_path):

@@ -53,7 +53,7 @@ def main() -> int:
             os.kill(os.getpid(), signal.SIGKILL)
 
     sys.addaudithook(hook)
-    from visualfinder.cli import main as cli_main
+    from visualfinder.cli.main import main as cli_main
 
     code = cli_main(cli_args)
     if crash_at < 0:

@@ -23,8 +23,8 @@ from PIL import Image
 
 import visualfinder
 from visualfinder.config import Settings
-from visualfinder.embedder import Embedder
-from visualfinder.service import CATALOG_FILE, INDEX_FILE, open_library
+from visualfinder.library.facade import CATALOG_FILE, INDEX_FILE, open_library
+from visualfinder.models.embedder import Embedder
 
 # VF_RELIABILITY_LONG=1 runs the long part: many more kill trials and fuzz cases.
 LONG = os.environ.get("VF_RELIABILITY_LONG", "") not in ("", "0")
@@ -248,7 +248,7 @@ def synthetic_library(data_dir: Path, count: int, seed: int = 0, start: int = 0)
     """
     import numpy as np
 
-    from visualfinder.catalog import Catalog, CatalogChanges, ImageWrite
+    from visualfinder.catalog.store import Catalog, CatalogChanges, ImageWrite
 
     model = tiny_model()
     thumb = data_dir / "thumbs" / "synthetic.jpg"
@@ -275,7 +275,7 @@ def synthetic_library(data_dir: Path, count: int, seed: int = 0, start: int = 0)
 
 
 def delete_rows(data_dir: Path, ids: list[int]) -> None:
-    from visualfinder.catalog import Catalog, CatalogChanges
+    from visualfinder.catalog.store import Catalog, CatalogChanges
 
     catalog = Catalog(data_dir / CATALOG_FILE)
     try:

@@ -19,7 +19,9 @@ def _inside_index_save() -> bool:
     frame = sys._getframe(2)
     while frame is not None:
         code = frame.f_code
-        if code.co_name == "save" and code.co_filename.endswith(os.path.join("visualfinder", "index.py")):
+        if code.co_name == "save" and code.co_filename.endswith(
+            os.path.join("visualfinder", "search", "vector_index.py")
+        ):
             return True
         frame = frame.f_back
     return False
@@ -40,7 +42,7 @@ def main() -> int:
             os.write(fd, b"e")  # just before the last rename: only a folder fsync follows
 
     sys.addaudithook(hook)
-    from visualfinder.cli import main as cli_main
+    from visualfinder.cli.main import main as cli_main
 
     return cli_main(cli_args)
 

@@ -19,9 +19,9 @@ from rel_harness import assert_index_matches_catalog, check_catalog_file, files_
 from watchutil import FAST_WATCH
 from watchutil import wait_until as wait_for
 
-from visualfinder.export import COLUMNS
-from visualfinder.service import open_library
-from visualfinder.watcher import Watcher
+from visualfinder.ingest.watcher import Watcher
+from visualfinder.library.facade import open_library
+from visualfinder.products.export import COLUMNS
 
 
 class Workers:
@@ -206,8 +206,8 @@ def test_models_built_at_once_in_threads_get_the_weights_their_seed_gives(monkey
     in that process matched nothing indexed elsewhere."""
     from PIL import Image
 
-    from visualfinder import embedder as embedder_module
-    from visualfinder.embedder import Embedder
+    from visualfinder.models import embedder as embedder_module
+    from visualfinder.models.embedder import Embedder
 
     picture = Image.new("RGB", (64, 64), (200, 120, 40))
     names = ["vf-tiny", "vf-tiny-b"]

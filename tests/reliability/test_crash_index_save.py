@@ -35,7 +35,7 @@ from rel_harness import (
 )
 
 from visualfinder.config import Settings
-from visualfinder.service import open_library
+from visualfinder.library.facade import open_library
 
 CRASHPOINT = Path(__file__).with_name("crashpoint.py")
 SAVESIGNAL = Path(__file__).with_name("savesignal.py")

@@ -21,9 +21,9 @@ from imagegen import product_image
 from PIL import Image
 from rel_harness import rng_for, scaled
 
-from visualfinder.embedder import Embedder
 from visualfinder.errors import ImageDecodeError
-from visualfinder.imaging import decode_image, make_thumbnail
+from visualfinder.ingest.imaging import decode_image, make_thumbnail
+from visualfinder.models.embedder import Embedder
 
 MIN_SIDE = 64
 MAX_PIXELS = 20_000_000  # small, so mutated headers hit the guard often without using much memory

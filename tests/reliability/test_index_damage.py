@@ -17,8 +17,8 @@ import pytest
 from rel_harness import rng_for, scaled, synthetic_library
 
 from visualfinder.config import Settings
-from visualfinder.index import sidecar_path
-from visualfinder.service import INDEX_FILE, QueryTerm, SearchRequest, open_library
+from visualfinder.library.facade import INDEX_FILE, QueryTerm, SearchRequest, open_library
+from visualfinder.search.vector_index import sidecar_path
 
 COUNT = 600
 

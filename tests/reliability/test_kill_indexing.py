@@ -32,7 +32,7 @@ from rel_harness import (
 )
 
 from visualfinder.config import Settings
-from visualfinder.service import open_library
+from visualfinder.library.facade import open_library
 
 BATCH = 8
 SIZE = (96, 72)

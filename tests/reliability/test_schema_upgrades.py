@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from rel_harness import finish, kill9, rng_for, scaled, start_cli, wait_until
 
-from visualfinder.catalog import Catalog
-from visualfinder.schema import SCHEMA_VERSION
-from visualfinder.service import CATALOG_FILE, QueryTerm, SearchRequest, open_library
+from visualfinder.catalog.schema import SCHEMA_VERSION
+from visualfinder.catalog.store import Catalog
+from visualfinder.library.facade import CATALOG_FILE, QueryTerm, SearchRequest, open_library
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 RELEASED = list(range(1, SCHEMA_VERSION + 1))

@@ -31,8 +31,8 @@ from rel_harness import (
 
 from visualfinder.config import Settings
 from visualfinder.errors import CatalogError, SettingsError, StorageError, VisualFinderError
-from visualfinder.imaging import write_thumbnail
-from visualfinder.service import CATALOG_FILE, INDEX_FILE, QueryTerm, SearchRequest, open_library
+from visualfinder.ingest.imaging import write_thumbnail
+from visualfinder.library.facade import CATALOG_FILE, INDEX_FILE, QueryTerm, SearchRequest, open_library
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 

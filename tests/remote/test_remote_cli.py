@@ -10,10 +10,10 @@ from imagegen import make_catalog
 from osmem_server import OsmemServer
 from remote_helpers import basic_auth, remote_docs
 
-from visualfinder.cli import main
+from visualfinder.cli.main import main
 from visualfinder.config import Settings, tomllib, update_settings_file  # tomli on 3.10
 from visualfinder.errors import SettingsError
-from visualfinder.service import open_library
+from visualfinder.library.facade import open_library
 
 FAST = ["remote_backoff_s = 0.01", "remote_backoff_max_s = 0.05", "remote_max_retries = 2"]
 

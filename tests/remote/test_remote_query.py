@@ -11,13 +11,13 @@ import pytest
 from imagegen import make_catalog, write_image
 from remote_helpers import FAST_REMOTE, documented_score
 
-from visualfinder.cli import main
+from visualfinder.cli.main import main
 from visualfinder.config import Settings, update_settings_file
-from visualfinder.index import exact_distances
+from visualfinder.library.facade import open_library
 from visualfinder.remote.mapping import RemoteSpec, index_body
 from visualfinder.remote.query import distance_from_score, filter_clauses, knn_body, script_score_body
-from visualfinder.search import FieldCondition, Filters
-from visualfinder.service import open_library
+from visualfinder.search.planner import FieldCondition, Filters
+from visualfinder.search.vector_index import exact_distances
 
 QUERY = np.array([0.6, 0.8, 0.0], dtype=np.float32)
 

@@ -24,7 +24,7 @@ from visualfinder.gui import icons
 from visualfinder.gui.dialogs import Dialogs
 from visualfinder.gui.model_fetch import model_job, progress_widgets, show_progress, weights_missing
 from visualfinder.gui.workers import Job, JobContext, JobQueue
-from visualfinder.service import CATALOG_FILE
+from visualfinder.library.facade import CATALOG_FILE
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from visualfinder.gui import icons
-from visualfinder.service import FolderStatus
+from visualfinder.library.facade import FolderStatus
 
 COL_FOLDER, COL_IMAGES, COL_WATCH = range(3)
 PathRole = Qt.ItemDataRole.UserRole + 1

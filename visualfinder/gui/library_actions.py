@@ -15,7 +15,7 @@ from visualfinder.gui.folders_panel import SkippedFilesDialog
 from visualfinder.gui.session import STATUS_ERROR_LIMIT
 from visualfinder.gui.settings_dialog import SettingsDialog
 from visualfinder.gui.workers import Job
-from visualfinder.pipeline import IndexReport
+from visualfinder.ingest.pipeline import IndexReport
 
 if TYPE_CHECKING:
     from visualfinder.gui.main_window import MainWindow

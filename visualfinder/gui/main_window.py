@@ -30,9 +30,9 @@ from visualfinder.gui.session import LibrarySession, Snapshot, response_summary
 from visualfinder.gui.thumbnails import ThumbnailLoader
 from visualfinder.gui.ui_state import UiState
 from visualfinder.gui.workers import Job
-from visualfinder.query import parse_query
-from visualfinder.search import SearchResult
-from visualfinder.service import QueryTerm, SearchRequest, SearchResponse
+from visualfinder.library.facade import QueryTerm, SearchRequest, SearchResponse
+from visualfinder.search.planner import SearchResult
+from visualfinder.search.query_bar import parse_query
 
 log = logging.getLogger(__name__)
 

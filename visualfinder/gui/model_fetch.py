@@ -12,10 +12,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QProgressBar, QWidget
 
 from visualfinder.config import Settings
-from visualfinder.embedder import NO_WEIGHTS, Embedder, weights_are_file
 from visualfinder.errors import ModelUnavailableError
 from visualfinder.gui.workers import Job, JobContext
 from visualfinder.jobs import Progress
+from visualfinder.models.embedder import NO_WEIGHTS, Embedder, weights_are_file
 
 DOWNLOAD_PHASE = "downloading model"
 

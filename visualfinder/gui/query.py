@@ -19,7 +19,7 @@ from PySide6.QtGui import QImage
 
 from visualfinder.errors import QueryError
 from visualfinder.jobs import CancelToken, ProgressCallback
-from visualfinder.service import Library, QueryTerm
+from visualfinder.library.facade import Library, QueryTerm
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QMenu
 from visualfinder.gui import icons
 from visualfinder.gui.tags_dialog import TagsDialog
 from visualfinder.gui.workers import run_in_pool
-from visualfinder.search import SearchResult
+from visualfinder.search.planner import SearchResult
 
 if TYPE_CHECKING:
     from visualfinder.gui.main_window import MainWindow

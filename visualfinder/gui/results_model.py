@@ -15,7 +15,7 @@ from datetime import datetime
 from PySide6.QtCore import QAbstractListModel, QMimeData, QModelIndex, QPersistentModelIndex, Qt, QUrl
 
 from visualfinder.gui.thumbnails import ThumbnailLoader
-from visualfinder.search import SearchResult
+from visualfinder.search.planner import SearchResult
 
 ResultRole = Qt.ItemDataRole.UserRole + 1
 ScoreRole = Qt.ItemDataRole.UserRole + 2

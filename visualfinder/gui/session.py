@@ -31,11 +31,11 @@ from visualfinder.config import Settings
 from visualfinder.errors import Cancelled
 from visualfinder.events import JobProgress, LibraryChanged, SyncStatusChanged, WatcherStatus
 from visualfinder.gui.workers import Job, JobContext, JobQueue
+from visualfinder.ingest.watcher import Watcher
 from visualfinder.jobs import Progress
+from visualfinder.library.facade import Library, LibraryStatus, SearchRequest, SearchResponse, open_library
 from visualfinder.remote.worker import SyncWorker, start_live_sync
-from visualfinder.search import SearchResult
-from visualfinder.service import Library, LibraryStatus, SearchRequest, SearchResponse, open_library
-from visualfinder.watcher import Watcher
+from visualfinder.search.planner import SearchResult
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from PySide6.QtWidgets import (
 )
 
 from visualfinder.config import DEVICES, METRICS, Settings
-from visualfinder.embedder import known_models, known_pretrained
 from visualfinder.errors import VisualFinderError
 from visualfinder.gui import icons
 from visualfinder.gui.dialogs import Dialogs
 from visualfinder.gui.model_fetch import model_job, progress_widgets, show_progress
 from visualfinder.gui.workers import Job, JobContext, JobQueue
+from visualfinder.models.embedder import known_models, known_pretrained
 
 # Offered first in the model list; any open_clip model name can be typed.
 RECOMMENDED_MODELS = ("ViT-B-32-256", "ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-SO400M-14-SigLIP", "vf-tiny")

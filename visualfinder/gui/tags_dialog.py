@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCompleter, QDialog, QDialogButtonBox, QLabel, QLineEdit, QVBoxLayout, QWidget
 
-from visualfinder.search import SearchResult
+from visualfinder.search.planner import SearchResult
 
 
 def parse_tags(text: str) -> list[str]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from visualfinder.catalog import Catalog, ImageRecord, path_from_db, path_to_db
+from visualfinder.catalog.store import Catalog, ImageRecord, path_from_db, path_to_db
 from visualfinder.remote.mapping import VECTOR_FIELD
 from visualfinder.remote.opensearch import BulkItem
 from visualfinder.remote.outbox import OutboxEntry

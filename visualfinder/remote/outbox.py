@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from visualfinder.catalog import Catalog
-from visualfinder.catalog_records import sql_chunks
+from visualfinder.catalog.records import sql_chunks
+from visualfinder.catalog.store import Catalog
 
 REJECTED_PREFIX = "rejected: "
 _NOT_REJECTED = f"(last_error IS NULL OR last_error NOT LIKE '{REJECTED_PREFIX}%')"

@@ -15,13 +15,13 @@ import math
 
 import numpy as np
 
-from visualfinder.catalog import Catalog, subtree_bounds
+from visualfinder.catalog.store import Catalog, subtree_bounds
 from visualfinder.errors import EmptyLibraryError, QueryError
-from visualfinder.index import reported_distance, similarity
 from visualfinder.remote.documents import record_from_source
 from visualfinder.remote.mapping import SPACE_TYPES, VECTOR_FIELD, RemoteSpec
 from visualfinder.remote.opensearch import MAX_RESULT_WINDOW, RemoteCluster
-from visualfinder.search import META_FIELDS, Filters, Plan, SearchResult, choose_method, format_name
+from visualfinder.search.planner import META_FIELDS, Filters, Plan, SearchResult, choose_method, format_name
+from visualfinder.search.vector_index import reported_distance, similarity
 
 log = logging.getLogger(__name__)
 

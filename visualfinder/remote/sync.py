@@ -14,7 +14,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from visualfinder.catalog import Catalog
+from visualfinder.catalog.store import Catalog
 from visualfinder.config import Settings
 from visualfinder.errors import Cancelled, LibraryBusyError, RemoteError, RemoteUnavailableError
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress

@@ -23,8 +23,8 @@ from visualfinder.events import LibraryChanged, SyncStatusChanged
 from visualfinder.jobs import CancelToken
 
 if TYPE_CHECKING:
+    from visualfinder.library.facade import Library
     from visualfinder.remote.opensearch import RemoteCluster
-    from visualfinder.service import Library
 
 log = logging.getLogger(__name__)
 

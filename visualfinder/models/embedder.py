@@ -1,0 +1,545 @@
+"""CLIP embeddings with open_clip: model loading (pretrained tag, local weights file or random),
+device choice (cuda > mps > cpu), backend choice (torch, or ONNX Runtime on CPU), fp16 on GPU,
+batched L2-normalised image and text vectors.
+
+The model loads lazily, once, under a lock, and then stays loaded for the life of the process.
+Hardware choices live here: `resolve_device` and `Embedder._choose_engine` (torch or onnx).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import pickle
+import threading
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from visualfinder.errors import ModelUnavailableError
+from visualfinder.ingest.imaging import crop_to_aspect
+from visualfinder.models.weights import DownloadProgress, fetch_pretrained
+
+log = logging.getLogger(__name__)
+
+# OMP_WAIT_POLICY=PASSIVE is set by the package's __init__, before torch or usearch loads.
+
+MODEL_CONFIG_DIR = Path(__file__).parent / "configs"
+NO_WEIGHTS = ("none", "random", "")
+# Seed for random-init models ("--pretrained none"): tests and benchmarks are reproducible.
+RANDOM_INIT_SEED = 0
+# Longest side / shortest side of what reaches a shortest-side-resize transform (see preprocess):
+# past this, the resized intermediate (aspect x side^2 pixels) is cut to 32 x 256^2 = 2 MP at most.
+MAX_MODEL_ASPECT = 32.0
+
+BACKENDS = ("auto", "torch", "onnx")
+ONNX_DIR = "onnx"  # in the data dir: exported models for the ONNX Runtime backend
+
+
+_open_clip_lock = threading.Lock()
+_configs_registered = False
+# Loaded models by (model key, device): reopening a library (or a test) never loads twice.
+_loaded: dict[tuple[str, str], tuple[object, object, object]] = {}
+# ONNX engines by (model key, device, export folder, threads), for the same reason.
+_engines: dict[tuple[str, str, str, int], tuple[object, object, object]] = {}
+
+
+class Backend(Protocol):
+    """What runs the towers: preprocessed pixels / tokens in, unit vectors out."""
+
+    name: str
+
+    def encode_image(self, pixels) -> np.ndarray: ...
+
+    def encode_text(self, tokens) -> np.ndarray: ...
+
+
+class TorchBackend:
+    """The open_clip model itself, under inference_mode (and fp16 autocast on a GPU)."""
+
+    name = "torch"
+
+    def __init__(self, model, device: str):
+        self.model = model
+        self.device = device
+
+    def encode_image(self, pixels) -> np.ndarray:
+        import torch
+
+        batch = torch.as_tensor(pixels)
+        with torch.inference_mode(), self._autocast():
+            features = self.model.encode_image(batch.to(self.device, non_blocking=True))
+        return _normalise(features)
+
+    def encode_text(self, tokens) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            features = self.model.encode_text(torch.as_tensor(tokens).to(self.device))
+        return _normalise(features)
+
+    def _autocast(self):
+        import torch
+
+        if self.device in ("cuda", "mps"):
+            return torch.autocast(self.device, dtype=torch.float16)
+        return nullcontext()
+
+
+# Building a model draws its initial weights from torch's one global generator. Two models built
+# at once (two libraries, a model switch, the app's workers) interleave their draws, and a
+# random-init model ("none": vf-tiny in the tests) then gets other weights than its seed gives
+# in any other process: vectors that match nothing indexed elsewhere. One build at a time;
+# downloads stay outside this lock.
+_build_lock = threading.Lock()
+
+
+def _open_clip():
+    """Import open_clip once and register our model configs (vf-tiny) with it."""
+    global _configs_registered
+    import open_clip
+
+    with _open_clip_lock:
+        if not _configs_registered:
+            open_clip.add_model_config(MODEL_CONFIG_DIR)
+            _configs_registered = True
+    return open_clip
+
+
+def _open_clip_config_dir() -> Path | None:
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "model_configs"
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """'auto' picks cuda, then Apple mps, then cpu; an explicit device must be available."""
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailableError(
+            "device 'cuda' was requested but no CUDA GPU is available; use --device auto"
+        )
+    if requested == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ModelUnavailableError(
+                "device 'mps' was requested but Apple MPS is not available; use --device auto"
+            )
+    return requested
+
+
+def weights_are_file(pretrained: str) -> bool:
+    return pretrained.lower() not in NO_WEIGHTS and (
+        os.sep in pretrained or "/" in pretrained or Path(pretrained).is_file()
+    )
+
+
+def model_key(model: str, pretrained: str) -> str:
+    """Identity of the vectors a model produces; stored with every embedding."""
+    if pretrained.lower() in NO_WEIGHTS:
+        return f"{model}/random-seed{RANDOM_INIT_SEED}"
+    if weights_are_file(pretrained):
+        path = Path(pretrained).expanduser()
+        size = path.stat().st_size if path.is_file() else 0
+        return f"{model}/file:{path.name}:{size}"
+    return f"{model}/{pretrained}"
+
+
+def model_config(model: str) -> dict:
+    """The architecture config of a model, read without importing torch (status stays fast)."""
+    for folder in (MODEL_CONFIG_DIR, _open_clip_config_dir()):
+        candidate = folder / f"{model}.json" if folder else None
+        if candidate is not None and candidate.is_file():
+            return json.loads(candidate.read_text(encoding="utf-8"))
+    cfg = _open_clip().get_model_config(model)
+    if cfg is None:
+        known = ", ".join(m for m in _open_clip().list_models() if m.startswith(("ViT-B", "vf-")))
+        raise ModelUnavailableError(f"unknown model {model!r}; some known models: {known}")
+    return cfg
+
+
+class Embedder:
+    """One open_clip model turning images and text into unit vectors of `dim` floats.
+
+    `backend`: "torch", "onnx" (ONNX Runtime; exports cached under `onnx_dir`) or "auto":
+    ONNX when onnxruntime is installed and runs on the device (CPU; CUDA or CoreML where the
+    build has that provider), `onnx_dir` is given and the export, checked against torch and
+    timed against it once on a batch, is faster; torch otherwise.
+    `threads` > 0 caps the model's intra-op threads (0: the library's default, all cores).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        pretrained: str,
+        device: str = "auto",
+        *,
+        cache_dir: str | Path | None = None,
+        batch_size: int = 0,
+        backend: str = "auto",
+        onnx_dir: str | Path | None = None,
+        threads: int = 0,
+    ):
+        if backend not in BACKENDS:
+            raise ModelUnavailableError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        self.model_name = model
+        self.pretrained = pretrained
+        self.requested_device = device
+        self.requested_backend = backend
+        self.cache_dir = str(cache_dir) if cache_dir else None
+        self.onnx_dir = Path(onnx_dir) if onnx_dir else None
+        self.threads = threads
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+        self._model = None  # the torch model, when it was needed (torch backend, or an ONNX export)
+        self._engine: Backend | None = None
+        self._transform = None
+        self._pixel_steps: tuple[list, tuple[np.ndarray, np.ndarray] | None] | None = None
+        self._tokenizer = None
+        self._device: str | None = None
+        self.key = model_key(model, pretrained)
+        cfg = model_config(model)
+        self.dim = int(cfg["embed_dim"])
+        size = cfg.get("vision_cfg", {}).get("image_size", 224)
+        self.image_size = int(size if isinstance(size, int) else max(size))
+        self.context_length = int(cfg.get("text_cfg", {}).get("context_length", 77))
+
+    @classmethod
+    def for_settings(cls, settings, model: str, pretrained: str) -> Embedder:
+        """The embedder for `model` as the settings ask: device, batch size, backend, threads,
+        ONNX exports in the data dir (the one place an application embedder is built)."""
+        return cls(
+            model, pretrained, settings.device, batch_size=settings.batch_size, backend=settings.backend,
+            onnx_dir=Path(settings.data_dir) / ONNX_DIR, threads=settings.model_threads,
+        )  # fmt: skip
+
+    # --- loading -------------------------------------------------------------------------
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = resolve_device(self.requested_device)
+        return self._device
+
+    @property
+    def backend(self) -> str:
+        """The backend in use ("torch" or "onnx"); loads the model to find out."""
+        self.load()
+        assert self._engine is not None
+        return self._engine.name
+
+    @property
+    def batch_size(self) -> int:
+        if self._batch_size > 0:
+            return self._batch_size
+        return 64 if self.device in ("cuda", "mps") else 16
+
+    def load(self, progress: DownloadProgress | None = None) -> Embedder:
+        """Load the model (downloading weights on first use); safe to call from any thread."""
+        if self._engine is not None:
+            return self
+        with self._lock:
+            if self._engine is None:
+                self._load(progress)
+        return self
+
+    def _load(self, progress: DownloadProgress | None) -> None:
+        if self.threads > 0:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        engine = self._onnx_engine(progress) if self._wants_onnx() else None
+        if engine is None:
+            model, self._transform, self._tokenizer = self._torch_parts(progress)
+            engine = TorchBackend(model, self.device)
+        self._engine = engine
+        log.info("loaded %s on %s with the %s backend", self.key, self.device, engine.name)
+
+    def _wants_onnx(self) -> bool:
+        from visualfinder.models import onnx_backend
+
+        if self.requested_backend == "onnx":
+            if not onnx_backend.available():
+                raise ModelUnavailableError(
+                    "backend 'onnx' needs onnxruntime: pip install onnxruntime (or set backend to auto)"
+                )
+            if self.onnx_dir is None:
+                raise ModelUnavailableError("backend 'onnx' needs a folder for its exports (onnx_dir)")
+            return True
+        # auto: a candidate where onnxruntime runs on the device itself (CPU, or a GPU whose
+        # provider this onnxruntime build has); the first export's timed race then decides.
+        return (
+            self.requested_backend == "auto"
+            and self.onnx_dir is not None
+            and onnx_backend.available()
+            and onnx_backend.accelerates(self.device)
+        )
+
+    def _torch_parts(self, progress: DownloadProgress | None = None) -> tuple[object, object, object]:
+        """The torch model, its preprocessing and tokenizer (created once per process)."""
+        cached = _loaded.get((self.key, self.device))
+        if cached is None:
+            cached = self._create(progress)
+            _loaded[(self.key, self.device)] = cached
+        self._model = cached[0]
+        return cached
+
+    def _onnx_engine(self, progress: DownloadProgress | None) -> Backend | None:
+        """The ONNX Runtime engine, exporting and checking it first if needed; None means torch."""
+        from visualfinder.models import onnx_backend
+
+        assert self.onnx_dir is not None
+        weights = str(Path(self.pretrained).expanduser()) if weights_are_file(self.pretrained) else None
+        cache = onnx_backend.OnnxCache(self.onnx_dir, self.key, onnx_backend.fingerprint(self.key, weights))
+        engine_key = (self.key, self.device, str(cache.dir), self.threads)
+        if engine_key in _engines and cache.meta() is not None:
+            engine, self._transform, self._tokenizer = _engines[engine_key]
+            return engine
+        meta = cache.meta()
+        if meta is not None and self.requested_backend == "auto" and meta.get("choice") == "torch":
+            return None
+        if meta is None or not cache.path("image").is_file():
+            meta = self._export_image_tower(cache, progress)
+            if meta is None or (self.requested_backend == "auto" and meta.get("choice") == "torch"):
+                return None
+        from open_clip.transform import PreprocessCfg, image_transform_v2
+
+        pp = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["preprocess"].items()}
+        self._transform = image_transform_v2(PreprocessCfg(**pp), is_train=False)
+        self._tokenizer = _open_clip().get_tokenizer(self.model_name)
+        engine = onnx_backend.OnnxBackend(
+            cache,
+            lambda: self._torch_parts()[0],
+            self.device,
+            self.threads,
+            self.image_size,
+            self.context_length,
+        )
+        _engines[engine_key] = (engine, self._transform, self._tokenizer)
+        return engine
+
+    def _export_image_tower(self, cache, progress: DownloadProgress | None) -> dict | None:
+        """First use of ONNX for this model: export the image tower, check it, and (auto) time it."""
+        from visualfinder.models import onnx_backend
+
+        model, transform, _ = self._torch_parts(progress)
+        cache.clear()
+        log.warning("preparing %s for ONNX Runtime (first use of this model only; takes a moment)", self.key)
+        engine = onnx_backend.OnnxBackend(cache, lambda: model, self.device, self.threads, self.image_size,
+                                          self.context_length)  # fmt: skip
+        try:
+            engine.prepare("image")
+        except onnx_backend.OnnxExportError as exc:
+            if self.requested_backend == "onnx":
+                raise ModelUnavailableError(f"cannot use ONNX Runtime for {self.key}: {exc}") from exc
+            log.warning("using torch for %s: %s", self.key, exc)
+            cache.clear()
+            return None
+        meta: dict = {"preprocess": dict(model.visual.preprocess_cfg)}
+        if self.requested_backend == "auto":
+            meta["timings"] = _race(
+                TorchBackend(model, self.device), engine, self.image_size, self.batch_size
+            )
+            meta["choice"] = "onnx" if meta["timings"]["onnx"] <= meta["timings"]["torch"] else "torch"
+            log.info("backend self-benchmark for %s: %s -> %s", self.key, meta["timings"], meta["choice"])
+            if meta["choice"] == "torch":  # keep the verdict, not 100s of MB of unused export
+                cache.path("image").unlink(missing_ok=True)
+        cache.write_meta(meta)
+        return meta
+
+    def _create(self, progress: DownloadProgress | None) -> tuple[object, object, object]:
+        import torch
+
+        open_clip = _open_clip()
+        device = self.device
+        kwargs: dict = {"device": device}
+        pretrained = self.pretrained
+        if pretrained.lower() in NO_WEIGHTS:
+            weights = None
+        elif weights_are_file(pretrained):
+            weights = str(Path(pretrained).expanduser())
+            if not Path(weights).is_file():
+                raise ModelUnavailableError(f"weights file not found: {weights}")
+        else:
+            cfg = open_clip.get_pretrained_cfg(self.model_name, pretrained)
+            if not cfg:
+                tags = ", ".join(open_clip.list_pretrained_tags_by_model(self.model_name)) or "none"
+                raise ModelUnavailableError(
+                    f"unknown pretrained weights {pretrained!r} for model {self.model_name}; "
+                    f"available: {tags} (or a path to a weights file, or 'none')"
+                )
+            weights = fetch_pretrained(self.model_name, pretrained, cfg, self.cache_dir, progress)
+            # The tag's preprocessing (mean/std/interpolation) and activation must follow the weights.
+            for ours, theirs in (("image_mean", "mean"), ("image_std", "std"),
+                                 ("image_interpolation", "interpolation"), ("image_resize_mode", "resize_mode")):  # fmt: skip
+                if cfg.get(theirs) is not None:
+                    kwargs[ours] = cfg[theirs]
+            if cfg.get("quick_gelu"):
+                kwargs["force_quick_gelu"] = True
+        try:
+            with _build_lock:
+                if weights is None:
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(RANDOM_INIT_SEED)
+                        model, _, transform = open_clip.create_model_and_transforms(self.model_name, **kwargs)
+                else:
+                    model, _, transform = open_clip.create_model_and_transforms(
+                        self.model_name, pretrained=weights, **kwargs
+                    )
+        except (EOFError, pickle.UnpicklingError) as exc:
+            # A weights file that is not a checkpoint (truncated, another format): torch's own
+            # message is a page of advice about weights_only that does not apply.
+            raise ModelUnavailableError(
+                f"cannot load model {self.model_name} ({pretrained}): the file is not a model checkpoint"
+            ) from exc
+        except (RuntimeError, ValueError, OSError, KeyError) as exc:
+            raise ModelUnavailableError(f"cannot load model {self.model_name} ({pretrained}): {exc}") from exc
+        model.eval()
+        return model, transform, open_clip.get_tokenizer(self.model_name)
+
+    # --- embedding -----------------------------------------------------------------------
+
+    def preprocess(self, image) -> object:
+        """PIL RGB image -> model input tensor (thread-safe; runs in decode workers)."""
+        if self._transform is None:
+            self.load()
+        if _resizes_shortest_side(self._transform):
+            # The model sees only the centre square; a 65000x1 strip resized by its short side
+            # would otherwise become billions of pixels. Cutting the far ends first leaves the
+            # centre (up to resampling at its edges); images up to 32:1 are not touched at all.
+            image = crop_to_aspect(image, MAX_MODEL_ASPECT)
+        if self._pixel_steps is None:
+            self._pixel_steps = _split_transform(self._transform)
+        pil_steps, mean_std = self._pixel_steps
+        if mean_std is None:
+            return self._transform(image)
+        for step in pil_steps:
+            image = step(image)
+        return _to_normalised_tensor(image, *mean_std)
+
+    def embed_batch(self, tensors: Sequence) -> np.ndarray:
+        """Preprocessed image tensors -> (n, dim) float32 unit vectors."""
+        import torch
+
+        self.load()
+        batch = torch.stack(list(tensors)) if not isinstance(tensors, torch.Tensor) else tensors
+        return self._engine.encode_image(batch)
+
+    def embed_images(self, images: Sequence) -> np.ndarray:
+        """PIL RGB images -> (n, dim) float32 unit vectors."""
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = [
+            self.embed_batch([self.preprocess(img) for img in images[i : i + self.batch_size]])
+            for i in range(0, len(images), self.batch_size)
+        ]
+        return np.vstack(out)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (n, dim) float32 unit vectors from the CLIP text tower."""
+        self.load()
+        return self._engine.encode_text(self._tokenizer(list(texts)))
+
+
+def _split_transform(transform) -> tuple[list, tuple[np.ndarray, np.ndarray] | None]:
+    """Split open_clip's eval transform into its PIL steps and the Normalize mean/std.
+
+    The tail (to tensor, normalize) then runs in numpy: torch ops called from decode workers
+    start their own OpenMP teams, which on a small CPU fight the model's threads. The values
+    still come from the model's own transform. (steps, None) when the transform has another shape.
+    """
+    steps = list(getattr(transform, "transforms", []))
+    if len(steps) < 2:
+        return steps, None
+    to_tensor, normalize = steps[-2], steps[-1]
+    if (
+        type(to_tensor).__name__ not in ("ToTensor", "MaybeToTensor")
+        or type(normalize).__name__ != "Normalize"
+    ):
+        return steps, None
+    if getattr(normalize, "inplace", False):
+        return steps, None
+    mean = np.asarray(normalize.mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(normalize.std, dtype=np.float32).reshape(-1, 1, 1)
+    return steps[:-2], (mean, std)
+
+
+def _to_normalised_tensor(image, mean: np.ndarray, std: np.ndarray):
+    """PIL image -> float32 CHW tensor, (pixel / 255 - mean) / std, as ToTensor + Normalize do."""
+    import torch
+
+    if not hasattr(image, "mode"):  # already a tensor (a custom transform): finish in torch
+        return (torch.as_tensor(image) - torch.from_numpy(mean)) / torch.from_numpy(std)
+    pixels = np.asarray(image, dtype=np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    chw = pixels.transpose(2, 0, 1).astype(np.float32)
+    chw /= np.float32(255.0)
+    chw -= mean
+    chw /= std
+    return torch.from_numpy(chw)
+
+
+def _race(torch_engine: Backend, onnx_engine: Backend, image_size: int, batch: int) -> dict[str, float]:
+    """Seconds per image of each backend on one batch (median of alternating runs)."""
+    import time
+
+    import torch
+
+    pixels = torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(1))
+    times: dict[str, list[float]] = {"torch": [], "onnx": []}
+    for engine in (torch_engine, onnx_engine):
+        engine.encode_image(pixels[:2])  # warm-up: first runs allocate and plan
+    for _ in range(3):  # alternate, so a burst of load on a shared machine hits both
+        for name, engine in (("torch", torch_engine), ("onnx", onnx_engine)):
+            start = time.perf_counter()
+            engine.encode_image(pixels)
+            times[name].append((time.perf_counter() - start) / batch)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def _normalise(features) -> np.ndarray:
+    import torch
+
+    features = torch.nn.functional.normalize(features.float(), dim=-1)
+    return features.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _resizes_shortest_side(transform: object) -> bool:
+    """True for open_clip's default preprocessing: resize the short side, then crop the centre."""
+    steps = getattr(transform, "transforms", None) or [None]
+    size = getattr(steps[0], "size", None)
+    if type(steps[0]).__name__ != "Resize":
+        return False
+    return isinstance(size, int) or (isinstance(size, (list, tuple)) and len(size) == 1)
+
+
+def known_models() -> list[str]:
+    """Every model name open_clip can build (ours included), sorted; imports open_clip."""
+    return sorted(_open_clip().list_models(), key=str.casefold)
+
+
+def known_pretrained(model: str) -> list[str]:
+    """The pretrained weight tags open_clip can download for `model` (empty if it knows none)."""
+    try:
+        return list(_open_clip().list_pretrained_tags_by_model(model))
+    except (KeyError, RuntimeError, ValueError):  # a name open_clip does not know
+        return []

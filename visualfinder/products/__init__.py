@@ -1,0 +1,2 @@
+"""Product data: the metadata fields, importing product sheets and sidecar files, and the CSV
+exporter."""

@@ -1,0 +1,133 @@
+"""CSV export of search results: properly quoted UTF-8 that is safe to open in a spreadsheet.
+
+A text cell starting with = + - @ (or a tab / carriage return) could run as a formula in
+Excel, LibreOffice or Google Sheets; such cells get a leading apostrophe, which spreadsheets
+display as text and `unneutralise` removes again. Extra product columns kept by a metadata
+import follow the fixed columns, one column each.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from visualfinder.search.planner import SearchResult
+
+COLUMNS = (
+    "rank", "score", "distance", "path", "file_name", "title", "tags", "sku", "url", "price",
+    "width", "height", "description",
+)  # fmt: skip
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: object) -> object:
+    """Defuse a text cell a spreadsheet would run as a formula; numbers pass unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def unneutralise(cell: str) -> str:
+    """Inverse of neutralise for a cell read back from our CSV."""
+    if cell.startswith("'") and cell[1:].startswith(_FORMULA_STARTS):
+        return cell[1:]
+    return cell
+
+
+def result_row(result: SearchResult, extra_columns: Sequence[str] = ()) -> list[object]:
+    r = result.record
+    values = [
+        result.rank, _number(result.score), _number(result.distance), r.path, r.file_name, r.title or "",
+        ", ".join(r.tags), r.sku or "", r.url or "", "" if r.price is None else r.price,
+        r.width or "", r.height or "", r.description or "",
+    ]  # fmt: skip
+    values += [_cell(r.extra.get(name)) for name in extra_columns]
+    return [neutralise(v) for v in values]
+
+
+def extra_columns(results: Iterable[SearchResult]) -> list[str]:
+    """Extra metadata keys present in the results, in first-seen order (none clash with COLUMNS)."""
+    seen: dict[str, None] = {}
+    for result in results:
+        for key in result.record.extra:
+            if key not in COLUMNS:
+                seen.setdefault(key, None)
+    return list(seen)
+
+
+def _number(value: float) -> object:
+    return "" if math.isnan(value) else round(value, 6)
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def write_results_csv(
+    results: Sequence[SearchResult], dest: str | os.PathLike, *, excel: bool = False
+) -> Path:
+    """Write results to `dest` atomically; `excel` adds a UTF-8 BOM so Excel detects the encoding."""
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8-sig" if excel else "utf-8", newline="") as fh:
+            write_rows(fh, results)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)  # a full disk keeps no half-written file
+        except OSError:
+            pass
+        raise
+    return dest
+
+
+def write_rows(fh, results: Iterable[SearchResult]) -> None:
+    results = list(results)
+    extras = extra_columns(results)
+    writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    writer.writerow([*COLUMNS, *(neutralise(name) for name in extras)])
+    for result in results:
+        writer.writerow(result_row(result, extras))
+
+
+DUPLICATE_COLUMNS = (
+    "group",
+    "tier",
+    "position",
+    "keep",
+    "path",
+    "width",
+    "height",
+    "bytes",
+    "similarity",
+    "sku",
+    "title",
+)
+
+
+def write_duplicates_csv(groups: Sequence, dest: str | os.PathLike, *, excel: bool = False) -> Path:
+    """One row per file of each duplicate group; `keep` marks the group's best (first) file."""
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    with open(tmp, "w", encoding="utf-8-sig" if excel else "utf-8", newline="") as fh:
+        writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        writer.writerow(DUPLICATE_COLUMNS)
+        for number, group in enumerate(groups, start=1):
+            for position, (record, score) in enumerate(
+                zip(group.members, group.similarity, strict=True), start=1
+            ):
+                values = [number, group.tier, position, "keep" if position == 1 else "", record.path,
+                          record.width or "", record.height or "", record.size, round(score, 6),
+                          record.sku or "", record.title or ""]  # fmt: skip
+                writer.writerow([neutralise(v) for v in values])
+    os.replace(tmp, dest)
+    return dest
