@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 from imagegen import make_catalog, product_image
+from searching import search_image
 
 from visualfinder.errors import ModelUnavailableError, SettingsError
 from visualfinder.library.facade import open_library
@@ -139,7 +140,7 @@ def test_a_library_on_the_onnx_backend_finds_what_torch_finds(settings, tmp_path
         try:
             lib.index([tmp_path / "catalog"])
             assert lib.embedder.backend == backend
-            answers[backend] = [[r.path for r in lib.search_image(f, k=3)] for f in files[:4]]
+            answers[backend] = [[r.path for r in search_image(lib, f, k=3)] for f in files[:4]]
             assert (tmp_path / backend / "onnx").exists() == (backend == "onnx")
         finally:
             lib.close()

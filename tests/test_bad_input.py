@@ -9,6 +9,7 @@ import sys
 import pytest
 from imagegen import huge_png_header, make_catalog, write_image
 from procutil import subprocess_env, unprivileged_prefix
+from searching import search_image
 
 from visualfinder.errors import FolderNotFoundError, QueryError
 
@@ -50,7 +51,7 @@ def test_each_bad_file_is_skipped_with_its_reason_and_the_run_goes_on(library, h
     status = library.status()
     assert status.stats.errors == len(EXPECTED_REASONS)
     assert {os.path.basename(p) for p, _ in status.errors} == set(EXPECTED_REASONS)
-    assert library.search_image(good[0], k=1)[0].path == str(good[0])
+    assert search_image(library, good[0], k=1)[0].path == str(good[0])
 
 
 def test_bad_files_are_not_retried_until_they_change(library, hostile_folder):
@@ -84,9 +85,9 @@ def test_an_undecodable_query_image_is_a_clear_error(library, tmp_path):
     bad = tmp_path / "query.jpg"
     bad.write_text("not an image")
     with pytest.raises(QueryError, match="cannot use .*query.jpg as a query image: not an image"):
-        library.search_image(bad)
+        search_image(library, bad)
     with pytest.raises(QueryError, match="file disappeared|not found|cannot use"):
-        library.search_image(tmp_path / "missing.jpg")
+        search_image(library, tmp_path / "missing.jpg")
 
 
 def test_an_unmounted_folder_keeps_its_images(library, tmp_path):

@@ -8,6 +8,7 @@ import sqlite3
 import numpy as np
 import pytest
 from imagegen import make_catalog, write_image
+from searching import search_image
 
 from visualfinder.catalog.schema import SCHEMA_VERSION
 from visualfinder.catalog.store import (
@@ -109,7 +110,7 @@ def test_a_file_with_a_non_utf8_name_is_indexed(library, tmp_path):
     write_image(root / "tmp.jpg", 5).rename(os.fsdecode(odd))
     report = library.index([root])
     assert report.added == 2 and not report.errors
-    results = library.search_image(os.fsdecode(odd), k=1)
+    results = search_image(library, os.fsdecode(odd), k=1)
     assert results[0].path == os.fsdecode(odd)
 
 
@@ -129,10 +130,13 @@ def test_outbox_records_changes_only_once_sync_is_enabled(library, tmp_path):
 def test_tags_are_normalised_listed_and_counted(library, tmp_path):
     files = make_catalog(tmp_path / "catalog", 2)
     library.index([tmp_path / "catalog"])
-    assert library.add_tags(files[0], ["  Oak ", "oak", "Living  Room", ""]) == ["living room", "oak"]
-    library.add_tags(files[1], ["OAK"])
-    assert library.all_tags() == [("oak", 2), ("living room", 1)]
-    assert library.remove_tags(files[0], ["OAK"]) == ["living room"]
+    assert library.products.add_tags(files[0], ["  Oak ", "oak", "Living  Room", ""]) == [
+        "living room",
+        "oak",
+    ]
+    library.products.add_tags(files[1], ["OAK"])
+    assert library.products.all_tags() == [("oak", 2), ("living room", 1)]
+    assert library.products.remove_tags(files[0], ["OAK"]) == ["living room"]
 
 
 def test_library_events_reach_subscribers(library, tmp_path):

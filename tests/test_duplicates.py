@@ -66,7 +66,7 @@ def _groups(report, tier):
 def test_copies_land_in_tiers_1_and_2_and_look_alikes_do_not(library, dupes):
     root, files = dupes
     library.index([root])
-    report = library.find_duplicates(threshold=0.95)
+    report = library.duplicates.find(threshold=0.95)
     identical = _groups(report, "identical")
     assert sorted(identical) == sorted([[str(f["base"]), str(f["copy"])] for f in files.values()])
     same = _groups(report, "same_picture")
@@ -91,20 +91,20 @@ def test_copies_land_in_tiers_1_and_2_and_look_alikes_do_not(library, dupes):
 def test_a_raised_threshold_leaves_the_similar_tier_empty_but_keeps_copies(library, dupes):
     root, files = dupes
     library.index([root])
-    strict = library.find_duplicates(threshold=1.0)
+    strict = library.duplicates.find(threshold=1.0)
     assert strict.tier("similar") == [] or all(min(g.similarity) >= 0.9999 for g in strict.tier("similar"))
     assert len(strict.tier("identical")) == 3
     with pytest.raises(QueryError, match="threshold"):
-        library.find_duplicates(threshold=1.5)
+        library.duplicates.find(threshold=1.5)
 
 
 def test_decisions_are_remembered_across_runs_renames_and_reopening(library, dupes, reopen):
     root, files = dupes
     library.index([root])
     f0 = files[0]
-    assert library.mark_not_duplicates([f0["base"], f0["crop"]]) == 1
-    assert library.mark_not_duplicates([files[1]["base"], files[1]["copy"]], "keep_both") == 1
-    report = library.find_duplicates()
+    assert library.duplicates.mark_not_duplicates([f0["base"], f0["crop"]]) == 1
+    assert library.duplicates.mark_not_duplicates([files[1]["base"], files[1]["copy"]], "keep_both") == 1
+    report = library.duplicates.find()
     groups = [set(g) for tier in ("identical", "same_picture", "similar") for g in _groups(report, tier)]
     assert not any({str(f0["base"]), str(f0["crop"])} <= g for g in groups)
     assert [str(files[1]["base"]), str(files[1]["copy"])] not in _groups(report, "identical")
@@ -115,11 +115,11 @@ def test_decisions_are_remembered_across_runs_renames_and_reopening(library, dup
     assert library.index().moved == 1
     library.close()
     again = reopen()
-    groups = [set(g) for g in _groups(again.find_duplicates(), "same_picture")]
+    groups = [set(g) for g in _groups(again.duplicates.find(), "same_picture")]
     assert not any({str(f0["base"]), str(renamed)} <= g for g in groups)
-    assert {d.decision for d in again.duplicate_decisions()} == {"distinct", "keep_both"}
-    assert again.forget_duplicate_decisions([f0["base"], renamed]) == 1
-    groups = [set(g) for g in _groups(again.find_duplicates(), "same_picture")]
+    assert {d.decision for d in again.duplicates.decisions()} == {"distinct", "keep_both"}
+    assert again.duplicates.forget_decisions([f0["base"], renamed]) == 1
+    groups = [set(g) for g in _groups(again.duplicates.find(), "same_picture")]
     assert any({str(f0["base"]), str(renamed)} <= g for g in groups)
 
 
@@ -133,7 +133,7 @@ def test_groups_larger_than_the_neighbour_list_stay_whole(library, tmp_path):
             _save(base.resize((side, side * 3 // 4)), root / f"small_{n:02d}.jpg", "JPEG", quality=88)
         )
     library.index([root])
-    same = library.find_duplicates().tier("same_picture")
+    same = library.duplicates.find().tier("same_picture")
     assert len(same) == 1 and [r.path for r in same[0].members] == [str(p) for p in paths]
 
 

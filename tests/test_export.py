@@ -6,6 +6,7 @@ import csv
 
 import pytest
 from imagegen import write_image
+from searching import search_image
 
 from visualfinder.products.export import COLUMNS, neutralise, unneutralise
 
@@ -26,7 +27,7 @@ def test_csv_round_trips_hostile_file_names_and_defuses_formulas(library, tmp_pa
     root = tmp_path / "catalog"
     paths = [write_image(root / name, seed) for seed, name in enumerate(HOSTILE_NAMES)]
     library.index([root])
-    results = library.search_image(paths[0], k=len(paths))
+    results = search_image(library, paths[0], k=len(paths))
     out = library.export_csv(results, tmp_path / "out.csv", excel=excel)
     raw = out.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf") == excel

@@ -10,9 +10,10 @@ from datetime import datetime
 import numpy as np
 import pytest
 from imagegen import write_image
+from searching import query_vector
 
+from visualfinder.catalog.filters import FieldCondition, Filters
 from visualfinder.library.facade import QueryTerm, SearchRequest, open_library
-from visualfinder.search.planner import FieldCondition, Filters
 
 TAGS = ["red", "blue", "big", "oak"]
 
@@ -43,8 +44,8 @@ def _setup(settings, root, truth, exact_max):
     lib = open_library(settings.replace(exact_search_max_candidates=exact_max))
     lib.index([root])
     for path, t in truth.items():
-        lib.add_tags(path, t["tags"])
-        lib.update_metadata(path, sku=t["sku"], title=t["title"], price=t["price"])
+        lib.products.add_tags(path, t["tags"])
+        lib.products.update_metadata(path, sku=t["sku"], title=t["title"], price=t["price"])
     return lib
 
 
@@ -121,7 +122,7 @@ def test_filtered_results_equal_a_brute_force_over_the_filtered_set(settings, ca
             query_path = rng.choice(paths)
             k = rng.choice([1, 3, 5, 10, 60])
             response = lib.search(SearchRequest([QueryTerm("similar", query_path)], k=k, filters=filters))
-            expected = _brute_force(lib, lib.query_vector(QueryTerm("similar", query_path)), allowed, k)
+            expected = _brute_force(lib, query_vector(lib, QueryTerm("similar", query_path)), allowed, k)
             assert [r.id for r in response.results] == expected, filters
             assert len(response.results) == min(k, len(allowed))
             assert response.plan.method == ("exact" if len(allowed) <= exact_max else "hnsw")
@@ -178,8 +179,8 @@ def test_repeated_filtered_searches_see_every_change_since_the_last_one(library,
     files[1].unlink()
     library.index()
     assert found(in_folder) == {str(f) for f in files if f != files[1]} | {str(added)}
-    library.add_tags(files[2], ["oak"])
+    library.products.add_tags(files[2], ["oak"])
     oak = Filters(folders=[str(folder)], tags_any=["oak"])
     assert found(oak) == {str(files[2])}
-    library.add_tags(files[3], ["oak"])
+    library.products.add_tags(files[3], ["oak"])
     assert found(oak) == {str(files[2]), str(files[3])}  # tags change without a new generation

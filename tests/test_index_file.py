@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from imagegen import make_catalog
+from searching import search_image
 
 from visualfinder.search.vector_index import VectorIndex, sidecar_path
 
@@ -18,24 +19,24 @@ def test_rebuild_restores_identical_results_after_the_index_file_is_deleted(
 ):
     files = make_catalog(tmp_path / "catalog", 20)
     library.index([tmp_path / "catalog"])
-    before = {f: _ids(library.search_image(f, k=5)) for f in files[:4]}
+    before = {f: _ids(search_image(library, f, k=5)) for f in files[:4]}
     library.close()
     (data_dir / "index.usearch").unlink()
     lib = reopen()
     assert lib.index_health == "rebuilt"
-    assert {f: _ids(lib.search_image(f, k=5)) for f in files[:4]} == before
+    assert {f: _ids(search_image(lib, f, k=5)) for f in files[:4]} == before
 
 
 def test_rebuild_index_without_re_embedding(library, tmp_path, monkeypatch):
     files = make_catalog(tmp_path / "catalog", 10)
     library.index([tmp_path / "catalog"])
-    before = _ids(library.search_image(files[3], k=10))
+    before = _ids(search_image(library, files[3], k=10))
     monkeypatch.setattr(
         library.embedder, "embed_batch", lambda *a: (_ for _ in ()).throw(AssertionError("embedded"))
     )
     assert library.rebuild_index() == 10
     monkeypatch.undo()
-    assert _ids(library.search_image(files[3], k=10)) == before
+    assert _ids(search_image(library, files[3], k=10)) == before
 
 
 def test_garbage_index_file_is_detected_and_rebuilt(library, reopen, tmp_path, data_dir):
@@ -46,7 +47,7 @@ def test_garbage_index_file_is_detected_and_rebuilt(library, reopen, tmp_path, d
     path.write_bytes(os.urandom(path.stat().st_size))
     lib = reopen()
     assert lib.index_health == "rebuilt" and len(lib.vector_index) == 8
-    assert lib.search_image(files[0], k=1)[0].path == str(files[0])
+    assert search_image(lib, files[0], k=1)[0].path == str(files[0])
 
 
 def test_truncated_index_file_is_detected_and_rebuilt(library, reopen, tmp_path, data_dir):
@@ -57,7 +58,7 @@ def test_truncated_index_file_is_detected_and_rebuilt(library, reopen, tmp_path,
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     lib = reopen()
     assert lib.index_health == "rebuilt"
-    assert lib.search_image(files[5], k=1)[0].path == str(files[5])
+    assert search_image(lib, files[5], k=1)[0].path == str(files[5])
 
 
 def test_index_behind_the_catalog_catches_up_without_a_rebuild(library, reopen, tmp_path, data_dir):
@@ -99,5 +100,5 @@ def test_another_process_indexing_is_seen_by_an_open_library(library, reopen, tm
     other = reopen()
     new = make_catalog(tmp_path / "catalog", 2, start_seed=50)
     other.index()
-    assert library.search_image(new[0], k=1)[0].path == str(new[0])
-    assert len(library.search_image(files[0], k=10)) == 5
+    assert search_image(library, new[0], k=1)[0].path == str(new[0])
+    assert len(search_image(library, files[0], k=10)) == 5

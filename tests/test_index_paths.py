@@ -31,7 +31,7 @@ def test_a_new_file_takes_over_the_image_whose_file_vanished_with_its_content(li
     files = make_catalog(chairs, 2)
     make_catalog(lamps, 1, start_seed=10)
     library.index([chairs, lamps])
-    library.add_tags(files[0], ["kept"])
+    library.products.add_tags(files[0], ["kept"])
     old_id = library.catalog.id_for_path(str(files[0]))
     target = lamps / "moved.jpg"
     shutil.move(files[0], target)

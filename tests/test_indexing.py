@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 from imagegen import make_catalog, write_image
+from searching import search_image
 
 import visualfinder.ingest.pipeline as pipeline_module
 from visualfinder.jobs import CancelToken
@@ -18,7 +19,7 @@ def test_index_then_search_finds_the_query_image_itself_first(library, tmp_path)
     report = library.index([tmp_path / "catalog"])
     assert report.added == 12 and not report.errors
     for query in (files[0], files[7]):
-        results = library.search_image(query, k=5)
+        results = search_image(library, query, k=5)
         assert results[0].path == str(query)
         assert results[0].score == pytest.approx(1.0, abs=1e-3)
         assert results[0].rank == 1
@@ -52,7 +53,7 @@ def test_renamed_file_keeps_its_id_and_embedding(library, tmp_path):
     assert library.catalog.id_for_path(str(files[2])) is None
     assert library.catalog.id_for_path(str(renamed)) == old_id
     np.testing.assert_array_equal(library.catalog.embedding_of(old_id, library.model_key), old_vector)
-    assert library.search_image(renamed, k=1)[0].id == old_id
+    assert search_image(library, renamed, k=1)[0].id == old_id
 
 
 def test_file_moved_to_another_catalog_folder_keeps_its_id(library, tmp_path):
@@ -94,7 +95,7 @@ def test_deleted_file_leaves_the_results(library, tmp_path):
     files[3].unlink()
     report = library.index()
     assert report.removed == 1
-    paths = [r.path for r in library.search_image(query_copy, k=10)]
+    paths = [r.path for r in search_image(library, query_copy, k=10)]
     assert str(files[3]) not in paths and len(paths) == 5
     assert len(library.vector_index) == 5
 
@@ -111,7 +112,7 @@ def test_changed_file_is_re_embedded_under_the_same_id(library, tmp_path):
     assert library.catalog.id_for_path(str(files[0])) == image_id
     after = library.catalog.embedding_of(image_id, library.model_key)
     assert not np.allclose(before, after)
-    assert library.search_image(files[0], k=1)[0].id == image_id
+    assert search_image(library, files[0], k=1)[0].id == image_id
 
 
 def test_touched_but_identical_file_is_not_re_embedded(library, tmp_path, monkeypatch):

@@ -7,9 +7,9 @@ import json
 import pytest
 from imagegen import make_catalog, write_image
 
-from visualfinder.library.facade import QueryTerm, SearchRequest
+from visualfinder.catalog.filters import FieldCondition, Filters
 from visualfinder.products.fields import MetadataError, parse_price, parse_tags
-from visualfinder.search.planner import FieldCondition, Filters
+from visualfinder.search.request import QueryTerm, SearchRequest
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_csv_rows_match_by_path_relative_path_and_file_name_and_extras_are_kept(
         "nowhere.jpg,XX-1,Ghost,,,,,\n",
         encoding="utf-8",
     )
-    report = library.import_metadata(csv_file)
+    report = library.products.import_metadata(csv_file)
     assert (report.rows, report.matched_rows, report.images_updated) == (4, 3, 3)
     assert report.unmatched == [(5, "nowhere.jpg")] and not report.problems
     assert report.without_metadata == 2 and str(lamps[1]) in report.without_metadata_sample
@@ -50,7 +50,7 @@ def test_csv_rows_match_by_path_relative_path_and_file_name_and_extras_are_kept(
         None,
     )
     assert library.record(lamps[0]).extra == {}  # an empty extra cell stores nothing
-    assert "colour" in library.metadata_fields()
+    assert "colour" in library.products.metadata_fields()
 
 
 def test_results_json_and_csv_export_carry_the_metadata(library, shop, tmp_path):
@@ -68,7 +68,7 @@ def test_results_json_and_csv_export_carry_the_metadata(library, shop, tmp_path)
             ]
         )
     )
-    library.import_metadata(tmp_path / "m.json")
+    library.products.import_metadata(tmp_path / "m.json")
     results = library.search(SearchRequest([QueryTerm("similar", chairs[0])], k=1)).results
     as_json = results[0].to_json()
     assert (as_json["sku"], as_json["title"], as_json["tags"], as_json["extra"]) == (
@@ -94,7 +94,7 @@ def test_json_lines_and_sku_named_files_match_without_an_image_column(library, t
     jl.write_text(
         '{"sku": "AB-12", "title": "Oak chair"}\n\n{"sku": "AB-13", "price": "€ 80"}\nnot json\n{"title": "no key"}\n'
     )
-    report = library.import_metadata(jl)
+    report = library.products.import_metadata(jl)
     assert report.matched_rows == 2 and report.images_updated == 2
     assert [line for line, _ in report.problems] == [4, 5]
     assert library.record(root / "ab-13.png").price == 80.0
@@ -107,7 +107,7 @@ def test_a_file_name_shared_by_two_images_is_reported_as_ambiguous(library, tmp_
     library.index([root])
     csv_file = tmp_path / "m.csv"
     csv_file.write_text("file,title\nfront.jpg,Which one?\nb/front.jpg,The b one\n")
-    report = library.import_metadata(csv_file)
+    report = library.products.import_metadata(csv_file)
     assert report.ambiguous == [(2, "front.jpg", 2)] and report.images_updated == 1
     assert library.record(root / "b" / "front.jpg").title == "The b one"
     assert library.record(root / "a" / "front.jpg").title is None
@@ -117,11 +117,11 @@ def test_reimporting_changes_only_the_columns_the_file_has_and_tags_merge_unless
     library, shop, tmp_path
 ):
     _, chairs, _ = shop
-    library.add_tags(chairs[0], ["favourite"])
+    library.products.add_tags(chairs[0], ["favourite"])
     (tmp_path / "a.csv").write_text(f"image,sku,title,tags\n{chairs[0]},AB-12,Oak chair,oak\n")
-    library.import_metadata(tmp_path / "a.csv")
+    library.products.import_metadata(tmp_path / "a.csv")
     (tmp_path / "b.csv").write_text(f"image,title,price\n{chairs[0]},Oak chair v2,99\n")
-    library.import_metadata(tmp_path / "b.csv")
+    library.products.import_metadata(tmp_path / "b.csv")
     record = library.record(chairs[0])
     assert (record.sku, record.title, record.price, record.tags) == (
         "AB-12",
@@ -130,27 +130,27 @@ def test_reimporting_changes_only_the_columns_the_file_has_and_tags_merge_unless
         ["favourite", "oak"],
     )
     (tmp_path / "c.csv").write_text(f"image,tags\n{chairs[0]},walnut\n")
-    library.import_metadata(tmp_path / "c.csv", replace_tags=True)
+    library.products.import_metadata(tmp_path / "c.csv", replace_tags=True)
     assert library.record(chairs[0]).tags == ["walnut"]
 
 
 def test_a_dry_run_reports_and_writes_nothing(library, shop, tmp_path):
     _, chairs, _ = shop
     (tmp_path / "a.csv").write_text(f"image,sku\n{chairs[0]},AB-12\n")
-    report = library.import_metadata(tmp_path / "a.csv", dry_run=True)
+    report = library.products.import_metadata(tmp_path / "a.csv", dry_run=True)
     assert report.images_updated == 1 and report.dry_run
     assert library.record(chairs[0]).sku is None
 
 
 def test_unreadable_metadata_files_are_clear_errors_and_change_nothing(library, shop, tmp_path):
     with pytest.raises(MetadataError, match="not found"):
-        library.import_metadata(tmp_path / "missing.csv")
+        library.products.import_metadata(tmp_path / "missing.csv")
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(MetadataError, match="not valid JSON"):
-        library.import_metadata(tmp_path / "bad.json")
+        library.products.import_metadata(tmp_path / "bad.json")
     (tmp_path / "nohead.csv").write_text("a.jpg,AB-12\n")
     with pytest.raises(MetadataError, match="first line must name the columns"):
-        library.import_metadata(tmp_path / "nohead.csv")
+        library.products.import_metadata(tmp_path / "nohead.csv")
 
 
 def test_excel_exports_with_semicolons_bom_and_cp1252_are_read(library, shop, tmp_path):
@@ -159,10 +159,10 @@ def test_excel_exports_with_semicolons_bom_and_cp1252_are_read(library, shop, tm
         "\ufeffImage;SKU;Product Name;Price\n".encode()
         + f"{chairs[2].name};AB-14;Chaise longue;12,50\n".encode()
     )
-    assert library.import_metadata(tmp_path / "excel.csv").images_updated == 1
+    assert library.products.import_metadata(tmp_path / "excel.csv").images_updated == 1
     assert (library.record(chairs[2]).title, library.record(chairs[2]).price) == ("Chaise longue", 12.5)
     (tmp_path / "latin.csv").write_bytes(b"image,title\n" + f"{chairs[1].name},Café chair\n".encode("cp1252"))
-    library.import_metadata(tmp_path / "latin.csv")
+    library.products.import_metadata(tmp_path / "latin.csv")
     assert library.record(chairs[1]).title == "Café chair"
 
 
@@ -170,8 +170,8 @@ def test_metadata_changes_enqueue_upserts_for_the_mirror(library, shop, tmp_path
     _, chairs, _ = shop
     library.catalog.enable_outbox()
     (tmp_path / "a.csv").write_text(f"image,sku\n{chairs[0]},AB-12\n")
-    library.import_metadata(tmp_path / "a.csv")
-    library.update_metadata(chairs[1], title="Walnut chair")
+    library.products.import_metadata(tmp_path / "a.csv")
+    library.products.update_metadata(chairs[1], title="Walnut chair")
     ops = library.catalog.conn.execute("SELECT op, image_id FROM outbox ORDER BY id").fetchall()
     assert ops == [("upsert", library.image_id(chairs[0])), ("upsert", library.image_id(chairs[1]))]
 
@@ -188,7 +188,7 @@ def test_sidecar_files_are_picked_up_by_indexing_once_and_again_when_changed(lib
     assert report.metadata_updated == 2
     assert (library.record(photo).title, library.record(photo).tags) == ("Green sofa", ["green"])
     assert library.record(other).extra == {"material": "leather"}
-    library.update_metadata(other, title="Edited in the app")
+    library.products.update_metadata(other, title="Edited in the app")
     assert library.index().metadata_updated == 0  # unchanged sidecars do not overwrite edits
     assert library.record(other).title == "Edited in the app"
     (root / "sofas" / "products.csv").write_text("file,title\nother.jpg,Crimson sofa\nlater.jpg,Later sofa\n")
@@ -214,7 +214,7 @@ def test_metadata_filters_equal_contains_compare_and_extra_fields(library, shop,
         "image,sku,title,price,colour\n"
         f"{chairs[0]},AB-12,Oak chair,129.5,red\n{chairs[1]},AB-13,Walnut Chair,80,blue\n{lamps[0]},LM-1,Brass lamp,49,red\n"
     )
-    library.import_metadata(tmp_path / "m.csv")
+    library.products.import_metadata(tmp_path / "m.csv")
 
     def paths(*conditions):
         request = SearchRequest(

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from visualfinder.catalog.filters import Filters
 from visualfinder.catalog.schema import SCHEMA_VERSION
 from visualfinder.catalog.store import Catalog
 from visualfinder.library.facade import QueryTerm, SearchRequest, open_library
-from visualfinder.search.planner import Filters
 
 FIXTURE = Path(__file__).parent / "fixtures" / "catalog_v1.db"
 TINY_KEY = "vf-tiny/random-seed0"

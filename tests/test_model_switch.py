@@ -6,10 +6,11 @@ import threading
 
 import pytest
 from imagegen import make_catalog, write_image
+from searching import query_vector
 
 from visualfinder.errors import QueryError
 from visualfinder.jobs import CancelToken
-from visualfinder.library.facade import QueryTerm, SearchRequest
+from visualfinder.search.request import QueryTerm, SearchRequest
 
 OLD_KEY = "vf-tiny/random-seed0"
 NEW_KEY = "vf-tiny-b/random-seed0"
@@ -22,13 +23,13 @@ def _similar(library, path, k=3):
 def test_switching_the_model_re_embeds_every_image_and_swaps(library, tmp_path, reopen):
     files = make_catalog(tmp_path / "catalog", 6)
     library.index([tmp_path / "catalog"])
-    report = library.switch_model("vf-tiny-b", "none")
+    report = library.models.switch("vf-tiny-b", "none")
     assert report.swapped and not report.cancelled and report.embedded == 6 and not report.skipped
     assert library.model_key == NEW_KEY and library.vector_index.spec.ndim == 48
-    assert len(library.vector_index) == 6 and library.pending_model_switch() is None
+    assert len(library.vector_index) == 6 and library.models.pending_switch() is None
     assert _similar(library, files[3])[0].path == str(files[3])
-    assert library.query_vector(QueryTerm("image", files[3])).shape == (48,)
-    assert library.stored_models() == {NEW_KEY: 6, OLD_KEY: 6}
+    assert query_vector(library, QueryTerm("image", files[3])).shape == (48,)
+    assert library.status().stored_models == {NEW_KEY: 6, OLD_KEY: 6}
     status = library.status()
     assert (status.model, status.model_key, status.requested_model_key) == ("vf-tiny-b", NEW_KEY, OLD_KEY)
     library.close()
@@ -49,15 +50,15 @@ def test_the_old_index_keeps_answering_while_the_new_model_embeds(settings, tmp_
             reached.set()
             assert release.wait(60)
 
-    job = library.start_model_switch("vf-tiny-b", "none", progress)
+    job = library.models.start_switch("vf-tiny-b", "none", progress)
     assert reached.wait(120), job.error
     # Mid-switch: searches run on the old model, and indexing goes on with it too.
     assert library.model_key == OLD_KEY
     assert _similar(library, files[1])[0].path == str(files[1])
-    assert library.query_vector(QueryTerm("text", "sofa")).shape == (64,)
+    assert query_vector(library, QueryTerm("text", "sofa")).shape == (64,)
     late = write_image(tmp_path / "catalog" / "late.jpg", 77)
     assert library.index().added == 1
-    state = library.pending_model_switch()
+    state = library.models.pending_switch()
     assert state.target.key == NEW_KEY and 2 <= state.embedded < state.total == 7
     release.set()
     assert job.wait(120) and job.error is None and job.result.swapped
@@ -76,20 +77,20 @@ def test_an_interrupted_switch_resumes_where_it_stopped(settings, tmp_path, reop
         if p.phase == "switching model" and p.done >= 2:
             cancel.cancel()
 
-    report = library.switch_model("vf-tiny-b", "none", progress, cancel)
+    report = library.models.switch("vf-tiny-b", "none", progress, cancel)
     assert report.cancelled and not report.swapped
     assert library.model_key == OLD_KEY and len(library.vector_index) == 6
-    done_before = library.pending_model_switch().embedded
+    done_before = library.models.pending_switch().embedded
     assert 2 <= done_before < 6
     library.close()
 
     resumed = reopen(batch_size=2)
-    state = resumed.pending_model_switch()
+    state = resumed.models.pending_switch()
     assert state is not None and state.target.key == NEW_KEY and state.embedded == done_before
     assert resumed.status().switch.embedded == done_before
-    report = resumed.switch_model(state.target.name, state.target.pretrained)
+    report = resumed.models.switch(state.target.name, state.target.pretrained)
     assert report.swapped and report.already == done_before and report.embedded == 6 - done_before
-    assert resumed.model_key == NEW_KEY and resumed.pending_model_switch() is None
+    assert resumed.model_key == NEW_KEY and resumed.models.pending_switch() is None
 
 
 def test_a_switch_skips_unreadable_files_and_the_next_index_run_heals(library, tmp_path):
@@ -97,7 +98,7 @@ def test_a_switch_skips_unreadable_files_and_the_next_index_run_heals(library, t
     library.index([tmp_path / "catalog"])
     files[2].unlink()
     write_image(files[1], 99)  # changed since indexing
-    report = library.switch_model("vf-tiny-b", "none")
+    report = library.models.switch("vf-tiny-b", "none")
     assert report.swapped and report.embedded == 2
     assert sorted(e.path for e in report.skipped) == sorted([str(files[1]), str(files[2])])
     assert library.status().stats.needs_embedding == 2
@@ -110,7 +111,7 @@ def test_identical_files_get_their_twins_vector_during_a_switch(library, tmp_pat
     files = make_catalog(tmp_path / "catalog", 3)
     (tmp_path / "catalog" / "copy.jpg").write_bytes(files[0].read_bytes())
     library.index([tmp_path / "catalog"])
-    report = library.switch_model("vf-tiny-b", "none")
+    report = library.models.switch("vf-tiny-b", "none")
     assert report.embedded + report.copied == 4 and report.embedded <= 3
     assert library.catalog.model_counts()[NEW_KEY] == 4
 
@@ -120,7 +121,7 @@ def test_another_process_follows_a_switch_on_its_next_search(library, tmp_path, 
     library.index([tmp_path / "catalog"])
     other = reopen()
     assert other.model_key == OLD_KEY
-    library.switch_model("vf-tiny-b", "none")
+    library.models.switch("vf-tiny-b", "none")
     assert _similar(other, files[2])[0].path == str(files[2])
     assert other.model_key == NEW_KEY and other.vector_index.spec.ndim == 48
 
@@ -128,28 +129,28 @@ def test_another_process_follows_a_switch_on_its_next_search(library, tmp_path, 
 def test_switching_back_reuses_the_stored_vectors_and_old_ones_can_be_forgotten(library, tmp_path):
     make_catalog(tmp_path / "catalog", 3)
     library.index([tmp_path / "catalog"])
-    library.switch_model("vf-tiny-b", "none")
-    back = library.switch_model("vf-tiny", "none")
+    library.models.switch("vf-tiny-b", "none")
+    back = library.models.switch("vf-tiny", "none")
     assert back.swapped and back.embedded == 0 and back.already == 3
     with pytest.raises(QueryError, match="in use"):
-        library.forget_model(OLD_KEY)
-    assert library.forget_model(NEW_KEY) == 3
-    assert library.stored_models() == {OLD_KEY: 3}
+        library.models.forget(OLD_KEY)
+    assert library.models.forget(NEW_KEY) == 3
+    assert library.status().stored_models == {OLD_KEY: 3}
 
 
 def test_an_unknown_target_model_changes_nothing(library, tmp_path):
     make_catalog(tmp_path / "catalog", 2)
     library.index([tmp_path / "catalog"])
     with pytest.raises(Exception, match="unknown model"):
-        library.switch_model("no-such-model", "none")
-    assert library.pending_model_switch() is None and library.model_key == OLD_KEY
+        library.models.switch("no-such-model", "none")
+    assert library.models.pending_switch() is None and library.model_key == OLD_KEY
 
 
 def test_the_swap_queues_every_document_for_the_mirror(library, tmp_path):
     files = make_catalog(tmp_path / "catalog", 3)
     library.index([tmp_path / "catalog"])
     library.catalog.enable_outbox()
-    library.switch_model("vf-tiny-b", "none")
+    library.models.switch("vf-tiny-b", "none")
     queued = library.catalog.conn.execute(
         "SELECT op, image_id, doc_id FROM outbox ORDER BY image_id"
     ).fetchall()

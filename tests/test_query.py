@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from imagegen import make_catalog
+from searching import search_query
 
 from visualfinder.errors import QueryError
 from visualfinder.search.query_bar import parse_date, parse_query, parse_size
@@ -82,13 +83,13 @@ def test_the_library_runs_a_query_bar_search(library, tmp_path):
     make_catalog(root / "lamps", 3, start_seed=10)
     make_catalog(root / "chairs" / "png", 2, start_seed=20, ext="png")
     library.index([root])
-    library.add_tags(chairs[1], ["Oak"])
-    library.add_tags(chairs[2], ["oak"])
-    response = library.search_query("folder:chairs tag:oak red armchair", k=10)
+    library.products.add_tags(chairs[1], ["Oak"])
+    library.products.add_tags(chairs[2], ["oak"])
+    response = search_query(library, "folder:chairs tag:oak red armchair", k=10)
     assert sorted(r.path for r in response.results) == sorted([str(chairs[1]), str(chairs[2])])
     assert response.plan.method == "exact" and response.plan.candidates == 2
-    only_filters = library.search_query("folder:chairs type:png", k=10)
+    only_filters = search_query(library, "folder:chairs type:png", k=10)
     assert only_filters.plan.method == "filter" and len(only_filters.results) == 2
     assert all(not r.ranked and r.to_json()["score"] is None for r in only_filters.results)
     with pytest.raises(QueryError, match="nothing to search for"):
-        library.search_query("   ")
+        search_query(library, "   ")

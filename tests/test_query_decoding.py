@@ -8,7 +8,7 @@ import pytest
 from imagegen import make_catalog, product_image, write_image
 
 from visualfinder.errors import QueryError
-from visualfinder.library.facade import QueryTerm, SearchRequest
+from visualfinder.search.request import QueryTerm, SearchRequest
 
 
 def test_query_image_data_decodes_like_the_same_file(library, tmp_path):

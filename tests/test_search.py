@@ -7,10 +7,11 @@ import threading
 import numpy as np
 import pytest
 from imagegen import make_catalog, write_image
+from searching import search_image
 
+from visualfinder.catalog.filters import Filters
 from visualfinder.errors import EmptyLibraryError, QueryError
 from visualfinder.library.facade import QueryTerm, SearchRequest, open_library
-from visualfinder.search.planner import Filters
 
 
 def test_folder_filter_returns_only_that_folder_and_matches_the_exact_path(library, tmp_path):
@@ -82,7 +83,7 @@ def test_every_metric_ranks_the_query_first_with_score_one(settings, tmp_path, m
         assert lib.catalog.meta("metric") == metric
         files = make_catalog(tmp_path / "catalog", 10)
         lib.index([tmp_path / "catalog"])
-        results = lib.search_image(files[4], k=10)
+        results = search_image(lib, files[4], k=10)
         assert results[0].path == str(files[4])
         assert results[0].score == pytest.approx(1.0, abs=2e-3)
         assert results[0].distance == pytest.approx(0.0, abs=0.05)
@@ -99,7 +100,7 @@ def test_metrics_agree_on_the_ranking_of_unit_vectors(settings, tmp_path):
         lib = open_library(settings.replace(metric=metric, data_dir=tmp_path / f"data-{i}"))
         try:
             lib.index([tmp_path / "catalog"])
-            rankings.append([(r.path, r.score) for r in lib.search_image(files[2], k=15, exact=True)])
+            rankings.append([(r.path, r.score) for r in search_image(lib, files[2], k=15, exact=True)])
         finally:
             lib.close()
     cosine = dict(rankings[0])
@@ -114,7 +115,7 @@ def test_metrics_agree_on_the_ranking_of_unit_vectors(settings, tmp_path):
 def test_k_larger_than_the_library_returns_every_image(library, tmp_path):
     files = make_catalog(tmp_path / "catalog", 7)
     library.index([tmp_path / "catalog"])
-    results = library.search_image(files[0], k=1000)
+    results = search_image(library, files[0], k=1000)
     assert sorted(r.path for r in results) == sorted(map(str, files))
 
 
@@ -130,7 +131,7 @@ def test_similar_to_an_indexed_image_uses_its_stored_vector(library, tmp_path):
     files = make_catalog(tmp_path / "catalog", 6)
     library.index([tmp_path / "catalog"])
     by_path = library.search(SearchRequest([QueryTerm("similar", files[2])], k=6)).results
-    by_file = library.search_image(files[2], k=6)
+    by_file = search_image(library, files[2], k=6)
     assert [r.id for r in by_path] == [r.id for r in by_file]
 
 
@@ -144,7 +145,7 @@ def test_similar_to_an_unindexed_path_is_a_clear_error(library, tmp_path):
 def test_minus_term_pushes_results_away(library, tmp_path):
     files = make_catalog(tmp_path / "catalog", 10)
     library.index([tmp_path / "catalog"])
-    plain = library.search_image(files[0], k=10)
+    plain = search_image(library, files[0], k=10)
     minus = library.search(
         SearchRequest([QueryTerm("image", files[0]), QueryTerm("similar", plain[1].path, weight=-1.0)], k=10)
     ).results
@@ -190,7 +191,7 @@ def test_crop_searches_just_the_region(library, tmp_path):
 def test_searching_an_empty_library_says_so(library, tmp_path):
     query = write_image(tmp_path / "q.jpg", 1)
     with pytest.raises(EmptyLibraryError, match="no indexed images"):
-        library.search_image(query)
+        search_image(library, query)
 
 
 def test_tag_type_and_metadata_filters_narrow_candidates(library, tmp_path):
@@ -225,7 +226,7 @@ def test_tag_type_and_metadata_filters_narrow_candidates(library, tmp_path):
 
 
 def _field(name, value):
-    from visualfinder.search.planner import FieldCondition
+    from visualfinder.catalog.filters import FieldCondition
 
     return FieldCondition(name, value)
 
@@ -250,7 +251,7 @@ def test_search_answers_while_an_index_run_is_in_progress(library, tmp_path):
     worker.start()
     try:
         assert first_commit.wait(60)
-        results = library.search_image(files[0], k=3)  # must not wait for the run to finish
+        results = search_image(library, files[0], k=3)  # must not wait for the run to finish
         assert results[0].path == str(files[0])
     finally:
         release.set()
@@ -267,7 +268,7 @@ def test_a_search_on_an_empty_index_waits_for_its_writer_and_sees_another_librar
         busy, release = threading.Event(), threading.Event()
 
         def edit_tags_waiting_for_the_other_writer():
-            with searcher._write_lock:  # what a tag edit holds while the other library writes
+            with searcher.live.writing_here():  # what a tag edit holds while the other library writes
                 busy.set()
                 release.wait(10)
 
@@ -275,7 +276,7 @@ def test_a_search_on_an_empty_index_waits_for_its_writer_and_sees_another_librar
         thread.start()
         busy.wait(10)
         threading.Timer(0.3, release.set).start()
-        results = searcher.search_image(files[1], k=2)
+        results = search_image(searcher, files[1], k=2)
         thread.join()
         assert results[0].path == str(files[1])
     finally:

@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 from imagegen import make_catalog
+from searching import search_image
 
+from visualfinder.catalog.filters import Filters
 from visualfinder.library.facade import QueryTerm, SearchRequest, open_library
-from visualfinder.search.planner import Filters
 from visualfinder.search.vector_index import IndexSpec, VectorIndex
 
 
@@ -98,11 +99,11 @@ def test_saved_index_opens_memory_mapped_and_becomes_writable_on_the_first_chang
     library.close()
     lib = reopen()
     assert lib.vector_index.is_view and len(lib.vector_index) == 8
-    assert lib.search_image(files[2], k=1)[0].path == str(files[2])
+    assert search_image(lib, files[2], k=1)[0].path == str(files[2])
     new = make_catalog(tmp_path / "catalog", 2, start_seed=40)
     lib.index()
     assert not lib.vector_index.is_view and len(lib.vector_index) == 10
-    assert lib.search_image(new[1], k=1)[0].path == str(new[1])
+    assert search_image(lib, new[1], k=1)[0].path == str(new[1])
     lib.close()
     again = reopen()
     assert again.vector_index.is_view and len(again.vector_index) == 10

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from imagegen import make_catalog, product_image, write_image
+from searching import search_image
 from watchutil import FAST_WATCH, EventLog, wait_until
 
 from visualfinder.errors import FolderNotFoundError
@@ -76,7 +77,7 @@ def test_a_new_image_is_searchable_soon_after_it_is_written(library, watch, tmp_
     watch()
     new = write_image(catalog / "new-chair.jpg", 40)
     assert wait_until(lambda: library.catalog.id_for_path(str(new)))
-    top = library.search_image(new, k=1)[0]
+    top = search_image(library, new, k=1)[0]
     assert top.path == str(new) and top.score > 0.999
 
 
@@ -91,13 +92,13 @@ def test_a_replaced_image_is_re_embedded_under_the_same_id(library, watch, tmp_p
     assert wait_until(lambda: library.catalog.stat_row(str(files[0])).content_hash == expected)
     assert ids(library, files[0]) == [image_id]
     assert not np.allclose(library.catalog.embedding_of(image_id, library.model_key), before)
-    assert library.search_image(files[0], k=1)[0].id == image_id
+    assert search_image(library, files[0], k=1)[0].id == image_id
 
 
 def test_a_renamed_image_keeps_its_id_embedding_and_tags(library, watch, tmp_path):
     files = make_catalog(tmp_path / "catalog", 3)
     library.index([tmp_path / "catalog"], watched=True)
-    library.add_tags(files[1], ["oak"])
+    library.products.add_tags(files[1], ["oak"])
     [old_id] = ids(library, files[1])
     vector = library.catalog.embedding_of(old_id, library.model_key)
     watcher = watch()
@@ -117,7 +118,7 @@ def test_a_move_between_two_watched_folders_keeps_the_id(library, watch, tmp_pat
     files = make_catalog(chairs, 2)
     make_catalog(lamps, 2, start_seed=10)
     library.index([chairs, lamps], watched=True)
-    library.add_tags(files[0], ["misfiled"])
+    library.products.add_tags(files[0], ["misfiled"])
     [old_id] = ids(library, files[0])
     watch()
     target = lamps / "actually-a-lamp.jpg"
@@ -139,7 +140,7 @@ def test_a_deleted_image_leaves_the_results(library, watch, tmp_path):
     watch()
     files[2].unlink()
     assert wait_until(lambda: library.catalog.id_for_path(str(files[2])) is None)
-    paths = [r.path for r in library.search_image(query, k=10)]
+    paths = [r.path for r in search_image(library, query, k=10)]
     assert str(files[2]) not in paths and len(paths) == 3
     assert len(library.vector_index) == 3
 
@@ -322,7 +323,7 @@ def test_a_file_changed_again_and_again_ends_with_its_last_content(library, watc
     assert wait_until(lambda: library.catalog.stat_row(str(files[0])).content_hash == final)
     assert watcher.wait_idle(20)
     assert len(rows_under(library, tmp_path / "catalog")) == 1 and ids(library, files[0]) == [image_id]
-    top = library.search_image(files[0], k=1)[0]
+    top = search_image(library, files[0], k=1)[0]
     assert top.id == image_id and top.score > 0.999  # the vector is the last version's
 
 
@@ -333,7 +334,7 @@ def test_changes_made_while_not_watching_are_applied_on_start(library, watch, tm
     catalog = tmp_path / "catalog"
     files = make_catalog(catalog, 4)
     library.index([catalog], watched=True)
-    library.add_tags(files[0], ["kept"])
+    library.products.add_tags(files[0], ["kept"])
     old_ids = ids(library, *files)
     os.rename(files[0], catalog / "renamed.jpg")
     files[1].unlink()

@@ -59,6 +59,10 @@ class QueryError(VisualFinderError):
     exit_code = 2
 
 
+class ImageNotFoundError(QueryError):
+    """An image id or path that the library does not hold."""
+
+
 class EmptyLibraryError(VisualFinderError):
     """Searching a library that has no indexed images."""
 

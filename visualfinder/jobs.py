@@ -96,3 +96,24 @@ class BackgroundJob:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the job has finished; False if `timeout` passed first."""
         return self._done.wait(timeout)
+
+
+class JobList:
+    """The background jobs one owner started, so that closing the owner stops them all."""
+
+    def __init__(self) -> None:
+        self._jobs: list[BackgroundJob] = []
+        self._lock = threading.Lock()
+
+    def start(self, job: BackgroundJob) -> BackgroundJob:
+        with self._lock:
+            self._jobs = [j for j in self._jobs if not j.done] + [job]
+        return job.start()
+
+    def stop_all(self) -> None:
+        """Cancel every running job and wait for it to finish."""
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.cancel()
+            job.wait()

@@ -130,7 +130,7 @@ def main(out_path: str | None) -> dict:
                 seconds = time.perf_counter() - t
             count = report.added
             result[label] = {"files": count, "seconds": seconds, "images_per_s": count / seconds,
-                             "gpu_util_pct": gpu.mean, "decode_workers": library.pipeline().decode_workers,
+                             "gpu_util_pct": gpu.mean, "decode_workers": library.indexer.pipeline().decode_workers,
                              "main_thread_s": dict(phases)}  # fmt: skip
         finally:
             library.close()

@@ -29,12 +29,12 @@ def main() -> None:
     opened = time.perf_counter() - start
     after_open = rss_bytes()
     start = time.perf_counter()
-    library.planner.search(queries[0], 10)
+    library.live.engine.planner.search(queries[0], 10)
     first = time.perf_counter() - start
     times = []
     for q in queries[1:]:
         start = time.perf_counter()
-        library.planner.search(q, 10)
+        library.live.engine.planner.search(q, 10)
         times.append(time.perf_counter() - start)
     after = rss_bytes()
     print(json.dumps({

@@ -11,9 +11,10 @@ import time
 
 import numpy as np
 
+from visualfinder.catalog.filters import Filters
 from visualfinder.catalog.store import Catalog, CatalogChanges, ImageWrite
 from visualfinder.search.duplicates import DuplicateFinder
-from visualfinder.search.planner import Filters, SearchPlanner
+from visualfinder.search.planner import SearchPlanner
 from visualfinder.search.vector_index import IndexSpec, VectorIndex
 
 KEY = "bench/synthetic"

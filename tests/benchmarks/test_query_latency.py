@@ -40,7 +40,7 @@ def _fill(library, n: int) -> None:
         changes.inserts.append(ImageWrite(f"/bench-query/img_{i:06d}.jpg", folder.id, 1, i, content_hash=f"{i:x}",
                                           embedding=vector, model_key=library.model_key))  # fmt: skip
     library.catalog.apply(changes)
-    library.sync_index()
+    library.live.sync()
 
 
 @pytest.mark.timeout(3 * 3600)
@@ -79,7 +79,7 @@ def test_query_latency_of_a_12_megapixel_photo(tmp_path_factory):
                 t2 = time.perf_counter()
                 vector = library.embedder.embed_batch([tensor])[0]
                 t3 = time.perf_counter()
-                library.planner.search(vector, 10)
+                library.live.engine.planner.search(vector, 10)
                 t4 = time.perf_counter()
                 decode.append(t1 - t0), prep.append(t2 - t1), model.append(t3 - t2), search.append(t4 - t3)
                 start = time.perf_counter()

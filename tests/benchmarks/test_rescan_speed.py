@@ -76,7 +76,7 @@ def test_rescan_of_an_unchanged_catalog(tmp_path):
                                                       content_hash=path.name, width=1, height=1, format="JPEG",
                                                       embedding=vector, model_key=library.model_key))  # fmt: skip
                 library.catalog.apply(changes)
-            library.sync_index()
+            library.live.sync()
             print(
                 f"  {count:,} files and catalog rows ready in {time.perf_counter() - started:.0f}s",
                 flush=True,

@@ -29,11 +29,11 @@ import pytest
 from report import env_int, env_list, machine, ms, table, timed
 from synthetic import CATALOG_ROOT, SUB_FOLDERS, Timer, build_catalog, centres_for, exact_top_k, mixture
 
+from visualfinder.catalog.filters import Filters
 from visualfinder.config import Settings
 from visualfinder.library.facade import open_library
 from visualfinder.models.embedder import model_key
 from visualfinder.search import planner as search_module
-from visualfinder.search.planner import Filters
 
 N = env_int("VF_BENCH_VECTORS", 1_000_000)
 QUERIES = env_int("VF_BENCH_QUERIES", 1000)
@@ -59,8 +59,8 @@ def _planner_runs(library, queries, filters=None, exact=False, same_filter_again
     times, found = [], []
     for q in queries:
         if not same_filter_again:
-            library.planner._candidates = None
-        t, (results, plan) = timed(lambda q=q: library.planner.search(q, K, filters, exact), 1)
+            library.live.engine.planner._candidates = None
+        t, (results, plan) = timed(lambda q=q: library.live.engine.planner.search(q, K, filters, exact), 1)
         times.append(t[0])
         found.append(np.array([r.id for r in results], dtype=np.int64))
     return np.array(times), found, plan
@@ -189,7 +189,7 @@ def test_search_at_scale(tmp_path_factory):
                 # exact_max 1000 forces the HNSW path the way a large filter takes it (the count stops
                 # at 1001); 0 would make the planner count every match to check k is reachable.
                 for method, exact_max in (("exact", 10**9), ("hnsw", 1000)):
-                    library.planner.exact_max = exact_max
+                    library.live.engine.planner.exact_max = exact_max
                     times, found, plan = _planner_runs(library, queries[:200], flt)
                     assert plan.method == method
                     filter_rows.append([dtype, f"folder, {name}", int(mask.sum()), method,
@@ -204,7 +204,7 @@ def test_search_at_scale(tmp_path_factory):
                                             f"{_recall(found, filtered_truth[name]):.4f}", f"{ms(times):.1f}",
                                             f"{ms(times, 99):.1f}"])  # fmt: skip
                         print("  ", filter_rows[-1], flush=True)
-            library.planner.exact_max = library.settings.exact_search_max_candidates
+            library.live.engine.planner.exact_max = library.settings.exact_search_max_candidates
         finally:
             library.close()
         for view in (False, True):

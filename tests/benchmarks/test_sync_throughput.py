@@ -17,12 +17,12 @@ import numpy as np
 from opensearchpy import OpenSearch
 from osmem_server import OsmemServer
 
+from visualfinder.catalog.outbox import Outbox
 from visualfinder.catalog.store import Catalog, CatalogChanges, ImageWrite
 from visualfinder.config import Settings
 from visualfinder.remote.documents import bulk_items, pack
 from visualfinder.remote.mapping import RemoteSpec, index_body
 from visualfinder.remote.opensearch import connect
-from visualfinder.remote.outbox import Outbox
 from visualfinder.remote.sync import Syncer
 
 N_DOCS = 10_000

@@ -17,7 +17,7 @@ def import_products(qtbot, window, catalog_dir, tmp_path):
         "product_0005.jpg,LP-5,Brass desk lamp,59,lamp,gold\n",
         encoding="utf-8",
     )
-    job = window.session.run(window.session.writer, "Importing", lambda lib, ctx: lib.import_metadata(sheet),
+    job = window.session.run(window.session.writer, "Importing", lambda lib, ctx: lib.products.import_metadata(sheet),
                              refresh=True)  # fmt: skip
     qtbot.waitUntil(lambda: job.done, timeout=WAIT_MS)
     assert job.state == "succeeded", job.error

@@ -66,7 +66,7 @@ def test_the_status_bar_shows_the_live_sync_to_a_configured_cluster(
     window = make_window([catalog_dir], settings_=live)
     qtbot.waitUntil(lambda: window.sync_label.text() == "Synced", timeout=WAIT_MS)
     assert window.sync_label.isVisible() and osmem_clone.url in window.sync_label.toolTip()
-    assert window.session.library.sync_pending() == 0
+    assert window.session.library.remote.pending() == 0
 
 
 def test_no_sync_label_without_a_cluster(library_window):

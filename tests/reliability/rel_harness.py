@@ -23,7 +23,8 @@ from PIL import Image
 
 import visualfinder
 from visualfinder.config import Settings
-from visualfinder.library.facade import CATALOG_FILE, INDEX_FILE, open_library
+from visualfinder.library.facade import CATALOG_FILE, open_library
+from visualfinder.library.live_index import INDEX_FILE
 from visualfinder.models.embedder import Embedder
 
 # VF_RELIABILITY_LONG=1 runs the long part: many more kill trials and fuzz cases.

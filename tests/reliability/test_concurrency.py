@@ -16,6 +16,7 @@ from pathlib import Path
 
 from imagegen import make_catalog, write_image
 from rel_harness import assert_index_matches_catalog, check_catalog_file, files_under, rng_for, scaled
+from searching import search_image
 from watchutil import FAST_WATCH
 from watchutil import wait_until as wait_for
 
@@ -79,12 +80,12 @@ def test_searches_exports_and_edits_during_indexing_stay_consistent(library, reo
     def search(lib):
         def action():
             query = rng.choice(first + more)
-            _check_results(lib.search_image(query, k=8), files, query, indexed_before)
+            _check_results(search_image(lib, query, k=8), files, query, indexed_before)
 
         return action
 
     def export():
-        results = library.search_image(first[0], k=40)
+        results = search_image(library, first[0], k=40)
         out = library.export_csv(results, tmp_path / f"export-{threading.get_ident()}.csv")
         with open(out, newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
@@ -93,8 +94,8 @@ def test_searches_exports_and_edits_during_indexing_stay_consistent(library, reo
 
     def tag():
         image = rng.choice(first)
-        library.add_tags(image, [f"tag-{rng.randrange(5)}"])
-        other.remove_tags(image, [f"tag-{rng.randrange(5)}"])
+        library.products.add_tags(image, [f"tag-{rng.randrange(5)}"])
+        other.products.remove_tags(image, [f"tag-{rng.randrange(5)}"])
 
     def status():
         for lib in (library, other):
@@ -116,7 +117,7 @@ def test_searches_exports_and_edits_during_indexing_stay_consistent(library, reo
     assert min(workers.counts[n] for n in ("search", "search-other", "export", "tags", "status")) > 0
     for lib in (library, other):
         for query in rng.sample(first + more, 12):
-            assert lib.search_image(query, k=1)[0].path == str(query)
+            assert search_image(lib, query, k=1)[0].path == str(query)
     assert_index_matches_catalog(library)
     print(f"indexed {len(more)} images in {seconds:.1f}s alongside {dict(workers.counts)}")
 
@@ -140,18 +141,18 @@ def test_the_watcher_indexes_changes_while_searches_and_exports_run(settings, tm
         def search(lib):
             def action():
                 query = rng.choice(stable)
-                _check_results(lib.search_image(query, k=8), ever, query, stable_set)
+                _check_results(search_image(lib, query, k=8), ever, query, stable_set)
 
             return action
 
         def export():
-            results = other.search_image(rng.choice(stable), k=30)
+            results = search_image(other, rng.choice(stable), k=30)
             out = other.export_csv(results, tmp_path / "watch-export.csv")
             with open(out, newline="", encoding="utf-8") as fh:
                 assert len(list(csv.reader(fh))) == len(results) + 1
 
         def tag():
-            other.add_tags(rng.choice(stable), [f"t{rng.randrange(3)}"])
+            other.products.add_tags(rng.choice(stable), [f"t{rng.randrange(3)}"])
 
         workers.repeat("search", search(library))
         workers.repeat("search-other", search(other))
@@ -189,7 +190,7 @@ def test_the_watcher_indexes_changes_while_searches_and_exports_run(settings, tm
         assert min(workers.counts[n] for n in ("search", "search-other", "export", "tags")) > 0
         for lib in (library, other):
             for query in rng.sample(sorted(files_under(root)), 10):
-                best = lib.search_image(query, k=1)[0]
+                best = search_image(lib, query, k=1)[0]
                 assert best.score > 0.999 and Path(best.path).read_bytes() == Path(query).read_bytes()
         assert_index_matches_catalog(library)
     finally:

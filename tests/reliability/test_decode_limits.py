@@ -91,7 +91,7 @@ def test_a_fifo_that_replaced_a_scanned_file_is_refused_without_blocking(library
     folder = library.add_folders([root])[0]
     plan = ScanPlan(new=[FileStat(str(p), p.stat().st_size, p.stat().st_mtime_ns, folder.id) for p in good]
                     + [FileStat(str(swapped), 1234, 1, folder.id)])  # fmt: skip
-    report = library.pipeline().run(plan)
+    report = library.indexer.pipeline().run(plan)
     assert report.added == 3
     assert [(e.path, e.reason) for e in report.errors] == [
         (str(swapped), "not a regular file (device, pipe or socket)")

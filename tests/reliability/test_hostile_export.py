@@ -8,6 +8,7 @@ import csv
 
 import pytest
 from imagegen import write_image
+from searching import search_image
 
 from visualfinder.products.export import COLUMNS, unneutralise
 
@@ -39,12 +40,12 @@ def test_hostile_metadata_exports_without_formulas_or_broken_rows(library, tmp_p
     for i, path in enumerate(paths):
         text, other = HOSTILE_TEXT[i], HOSTILE_TEXT[-1 - i]
         extra = {"=note": text[:200], "+count": -3, "nested": {"@k": other[:20]}}
-        library.update_metadata(path, title=text, description=other, sku=other[:64], url="javascript:" + text[:50],
+        library.products.update_metadata(path, title=text, description=other, sku=other[:64], url="javascript:" + text[:50],
                                 price=-1.5 if i % 2 else None, extra=extra)  # fmt: skip
         rows_in[str(path)] = {"title": text, "description": other, "sku": other[:64], "'=note": text[:200]}
     for i, path in enumerate(paths):
-        library.add_tags(path, [HOSTILE_TEXT[i][:40] or "plain", "=tag", "-sale"])
-    results = library.search_image(paths[0], k=len(paths))
+        library.products.add_tags(path, [HOSTILE_TEXT[i][:40] or "plain", "=tag", "-sale"])
+    results = search_image(library, paths[0], k=len(paths))
     out = library.export_csv(results, tmp_path / "out.csv", excel=excel)
     with open(out, newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.reader(fh))

@@ -17,7 +17,9 @@ import pytest
 from rel_harness import rng_for, scaled, synthetic_library
 
 from visualfinder.config import Settings
-from visualfinder.library.facade import INDEX_FILE, QueryTerm, SearchRequest, open_library
+from visualfinder.library.facade import open_library
+from visualfinder.library.live_index import INDEX_FILE
+from visualfinder.search.request import QueryTerm, SearchRequest
 from visualfinder.search.vector_index import sidecar_path
 
 COUNT = 600

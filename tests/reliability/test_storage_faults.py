@@ -28,11 +28,14 @@ from rel_harness import (
     synthetic_library,
     write_settings,
 )
+from searching import search_image
 
 from visualfinder.config import Settings
 from visualfinder.errors import CatalogError, SettingsError, StorageError, VisualFinderError
 from visualfinder.ingest.imaging import write_thumbnail
-from visualfinder.library.facade import CATALOG_FILE, INDEX_FILE, QueryTerm, SearchRequest, open_library
+from visualfinder.library.facade import CATALOG_FILE, open_library
+from visualfinder.library.live_index import INDEX_FILE
+from visualfinder.search.request import QueryTerm, SearchRequest
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -232,7 +235,7 @@ def test_a_failed_index_save_leaves_the_old_index_and_no_temp_file(tmp_path):
 def test_exporting_to_a_missing_folder_or_a_full_disk_is_a_clear_error(library, tmp_path):
     files = make_catalog(tmp_path / "catalog", 3)
     library.index([tmp_path / "catalog"])
-    results = library.search_image(files[0], k=3)
+    results = search_image(library, files[0], k=3)
     with pytest.raises(StorageError, match="cannot write .*missing.*out.csv"):
         library.export_csv(results, tmp_path / "missing" / "out.csv")
     with small_disk(tmp_path / "disk", "64k") as disk:

@@ -107,7 +107,7 @@ def test_requests_are_signed_with_sigv4_for_amazon_opensearch(settings, proxy, m
         settings.replace(remote_url=proxy.url, remote_aws_region="eu-west-1", remote_max_retries=0)
     )
     try:
-        lib.sync()
+        lib.remote.sync()
     finally:
         lib.close()
     auth = [r.headers.get("Authorization", "") for r in proxy.requests()]

@@ -11,12 +11,12 @@ import pytest
 from imagegen import make_catalog, write_image
 from remote_helpers import FAST_REMOTE, documented_score
 
+from visualfinder.catalog.filters import FieldCondition, Filters
 from visualfinder.cli.main import main
 from visualfinder.config import Settings, update_settings_file
 from visualfinder.library.facade import open_library
 from visualfinder.remote.mapping import RemoteSpec, index_body
 from visualfinder.remote.query import distance_from_score, filter_clauses, knn_body, script_score_body
-from visualfinder.search.planner import FieldCondition, Filters
 from visualfinder.search.vector_index import exact_distances
 
 QUERY = np.array([0.6, 0.8, 0.0], dtype=np.float32)
@@ -83,9 +83,9 @@ def shop(tmp_path, data_dir, library, proxy):
     lamps = make_catalog(tmp_path / "shop" / "lamps", 6, start_seed=30, ext="png")
     write_image(tmp_path / "shop" / "chairs-old" / "c.jpg", 70)  # a sibling folder with a shared prefix
     library.index([tmp_path / "shop"])
-    library.add_tags(chairs[0], ["oak", "red"])
-    library.add_tags(chairs[1], ["oak"])
-    library.add_tags(lamps[0], ["red"])
+    library.products.add_tags(chairs[0], ["oak", "red"])
+    library.products.add_tags(chairs[1], ["oak"])
+    library.products.add_tags(lamps[0], ["red"])
     with library.catalog.transaction() as conn:  # product metadata, as an import would set it
         for i, path in enumerate(chairs[:4]):
             image_id = library.catalog.id_for_path(str(path))
@@ -95,7 +95,7 @@ def shop(tmp_path, data_dir, library, proxy):
     # Saved, so that the CLI (main) uses the same settings.
     update_settings_file(data_dir, remote_url=proxy.url, exact_search_max_candidates=10, **FAST_REMOTE)
     lib = open_library(Settings.load())
-    lib.sync()
+    lib.remote.sync()
     proxy.script.knn = True
     yield lib, chairs, lamps, tmp_path / "shop"
     lib.close()
@@ -161,7 +161,7 @@ def test_remote_search_gives_the_same_results_as_local_search(shop, capsys, capl
 def test_the_remote_planner_estimates_the_filtered_count_and_picks_knn_or_exact(shop, proxy):
     lib, chairs, lamps, root = shop
     query = lib.catalog.embedding_of(lib.catalog.id_for_path(str(chairs[3])), lib.model_key)
-    searcher = lib.remote_searcher()
+    searcher = lib.remote.searcher()
 
     def last_search() -> dict:
         return json.loads([r for r in proxy.requests("/_search") if r.body][-1].body)

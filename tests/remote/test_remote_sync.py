@@ -9,11 +9,11 @@ import pytest
 from imagegen import make_catalog, write_image
 from remote_helpers import remote_docs
 
+from visualfinder.catalog.outbox import Outbox
 from visualfinder.errors import RemoteMismatchError, RemoteUnavailableError
 from visualfinder.jobs import Progress
 from visualfinder.remote.mapping import RemoteSpec, index_body
 from visualfinder.remote.opensearch import RetryPolicy
-from visualfinder.remote.outbox import Outbox
 
 
 def small_catalog(root, count, start_seed=0):
@@ -31,7 +31,7 @@ def test_first_sync_creates_the_index_with_the_library_mapping(
     library.close()
     lib = synced(osmem_clone.url)
 
-    report = lib.sync()
+    report = lib.remote.sync()
 
     assert report.created_index and report.full and report.sent == 6 and report.pending == 0
     stored = os_client.indices.get(index="visualfinder")["visualfinder"]
@@ -60,7 +60,7 @@ def test_first_sync_creates_the_index_with_the_library_mapping(
 def test_a_cluster_older_than_2_19_gets_the_lucene_engine_for_cosine(library, synced, proxy, os_client):
     proxy.script.version = "2.11.1"  # faiss learned cosinesimil in 2.19
     library.close()
-    synced(proxy.url).sync()
+    synced(proxy.url).remote.sync()
     method = os_client.indices.get_mapping(index="visualfinder")["visualfinder"]["mappings"]["properties"][
         "vector"
     ]
@@ -73,11 +73,11 @@ def test_the_outbox_stays_empty_until_sync_is_enabled(tmp_path, library, synced,
     assert not library.catalog.outbox_enabled and library.catalog.stats(library.model_key).outbox_pending == 0
     library.close()
     lib = synced(osmem_clone.url)
-    lib.sync()
+    lib.remote.sync()
     assert lib.catalog.outbox_enabled
     write_image(tmp_path / "c" / "new.jpg", 50)
     lib.index()
-    assert lib.sync_pending() == 1
+    assert lib.remote.pending() == 1
 
 
 def test_200_images_then_deletes_moves_and_edits_converge(tmp_path, library, synced, osmem_clone, os_client):
@@ -87,8 +87,8 @@ def test_200_images_then_deletes_moves_and_edits_converge(tmp_path, library, syn
     library.close()
     lib = synced(osmem_clone.url, remote_bulk_max_bytes=60_000)
 
-    first = lib.sync()
-    assert first.sent == 200 and first.requests > 1 and lib.sync_pending() == 0
+    first = lib.remote.sync()
+    assert first.sent == 200 and first.requests > 1 and lib.remote.pending() == 0
     os_client.indices.refresh(index="visualfinder")
     assert os_client.count(index="visualfinder")["count"] == 200
 
@@ -99,10 +99,10 @@ def test_200_images_then_deletes_moves_and_edits_converge(tmp_path, library, syn
     shutil.move(files[3], moved)
     write_image(files[4], 999, size=(48, 40))  # same path, new picture
     lib.index()
-    lib.add_tags(files[5], ["Oak", "chair"])
-    assert lib.sync_pending() == 6
+    lib.products.add_tags(files[5], ["Oak", "chair"])
+    assert lib.remote.pending() == 6
 
-    report = lib.sync()
+    report = lib.remote.sync()
 
     assert report.sent == 3 and report.deleted == 3 and report.pending == 0
     docs = remote_docs(os_client)
@@ -124,7 +124,7 @@ def test_bulk_requests_are_sized_by_bytes(tmp_path, library, synced, proxy):
     library.close()
     lib = synced(proxy.url, remote_bulk_max_bytes=8_000)
 
-    report = lib.sync()
+    report = lib.remote.sync()
 
     sizes = [len(r.body) for r in proxy.bulk_requests()]
     assert report.sent == 30 and len(sizes) == report.requests > 3
@@ -143,11 +143,11 @@ def test_a_mismatched_remote_index_is_reported_and_never_overwritten(
     lib = synced(osmem_clone.url)
 
     with pytest.raises(RemoteMismatchError, match=r"32-dimension vectors .*--recreate"):
-        lib.sync()
+        lib.remote.sync()
     assert os_client.count(index="visualfinder")["count"] == 1
     assert not lib.catalog.outbox_enabled
 
-    report = lib.sync(recreate=True)
+    report = lib.remote.sync(recreate=True)
     assert report.created_index and report.sent == 4
     docs = remote_docs(os_client)
     assert "theirs" not in docs and len(docs) == 4
@@ -160,39 +160,39 @@ def test_an_index_of_another_metric_or_model_is_refused(tmp_path, library, synce
         index="l2-index", body=index_body(RemoteSpec(lib.embedder.dim, "l2", lib.model_key))
     )
     with pytest.raises(RemoteMismatchError, match="compares vectors by l2"):
-        lib.sync()
+        lib.remote.sync()
     lib2 = synced(osmem_clone.url, remote_index="model-index")
     os_client.indices.create(
         index="model-index", body=index_body(RemoteSpec(lib.embedder.dim, "cosine", "RN50/x"))
     )
     with pytest.raises(RemoteMismatchError, match="vectors of model RN50/x"):
-        lib2.sync()
+        lib2.remote.sync()
 
 
 def test_rejected_documents_are_reported_and_not_retried_forever(tmp_path, library, synced, proxy, os_client):
     files = make_catalog(tmp_path / "c", 5)
     library.index([tmp_path / "c"])
-    library.add_tags(files[2], ["oak"])
+    library.products.add_tags(files[2], ["oak"])
     library.close()
     lib = synced(proxy.url)
     # An index someone made with `tags` as numbers: a tag like "oak" cannot go in.
-    body = index_body(lib.remote_spec())
+    body = index_body(lib.remote.spec())
     body["mappings"]["properties"]["tags"] = {"type": "long"}
     os_client.indices.create(index="visualfinder", body=body)
 
-    report = lib.sync()
+    report = lib.remote.sync()
 
     assert report.sent == 4 and len(report.rejected) == 1
     assert report.rejected[0].path == str(files[2]) and "mapper_parsing_exception" in report.rejected[0].error
-    status = lib.sync_status()
+    status = lib.remote.status()
     assert status.rejected_count == 1 and status.pending == 0
     sent_before = len(proxy.bulk_requests())
-    again = lib.sync()
+    again = lib.remote.sync()
     assert again.sent == 0 and not again.rejected and len(proxy.bulk_requests()) == sent_before
 
-    lib.remove_tags(files[2], ["oak"])  # the image changes: its new document goes out
-    fixed = lib.sync()
-    assert fixed.sent == 1 and lib.sync_status().rejected_count == 0
+    lib.products.remove_tags(files[2], ["oak"])  # the image changes: its new document goes out
+    fixed = lib.remote.sync()
+    assert fixed.sent == 1 and lib.remote.status().rejected_count == 0
     assert len(remote_docs(os_client)) == 5
 
 
@@ -204,7 +204,7 @@ def test_429_responses_are_retried_with_backoff_until_accepted(tmp_path, library
     proxy.script.bulk_statuses = [429, 503]  # two whole requests refused...
     proxy.script.item_429_rounds = 1  # ...then half the documents of the next one
 
-    report = lib.sync()
+    report = lib.remote.sync()
 
     assert report.sent == 12 and report.pending == 0 and not report.rejected
     bulks = proxy.bulk_requests()
@@ -233,16 +233,16 @@ def test_a_stopped_server_keeps_every_change_and_converges_when_back(
                 proxy.down()
 
     with pytest.raises(RemoteUnavailableError, match="connection refused"):
-        lib.sync(progress=stop_after_two_batches)
+        lib.remote.sync(progress=stop_after_two_batches)
 
     sent = batches[-1]
     assert 0 < sent < 40
-    assert lib.sync_pending() == 40 - sent
+    assert lib.remote.pending() == 40 - sent
     assert len(remote_docs(os_client)) == sent
-    assert "connection refused" in lib.sync_status().last_error
+    assert "connection refused" in lib.remote.status().last_error
 
     proxy.up()
-    report = lib.sync()
+    report = lib.remote.sync()
 
     assert report.sent == 40 - sent and report.pending == 0 and not report.full
     docs = remote_docs(os_client)
@@ -258,10 +258,10 @@ def test_a_lost_remote_index_is_pushed_again_in_full(tmp_path, library, synced, 
     library.index([tmp_path / "c"])
     library.close()
     lib = synced(osmem_clone.url)
-    lib.sync()
+    lib.remote.sync()
     os_client.indices.delete(index="visualfinder")
 
-    report = lib.sync()  # a new index (new uuid): everything goes again, without being asked
+    report = lib.remote.sync()  # a new index (new uuid): everything goes again, without being asked
 
     assert report.full and report.created_index and report.sent == 5
     assert len(remote_docs(os_client)) == 5
@@ -274,7 +274,7 @@ def test_full_sync_restores_missing_documents_and_removes_stale_ones(
     library.index([tmp_path / "c"])
     library.close()
     lib = synced(osmem_clone.url)
-    lib.sync()
+    lib.remote.sync()
     docs = remote_docs(os_client)
     lost = sorted(docs)[0]
     os_client.delete(index="visualfinder", id=lost, refresh=True)
@@ -284,9 +284,9 @@ def test_full_sync_restores_missing_documents_and_removes_stale_ones(
     other_library = dict(stale, library_id="someone-else")
     os_client.index(index="visualfinder", id="someone-else-1", body=other_library, refresh=True)
 
-    assert lib.sync().sent == 0  # nothing changed locally: a plain sync sends nothing
+    assert lib.remote.sync().sent == 0  # nothing changed locally: a plain sync sends nothing
 
-    report = lib.sync(full=True)
+    report = lib.remote.sync(full=True)
 
     assert report.full and report.sent == 5 and report.deleted == 1
     after = remote_docs(os_client)
@@ -298,8 +298,8 @@ def test_outbox_merges_changes_per_document_and_keeps_rejections_aside(library, 
     library.catalog.enable_outbox()
     library.index([tmp_path / "c"])
     image_id = int(library.catalog.embedded_ids(library.model_key)[0])
-    library.add_tags(image_id, ["a"])
-    library.add_tags(image_id, ["b"])
+    library.products.add_tags(image_id, ["a"])
+    library.products.add_tags(image_id, ["b"])
     outbox = Outbox(library.catalog)
 
     entries = outbox.next_batch(0, 100)
@@ -312,7 +312,7 @@ def test_outbox_merges_changes_per_document_and_keeps_rejections_aside(library, 
     outbox.record_failures([(entry, "400 mapper_parsing_exception: no", True)])
     assert outbox.pending() == 1 and outbox.rejected_count() == 1
     assert [e.image_id for e in outbox.next_batch(0, 100)] != [image_id]
-    library.add_tags(image_id, ["c"])
+    library.products.add_tags(image_id, ["c"])
     newer = [e for e in outbox.next_batch(0, 100) if e.image_id == image_id]
     outbox.acknowledge(newer)  # the newer document went through: the old rejection is moot
     assert outbox.rejected_count() == 0

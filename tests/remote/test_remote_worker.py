@@ -10,6 +10,7 @@ from pathlib import Path
 import tomli_w
 from imagegen import make_catalog, write_image
 from remote_helpers import FAST_REMOTE, remote_docs
+from searching import search_image
 
 from visualfinder.events import SyncStatusChanged
 from visualfinder.remote.worker import SyncWorker, start_live_sync
@@ -33,10 +34,10 @@ def test_the_worker_pushes_changes_as_they_happen(tmp_path, synced, osmem_clone,
         files = make_catalog(tmp_path / "c", 5)
         lib.index([tmp_path / "c"])
         assert wait_for(lambda: len(remote_docs(os_client)) == 5)
-        lib.add_tags(files[0], ["oak"])
+        lib.products.add_tags(files[0], ["oak"])
         files[1].unlink()
         lib.index()
-        assert wait_for(lambda: len(remote_docs(os_client)) == 4 and lib.sync_pending() == 0)
+        assert wait_for(lambda: len(remote_docs(os_client)) == 4 and lib.remote.pending() == 0)
         assert wait_for(lambda: any(d["tags"] == ["oak"] for d in remote_docs(os_client).values()))
     finally:
         worker.stop()
@@ -56,13 +57,13 @@ def test_indexing_and_search_never_wait_for_a_slow_cluster(tmp_path, synced, pro
 
         write_image(tmp_path / "c" / "new.jpg", 77)
         report = lib.index()
-        results = lib.search_image(tmp_path / "c" / "new.jpg", k=2)
-        lib.add_tags(tmp_path / "c" / "new.jpg", ["lamp"])
+        results = search_image(lib, tmp_path / "c" / "new.jpg", k=2)
+        lib.products.add_tags(tmp_path / "c" / "new.jpg", ["lamp"])
 
         assert report.added == 1 and results[0].path == str(tmp_path / "c" / "new.jpg")
         assert not hold.is_set() and worker.state == "pushing"  # all of that happened while it waited
         hold.set()
-        assert wait_for(lambda: lib.sync_pending() == 0 and worker.state == "idle")
+        assert wait_for(lambda: lib.remote.pending() == 0 and worker.state == "idle")
         assert len(remote_docs(os_client)) == 4
     finally:
         hold.set()
@@ -73,7 +74,7 @@ def test_the_worker_waits_out_an_unreachable_cluster_and_catches_up(tmp_path, sy
     lib = synced(proxy.url)
     make_catalog(tmp_path / "c", 2)
     lib.index([tmp_path / "c"])
-    lib.sync()
+    lib.remote.sync()
     proxy.down()
     events: list[SyncStatusChanged] = []
     lib.events.subscribe(lambda e: events.append(e) if isinstance(e, SyncStatusChanged) else None)
@@ -83,11 +84,11 @@ def test_the_worker_waits_out_an_unreachable_cluster_and_catches_up(tmp_path, sy
         lib.index()
         assert wait_for(lambda: any(e.state == "offline" and e.pending == 2 for e in events))
         assert "cannot reach OpenSearch" in events[-1].message
-        assert lib.sync_pending() == 2  # kept, not lost
+        assert lib.remote.pending() == 2  # kept, not lost
 
         proxy.up()
         assert wait_for(lambda: worker.state == "idle", timeout=30)
-        assert len(remote_docs(os_client)) == 4 and lib.sync_pending() == 0
+        assert len(remote_docs(os_client)) == 4 and lib.remote.pending() == 0
     finally:
         worker.stop()
 

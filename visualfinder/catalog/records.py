@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 SQL_CHUNK = 900  # stay well below SQLite's bound-variable limit
+# The product fields of `image_meta` (imported extras are kept as JSON beside them).
+META_FIELDS = ("sku", "title", "description", "url", "price")
 
 
 def sql_chunks(items: list, size: int = SQL_CHUNK) -> Iterator[list]:

@@ -43,7 +43,8 @@ from visualfinder.catalog.records import (
 )
 from visualfinder.catalog.schema import MIGRATIONS, SCHEMA_VERSION
 from visualfinder.catalog.vectors import VectorStore
-from visualfinder.errors import CatalogError
+from visualfinder.errors import CatalogError, ImageNotFoundError
+from visualfinder.paths import normalise
 
 # The records are written beside the catalog; the rest of the code imports them from here.
 __all__ = [
@@ -234,6 +235,11 @@ class Catalog(VectorStore):
                 )
             return self._bump_generation(conn)
 
+    def model_and_metric(self) -> tuple[str | None, str | None]:
+        """The active model's key and the metric, as committed (None where not recorded yet)."""
+        rows = dict(self.conn.execute("SELECT key, value FROM meta WHERE key IN ('model_key', 'metric')"))
+        return rows.get("model_key"), rows.get("metric")
+
     def pending_switch(self) -> ModelRef | None:
         """The model a switch is filling vectors for, if one was started and not finished."""
         return self._model_meta("switch")
@@ -272,8 +278,12 @@ class Catalog(VectorStore):
     def outbox_enabled(self) -> bool:
         return self.meta("outbox_enabled") == "1"
 
-    def enable_outbox(self, enabled: bool = True) -> None:
-        self.set_meta("outbox_enabled", "1" if enabled else "0")
+    def enable_outbox(self, enabled: bool = True) -> int:
+        """Start (or stop) recording changes for OpenSearch; stopping drops the queued ones
+        and returns how many there were."""
+        with self.transaction() as conn:
+            self._set_meta(conn, "outbox_enabled", "1" if enabled else "0")
+            return 0 if enabled else conn.execute("DELETE FROM outbox").rowcount
 
     # --- folders -------------------------------------------------------------------------
 
@@ -505,6 +515,17 @@ class Catalog(VectorStore):
         return [(r[0], r[1]) for r in rows]
 
     # --- queries -------------------------------------------------------------------------
+
+    def image_id(self, ref: int | str | os.PathLike) -> int:
+        """The id of an image given by id or by path (ImageNotFoundError if there is none)."""
+        if isinstance(ref, (int, np.integer)):
+            found = self.conn.execute("SELECT id FROM images WHERE id = ?", (int(ref),)).fetchone()
+            image_id = found[0] if found else None
+        else:
+            image_id = self.id_for_path(normalise(ref))
+        if image_id is None:
+            raise ImageNotFoundError(f"{ref} is not in the library")
+        return image_id
 
     def id_for_path(self, path: str) -> int | None:
         row = self.conn.execute("SELECT id FROM images WHERE path = ?", (path_to_db(path),)).fetchone()

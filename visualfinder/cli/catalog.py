@@ -9,10 +9,11 @@ import argparse
 import json
 import sys
 
+from visualfinder.catalog.filters import Filters
 from visualfinder.cli.common import cancel_on_sigint, command, open_cli_library, progress_bar, usage
 from visualfinder.config import METRICS, Settings
 from visualfinder.jobs import CancelToken
-from visualfinder.search.planner import Filters
+from visualfinder.paths import normalise
 
 
 def add_parsers(sub) -> None:
@@ -66,7 +67,7 @@ def add_parsers(sub) -> None:
 @command("import-metadata")
 def cmd_import_metadata(args: argparse.Namespace, settings: Settings) -> int:
     with open_cli_library(settings) as library:
-        report = library.import_metadata(
+        report = library.products.import_metadata(
             args.file, base_dir=args.base, replace_tags=args.replace_tags, dry_run=args.dry_run
         )
     if args.json:
@@ -93,13 +94,13 @@ def cmd_tag(args: argparse.Namespace, settings: Settings) -> int:
         raise usage(f"tag {args.action} needs a PATH and at least one TAG")
     with open_cli_library(settings) as library:
         if args.action == "add":
-            tags = library.add_tags(args.path, args.tags)
+            tags = library.products.add_tags(args.path, args.tags)
         elif args.action == "remove":
-            tags = library.remove_tags(args.path, args.tags)
+            tags = library.products.remove_tags(args.path, args.tags)
         elif args.path:
             tags = library.record(args.path).tags
         else:
-            for tag, count in library.all_tags():
+            for tag, count in library.products.all_tags():
                 print(f"{count:>6}  {tag}")
             return 0
     print(", ".join(tags) if tags else "(no tags)")
@@ -108,30 +109,31 @@ def cmd_tag(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("duplicates")
 def cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
-    import os
 
     with open_cli_library(settings) as library:
         if args.distinct or args.keep_both:
             files = args.distinct or args.keep_both
-            pairs = library.mark_not_duplicates(files, "distinct" if args.distinct else "keep_both")
+            pairs = library.duplicates.mark_not_duplicates(
+                files, "distinct" if args.distinct else "keep_both"
+            )
             print(f"remembered {pairs} pair(s): they will not be grouped again")
             return 0
         if args.forget:
-            print(f"forgot {library.forget_duplicate_decisions(args.forget)} decision(s)")
+            print(f"forgot {library.duplicates.forget_decisions(args.forget)} decision(s)")
             return 0
         if args.decisions:
-            for d in library.duplicate_decisions():
+            for d in library.duplicates.decisions():
                 print(f"{d.decision:<9}  {d.path_a}  {d.path_b}")
             return 0
-        filters = Filters(folders=[os.path.abspath(os.path.expanduser(f)) for f in args.folder])
+        filters = Filters(folders=[normalise(f) for f in args.folder])
         cancel = CancelToken()
         with cancel_on_sigint(cancel), progress_bar() as progress:
-            report = library.find_duplicates(
+            report = library.duplicates.find(
                 args.threshold, filters=filters, progress=progress, cancel=cancel
             )
         groups = [g for g in report.groups if not args.tier or g.tier in args.tier]
         if args.csv:
-            library.export_duplicates_csv(groups, args.csv, excel=args.excel)
+            library.duplicates.export_csv(groups, args.csv, excel=args.excel)
     if args.json:
         data = report.to_json()
         data["groups"] = [g.to_json() for g in groups]
@@ -160,7 +162,7 @@ def _print_groups(groups, report) -> None:
 @command("set-metric")
 def cmd_set_metric(args: argparse.Namespace, settings: Settings) -> int:
     with open_cli_library(settings) as library, progress_bar() as progress:
-        count = library.set_metric(args.metric, progress)
+        count = library.models.set_metric(args.metric, progress)
     print(f"the library now uses the {args.metric} metric ({count} vectors re-indexed)")
     return 0
 
@@ -168,9 +170,9 @@ def cmd_set_metric(args: argparse.Namespace, settings: Settings) -> int:
 @command("switch-model")
 def cmd_switch_model(args: argparse.Namespace, settings: Settings) -> int:
     with open_cli_library(settings) as library:
-        pending = library.pending_model_switch()
+        pending = library.models.pending_switch()
         if args.abandon:
-            library.abandon_model_switch()
+            library.models.abandon_switch()
             print("forgot the pending model switch" if pending else "no model switch was pending")
             return 0
         if args.model:
@@ -188,7 +190,7 @@ def cmd_switch_model(args: argparse.Namespace, settings: Settings) -> int:
             f"switching from {library.model_key} to {model} ({pretrained}); searches keep working meanwhile"
         )
         with cancel_on_sigint(cancel), progress_bar() as progress:
-            report = library.switch_model(model, pretrained, progress, cancel)
+            report = library.models.switch(model, pretrained, progress, cancel)
     for error in report.skipped:
         print(f"  skipped {error.path}: {error.reason}", file=sys.stderr)
     if report.swapped:
@@ -201,6 +203,6 @@ def cmd_switch_model(args: argparse.Namespace, settings: Settings) -> int:
 @command("forget-model")
 def cmd_forget_model(args: argparse.Namespace, settings: Settings) -> int:
     with open_cli_library(settings) as library:
-        removed = library.forget_model(args.model_key)
+        removed = library.models.forget(args.model_key)
     print(f"deleted {removed} stored vectors of {args.model_key}")
     return 0

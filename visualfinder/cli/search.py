@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
 
+from visualfinder.catalog.filters import Filters
 from visualfinder.cli.common import command, open_cli_library, usage
 from visualfinder.config import Settings
 from visualfinder.ingest.fetch import is_url
-from visualfinder.library.facade import QueryTerm, SearchRequest
-from visualfinder.search.planner import Filters
-from visualfinder.search.query_bar import field_conditions, parse_date, parse_query, parse_size
+from visualfinder.paths import normalise
+from visualfinder.search.query_bar import field_conditions, parse_date, parse_size
+from visualfinder.search.request import QueryTerm, SearchRequest
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,9 @@ def _query_terms(args: argparse.Namespace, library) -> tuple[list[QueryTerm], Fi
     for image in args.images:
         terms.append(QueryTerm("url" if is_url(image) else "image", image, crop=crop))
     for text in [*args.query, *args.text]:
-        parsed = parse_query(text, set(library.metadata_fields()))
+        parsed = library.parse_query(text)
         filters = filters.merged(parsed.filters)
-        if parsed.text:
-            terms.append(QueryTerm("text", parsed.text))
-        terms += [QueryTerm("text", t, weight=-1.0) for t in parsed.minus]
+        terms += parsed.terms()
     terms += [QueryTerm("similar", p) for p in args.similar]
     terms += [QueryTerm("url" if is_url(m) else "image", m, weight=-1.0) for m in args.minus]
     terms += [QueryTerm("text", t, weight=-1.0) for t in args.minus_text]
@@ -109,7 +107,7 @@ def _filters(args: argparse.Namespace) -> Filters:
     for cond in args.where:
         fields += _where(cond)
     return Filters(
-        folders=[os.path.abspath(os.path.expanduser(f)) for f in args.folder],
+        folders=[normalise(f) for f in args.folder],
         tags_all=list(args.tag),
         tags_any=list(args.any_tag),
         types=list(args.type),

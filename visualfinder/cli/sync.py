@@ -103,9 +103,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
             print(f"stored the password for {user} at {url} in the OS keyring ({backend})", file=sys.stderr)
     with open_cli_library(settings) as library:
         if args.disable:
-            library.catalog.enable_outbox(False)
-            with library.catalog.transaction() as conn:
-                dropped = conn.execute("DELETE FROM outbox").rowcount
+            dropped = library.remote.disable()
             print(f"sync is off: changes are no longer recorded ({dropped} queued changes dropped)")
             return 0
         if args.status:
@@ -115,19 +113,15 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
                 "no OpenSearch URL configured: visualfinder sync --url https://HOST:9200 [--user NAME --ask-password]"
             )
         if args.retry_rejected:
-            from visualfinder.remote.outbox import Outbox
-
-            print(
-                f"sending {Outbox(library.catalog).retry_rejected()} rejected changes again", file=sys.stderr
-            )
+            print(f"sending {library.remote.retry_rejected()} rejected changes again", file=sys.stderr)
         cancel = CancelToken()
         try:
             with cancel_on_sigint(cancel), progress_bar() as progress:
-                report = library.sync(
+                report = library.remote.sync(
                     full=args.full, recreate=args.recreate, progress=progress, cancel=cancel
                 )
         except RemoteUnavailableError as exc:
-            pending = library.sync_pending()
+            pending = library.remote.pending()
             print(f"visualfinder: error: {exc}", file=sys.stderr)
             if pending:
                 print(f"{pending} changed images are kept in the outbox; `visualfinder sync` sends them when the "
@@ -161,7 +155,7 @@ def _read_password(from_stdin: bool) -> str:
 def _print_sync_status(library, as_json: bool) -> int:
     import datetime
 
-    status = library.sync_status()
+    status = library.remote.status()
     if as_json:
         print(json.dumps(status.to_json(), indent=2))
         return 0

@@ -18,10 +18,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from visualfinder.catalog.filters import Filters
 from visualfinder.catalog.store import Folder
 from visualfinder.gui import icons
 from visualfinder.gui.results_model import SORT_KEYS
-from visualfinder.search.planner import Filters
 
 MAX_K = 10_000
 DEFAULT_K = 50

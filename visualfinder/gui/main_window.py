@@ -30,9 +30,9 @@ from visualfinder.gui.session import LibrarySession, Snapshot, response_summary
 from visualfinder.gui.thumbnails import ThumbnailLoader
 from visualfinder.gui.ui_state import UiState
 from visualfinder.gui.workers import Job
-from visualfinder.library.facade import QueryTerm, SearchRequest, SearchResponse
 from visualfinder.search.planner import SearchResult
 from visualfinder.search.query_bar import parse_query
+from visualfinder.search.request import SearchRequest, SearchResponse
 
 log = logging.getLogger(__name__)
 
@@ -254,9 +254,7 @@ class MainWindow(QMainWindow):
             snapshot = self.session.snapshot
             parsed = parse_query(self.query_text, set(snapshot.fields) if snapshot else set())
             filters = filters.merged(parsed.filters)
-            if parsed.text:
-                terms.append(QueryTerm("text", parsed.text))
-            terms += [QueryTerm("text", t, weight=-1.0) for t in parsed.minus]
+            terms += parsed.terms()
         if not any(t.weight > 0 for t in terms):
             return None
         return SearchRequest(terms, k=self.filters.k.value(), filters=filters)

@@ -19,7 +19,8 @@ from PySide6.QtGui import QImage
 
 from visualfinder.errors import QueryError
 from visualfinder.jobs import CancelToken, ProgressCallback
-from visualfinder.library.facade import Library, QueryTerm
+from visualfinder.library.facade import Library
+from visualfinder.search.request import QueryTerm
 
 log = logging.getLogger(__name__)
 

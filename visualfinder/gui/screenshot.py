@@ -64,7 +64,9 @@ def render(out: Path, *, width: int = 1280, height: int = 800, dark: bool = Fals
         if job.state != "succeeded":
             raise RuntimeError(job.error or job.state)
         sheet = write_demo_products(paths, root / "products.csv")  # titles, prices, tags
-        importing = session.run(session.writer, "Importing", lambda lib, ctx: lib.import_metadata(sheet))
+        importing = session.run(
+            session.writer, "Importing", lambda lib, ctx: lib.products.import_metadata(sheet)
+        )
         wait_for(app, lambda: importing.done, what="the product sheet")
         if importing.state != "succeeded":
             raise RuntimeError(importing.error or importing.state)

@@ -33,9 +33,10 @@ from visualfinder.events import JobProgress, LibraryChanged, SyncStatusChanged, 
 from visualfinder.gui.workers import Job, JobContext, JobQueue
 from visualfinder.ingest.watcher import Watcher
 from visualfinder.jobs import Progress
-from visualfinder.library.facade import Library, LibraryStatus, SearchRequest, SearchResponse, open_library
+from visualfinder.library.facade import Library, LibraryStatus, open_library
 from visualfinder.remote.worker import SyncWorker, start_live_sync
 from visualfinder.search.planner import SearchResult
+from visualfinder.search.request import SearchRequest, SearchResponse
 
 log = logging.getLogger(__name__)
 
@@ -326,9 +327,9 @@ class LibrarySession(QObject):
             tags: dict[int, list[str]] = {}
             for image_id in image_ids:
                 if add:
-                    tags[image_id] = lib.add_tags(image_id, add)
+                    tags[image_id] = lib.products.add_tags(image_id, add)
                 if remove:
-                    tags[image_id] = lib.remove_tags(image_id, remove)
+                    tags[image_id] = lib.products.remove_tags(image_id, remove)
             return tags
 
         return self.run(self.writer, "Saving tags", run, refresh=True)
@@ -339,7 +340,7 @@ class LibrarySession(QObject):
         Stopping leaves the switch pending: running it again resumes where it stopped."""
 
         def run(lib: Library, ctx: JobContext):
-            return lib.switch_model(model, pretrained, ctx.progress, ctx.cancel)
+            return lib.models.switch(model, pretrained, ctx.progress, ctx.cancel)
 
         return self.run(self.writer, f"Switching to {model}", run, refresh=True)
 
@@ -347,7 +348,7 @@ class LibrarySession(QObject):
         """Compare images by another metric: the index is rebuilt from stored vectors."""
 
         def run(lib: Library, ctx: JobContext) -> int:
-            return lib.set_metric(metric, ctx.progress, ctx.cancel)
+            return lib.models.set_metric(metric, ctx.progress, ctx.cancel)
 
         return self.run(self.writer, "Rebuilding the index", run, refresh=True)
 
@@ -382,7 +383,9 @@ class LibrarySession(QObject):
 
         def run(lib: Library, ctx: JobContext) -> Snapshot:
             status = lib.status(error_limit=STATUS_ERROR_LIMIT)
-            return Snapshot(status, lib.embedder.device, lib.all_tags(), lib.metadata_fields())
+            return Snapshot(
+                status, lib.embedder.device, lib.products.all_tags(), lib.products.metadata_fields()
+            )
 
         job = self.run(self.reader, "Reading library status", run, key="status")
         job.succeeded.connect(self._on_snapshot)

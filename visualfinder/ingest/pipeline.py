@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +103,17 @@ class _Prepared:
     format: str | None = None
     thumb: str | None = None
     tensor: object = None
+
+
+@dataclass
+class _Reembed:
+    """A catalogued image being prepared for another model (see `IndexingPipeline.reembed`)."""
+
+    id: int
+    path: str
+    digest: str | None
+    tensor: object = None
+    error: str | None = None
 
 
 @dataclass
@@ -217,23 +228,33 @@ class IndexingPipeline:
         run.changes, run.updated_vectors, run.removed_ids = CatalogChanges(), [], []
 
     def _prepare_all(self, pool: WorkerPool, work, cancel) -> Iterator[_Prepared]:
-        """Results in input order, with a bounded look-ahead of a few batches.
+        """Prepared files in input order (see `_ahead`); a file over the time limit is an error."""
 
-        A file still being read or decoded after `file_time_limit` seconds is skipped with that
-        reason and its worker replaced, so one pathological file cannot stall the run.
+        def timed_out(stat: FileStat, row: StatRow | None) -> _Prepared:
+            return _Prepared(stat, row, "error", reason=self._too_long())
+
+        return self._ahead(pool, work, self._prepare, timed_out, cancel)
+
+    def _ahead(self, pool: WorkerPool, items, prepare, timed_out, cancel) -> Iterator:
+        """`prepare(*item)` on the pool for each item, yielded in input order, with a bounded
+        look-ahead of a few batches.
+
+        An item still being read or decoded after `file_time_limit` seconds yields
+        `timed_out(*item)` instead and its worker is replaced, so one pathological file cannot
+        stall the run. Indexing and the model switch both prepare their files through here.
         """
         ahead = max(PREFETCH_BATCHES * self.embedder.batch_size, 4 * self.decode_workers)
         queue: deque[Task] = deque()
-        items = iter(work)
+        items = iter(items)
         exhausted = False
         while True:
             while not exhausted and len(queue) < ahead:
                 try:
-                    stat, row = next(items)
+                    item = next(items)
                 except StopIteration:
                     exhausted = True
                     break
-                queue.append(pool.submit(self._prepare, stat, row))
+                queue.append(pool.submit(prepare, *item))
             if not queue:
                 return
             if cancel is not None and cancel.cancelled:
@@ -244,10 +265,71 @@ class IndexingPipeline:
             try:
                 yield pool.result(task, self.file_time_limit, cancel)
             except TaskTimedOut:
-                stat, row = task.args
-                log.warning("%s: still decoding after %.0f s; skipped", stat.path, self.file_time_limit)
-                yield _Prepared(stat, row, "error", reason=f"took too long to read and decode "
-                                f"(over {self.file_time_limit:g} s); touch the file to try again")  # fmt: skip
+                log.warning(
+                    "%s: still decoding after %.0f s; skipped", _task_path(task), self.file_time_limit
+                )
+                yield timed_out(*task.args)
+
+    def _too_long(self) -> str:
+        return (
+            f"took too long to read and decode (over {self.file_time_limit:g} s); touch the file to try again"
+        )
+
+    # --- re-embedding for another model (the model switch) -------------------------------
+
+    def reembed(
+        self, rows: Iterable[tuple[int, str, str | None]], cancel: CancelToken | None = None
+    ) -> Iterator[tuple[list[tuple[int, str | None, np.ndarray]], list[tuple[int, FileError]]]]:
+        """Vectors of this pipeline's model for catalogued images `(id, path, content hash)`.
+
+        The same pool, look-ahead, per-file time limit and cancellation as indexing; yields,
+        batch by batch, the vectors to store and the files that could not be used. Nothing is
+        written here: the caller stores the vectors beside the active model's.
+        """
+        self.embedder.load()
+        batch: list[_Reembed] = []
+        skipped: list[tuple[int, FileError]] = []
+
+        def timed_out(image_id: int, path: str, digest: str | None) -> _Reembed:
+            return _Reembed(image_id, path, digest, error=self._too_long())
+
+        pool = WorkerPool(self.decode_workers, "vf-reembed")
+        try:
+            for item in self._ahead(pool, rows, self._prepare_for_model, timed_out, cancel):
+                if item.error:
+                    skipped.append((item.id, FileError(item.path, item.error)))
+                else:
+                    batch.append(item)
+                if len(batch) >= self.embedder.batch_size:
+                    yield self._embed_for_model(batch), skipped
+                    batch, skipped = [], []
+            if batch or skipped:
+                yield self._embed_for_model(batch), skipped
+        finally:
+            pool.shutdown(wait=True, timeout=self.file_time_limit)
+
+    def _prepare_for_model(self, image_id: int, path: str, digest: str | None) -> _Reembed:
+        """Worker: re-read a catalogued file, check it is the content that was indexed, preprocess."""
+        item = _Reembed(image_id, path, digest)
+        try:
+            data = read_image_file(path)
+            if digest is not None and content_hash(data) != digest:
+                item.error = "changed since it was indexed (run `visualfinder index`)"
+                return item
+            decoded = decode_image(data, min_side=self._decode_side, max_pixels=self.max_pixels, path=path)
+            item.tensor = self.embedder.preprocess(decoded.image)
+        except ImageDecodeError as exc:
+            item.error = exc.reason
+        except Exception as exc:  # a bug must cost one file, not the switch
+            log.exception("unexpected error while preparing %s", path)
+            item.error = f"unexpected error ({type(exc).__name__}: {exc})"
+        return item
+
+    def _embed_for_model(self, batch: list[_Reembed]) -> list[tuple[int, str | None, np.ndarray]]:
+        if not batch:
+            return []
+        vectors = self.embedder.embed_batch([item.tensor for item in batch])
+        return [(item.id, item.digest, vector) for item, vector in zip(batch, vectors, strict=True)]
 
     def _prepare(self, stat: FileStat, row: StatRow | None) -> _Prepared:
         """Worker: read once, hash, and decode only when the content is new to the catalog.
@@ -396,6 +478,12 @@ class IndexingPipeline:
         self.index.generation = applied.generation
         if self.on_commit is not None:
             self.on_commit()
+
+
+def _task_path(task: Task) -> str:
+    """The file a prepare task works on: a FileStat's path, or the path beside an image id."""
+    first = task.args[0]
+    return first.path if isinstance(first, FileStat) else str(task.args[1])
 
 
 def default_decode_workers(device: str) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from visualfinder.catalog.store import Catalog, Folder, StatRow, path_to_db, subtree_bounds
 from visualfinder.ingest.imaging import has_image_extension, is_candidate_name, is_ignored_name
 from visualfinder.jobs import CancelToken
+from visualfinder.paths import is_within
 from visualfinder.products.importer import IMAGE_SIDECAR_SUFFIX, TABLE_SIDECARS, is_sidecar_name
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def scan_paths(
     for path in _topmost(os.path.abspath(p) for p in paths):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        root = next((f for f in outer if _is_within(path, f.path)), None)
+        root = next((f for f in outer if is_within(path, f.path)), None)
         if root is None or _hidden_below(path, root.path):
             continue
         # Events inside a folder prove it is mounted: it may be emptied. A whole-folder diff may not.
@@ -164,7 +165,7 @@ def _add_image_sidecars(plan: ScanPlan, image: str, root: str) -> None:
     """`photo.jpg.json` next to an image and the product tables of its folders up to `root`."""
     candidates = [image + IMAGE_SIDECAR_SUFFIX]
     folder = os.path.dirname(image)
-    while _is_within(folder, root):
+    while is_within(folder, root):
         candidates += [os.path.join(folder, name) for name in TABLE_SIDECARS]
         if folder == root:
             break
@@ -271,7 +272,7 @@ class _VanishedFile:
         self.catalog, self.outer, self.problems = catalog, outer, problems
 
     def __call__(self, row: StatRow) -> bool:
-        root = next((f for f in self.outer if _is_within(row.path, f.path)), None)
+        root = next((f for f in self.outer if is_within(row.path, f.path)), None)
         if root is None or os.path.lexists(row.path):
             return False
         key = (root.path, True)
@@ -304,7 +305,7 @@ def _ancestor_ids(folder: str, root: str) -> set[tuple[int, int]]:
     them is a loop the walk must not enter."""
     ids = set()
     current = os.path.dirname(folder)
-    while _is_within(current, root):
+    while is_within(current, root):
         try:
             st = os.stat(current)
             ids.add((st.st_dev, st.st_ino))
@@ -317,7 +318,7 @@ def _ancestor_ids(folder: str, root: str) -> set[tuple[int, int]]:
 
 
 def _deepest_folder_id(path: str, folders: list[Folder]) -> int:
-    best = max((f for f in folders if _is_within(path, f.path)), key=lambda f: len(f.path))
+    best = max((f for f in folders if is_within(path, f.path)), key=lambda f: len(f.path))
     return best.id
 
 
@@ -427,14 +428,9 @@ def _outermost(roots: list[Folder]) -> list[Folder]:
     ordered = sorted(roots, key=lambda f: len(f.path))
     kept: list[Folder] = []
     for folder in ordered:
-        if not any(_is_within(folder.path, outer.path) for outer in kept):
+        if not any(is_within(folder.path, outer.path) for outer in kept):
             kept.append(folder)
     return kept
-
-
-def _is_within(path: str, folder: str) -> bool:
-    folder = folder.rstrip(os.sep) + os.sep
-    return path == folder[:-1] or path.startswith(folder)
 
 
 def _os_reason(exc: OSError) -> str:

@@ -34,6 +34,7 @@ from visualfinder.catalog.store import Catalog
 from visualfinder.config import Settings
 from visualfinder.ingest import watchfs
 from visualfinder.ingest.scanner import root_problem
+from visualfinder.paths import is_within
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +86,12 @@ class WatchedRoots:
     def logical(self, path: str) -> str:
         """An event's path under the folder's registered name."""
         for real, logical in self._real_paths:
-            if _is_within(path, real):
+            if is_within(path, real):
                 return logical + path[len(real) :]
         return path
 
     def root_of(self, path: str) -> str | None:
-        return next((r for r in self.paths if _is_within(path, r)), None)
+        return next((r for r in self.paths if is_within(path, r)), None)
 
     # --- what changes ----------------------------------------------------------------------
 
@@ -296,7 +297,3 @@ def _identity(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-def _is_within(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

@@ -44,6 +44,7 @@ from visualfinder.ingest.pipeline import IndexReport
 from visualfinder.ingest.scanner import FileStat
 from visualfinder.ingest.watch_roots import WatchedRoots
 from visualfinder.jobs import CancelToken, Progress
+from visualfinder.paths import is_within, normalise
 from visualfinder.products.importer import is_sidecar_name
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,7 @@ class Watcher:
     ):
         self.library = library
         self.settings = library.settings
-        self._requested = (
-            None if folders is None else [os.path.abspath(os.path.expanduser(os.fspath(f))) for f in folders]
-        )
+        self._requested = None if folders is None else [normalise(f) for f in folders]
         self._reconcile_on_start = reconcile
         self._handler = _Handler(self)
         self._cond = threading.Condition()
@@ -101,7 +100,7 @@ class Watcher:
         if self._requested is not None:
             registered = [f.path for f in library.folders()]
             for path in self._requested:
-                if not any(_is_within(path, folder) for folder in registered):
+                if not any(is_within(path, folder) for folder in registered):
                     raise FolderNotFoundError(
                         f"not a catalog folder: {path} (add it with: visualfinder index PATH)"
                     )
@@ -317,7 +316,7 @@ class Watcher:
         rewatch = None
         if event.is_directory and kind == "attrib":
             # Permissions may have changed: a folder that could not be watched now can be.
-            rewatch = next((r for r in roots if _is_within(logical[0], r)), None)
+            rewatch = next((r for r in roots if is_within(logical[0], r)), None)
         now = time.monotonic()
         with self._cond:
             # The watcher thread sleeps until its next deadline; it needs waking only when there
@@ -339,7 +338,7 @@ class Watcher:
 
     def _relevant(self, path: str, is_directory: bool) -> bool:
         root = self._roots.root_of(path)
-        if root is None or _is_within(path, self._data_dir):
+        if root is None or is_within(path, self._data_dir):
             return False  # the library's own thumbnails are never catalogued
         parts = os.path.relpath(path, root).split(os.sep)
         if any(is_ignored_name(part) for part in parts):
@@ -389,7 +388,7 @@ class Watcher:
         )
         outer: list[str] = []
         for path in sorted(set(paths), key=len):
-            if not any(_is_within(path, kept) for kept in outer):
+            if not any(is_within(path, kept) for kept in outer):
                 outer.append(path)
         return outer
 
@@ -448,10 +447,6 @@ class Watcher:
             self._working = False
             self._cond.notify_all()
         self._set_state("stopped", "the folder watcher is stopped")
-
-
-def _is_within(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _count(n: int, noun: str) -> str:

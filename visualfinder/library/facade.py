@@ -1,56 +1,59 @@
-"""service.Library: the one facade the CLI, the GUI, the watcher and the tests go through.
+"""Library: the one facade the CLI, the app, the watcher and the HTTP API go through.
 
-`open_library(settings)` is the composition root: it builds the catalog, the embedder and
-the vector index, and hands them to Library.
+It is a facade over collaborators, each a plain class that receives what it uses:
+
+- `LiveIndex` (live_index): the engine that answers searches and every rule that keeps the
+  vector index equal to the catalog (locks, catch-up, save, load, rebuild);
+- `Indexer` (indexing): folders and changed paths through the one indexing pipeline;
+- `QueryEncoder` (queries): query terms into one query vector;
+- the features: `products` (metadata and tags), `duplicates`, `models` (model and metric
+  switches), `remote` (OpenSearch), and `status()` (status).
+
+`open_library(settings)` is the composition root: it opens the catalog, picks the library's
+model and metric, and builds the collaborators around one LiveIndex.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
-from filelock import FileLock, Timeout
-
-from visualfinder.catalog.store import Catalog, Folder, ModelRef
+from visualfinder.catalog.records import Folder, ImageRecord, ModelRef
+from visualfinder.catalog.store import Catalog
 from visualfinder.config import Settings
 from visualfinder.errors import (
-    Cancelled,
     EmptyLibraryError,
     FolderNotFoundError,
-    LibraryBusyError,
     ModelMismatchError,
     QueryError,
     SettingsError,
     StorageError,
 )
 from visualfinder.events import EventHub, LibraryChanged
-from visualfinder.ingest.pipeline import IndexingPipeline, IndexReport
-from visualfinder.ingest.scanner import LIBRARY_MARKER, FileStat, scan, scan_paths
-from visualfinder.jobs import BackgroundJob, CancelToken, Progress, ProgressCallback, no_progress
-from visualfinder.library.catalog_features import CatalogFeatures
-from visualfinder.library.models import ModelFeatures
-from visualfinder.library.queries import QueryFeatures, QueryTerm
-from visualfinder.library.remote import RemoteFeatures
-from visualfinder.library.status import FolderStatus, LibraryStatus, StatusFeatures
+from visualfinder.ingest.imaging import DecodedImage
+from visualfinder.ingest.pipeline import IndexReport
+from visualfinder.ingest.scanner import LIBRARY_MARKER, FileStat
+from visualfinder.jobs import CancelToken, JobList, ProgressCallback, no_progress
+from visualfinder.library.duplicates import Duplicates
+from visualfinder.library.indexing import Indexer
+from visualfinder.library.live_index import LiveIndex
+from visualfinder.library.models import Models
+from visualfinder.library.products import Products
+from visualfinder.library.queries import QueryEncoder
+from visualfinder.library.remote import Remote
+from visualfinder.library.status import FolderStatus, LibraryStatus, library_status
 from visualfinder.models.embedder import Embedder, model_key
+from visualfinder.paths import normalise
 from visualfinder.products.export import write_results_csv
-from visualfinder.products.importer import apply_sidecars
-from visualfinder.search.planner import Filters, Plan, SearchPlanner, SearchResult, combine
-from visualfinder.search.vector_index import IndexSpec, VectorIndex
+from visualfinder.search.planner import SearchResult
+from visualfinder.search.query_bar import ParsedQuery, parse_query
+from visualfinder.search.request import QueryTerm, SearchRequest, SearchResponse
+from visualfinder.search.vector_index import VectorIndex
 
-if TYPE_CHECKING:  # the remote package (and opensearch-py) is imported only when used
-    from visualfinder.remote.opensearch import RemoteCluster
-    from visualfinder.remote.query import RemoteSearcher
-
-# Records of the Library's API written beside it, importable from here as before.
+# The records of the Library's API, importable with it.
 __all__ = [
     "FolderStatus",
     "Library",
@@ -64,109 +67,63 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.db"
-INDEX_FILE = "index.usearch"
-THUMBS_DIR = "thumbs"
-LOCK_FILE = "writer.lock"
 # How long a search on an empty index waits for this library's writer to catch up with the catalog.
 _EMPTY_INDEX_WAIT_S = 30.0
 
-
-@dataclass
-class SearchRequest:
-    terms: list[QueryTerm]
-    k: int = 20
-    filters: Filters = field(default_factory=Filters)
-    exact: bool = False
-    # Search the OpenSearch index this library syncs to, instead of the local index.
-    remote: bool = False
+ImageRef = int | str | os.PathLike
 
 
-@dataclass
-class SearchResponse:
-    results: list[SearchResult]
-    plan: Plan
-    seconds: float
+class Library:
+    """A catalog of product images and everything that can be done with it."""
 
-
-@dataclass(frozen=True)
-class _Engine:
-    """What answers searches: one model, its vector index and the planner over them.
-
-    Replaced as a whole (metric or model switch), so a search that started on one engine
-    finishes on it even if another thread installs a new one meanwhile.
-    """
-
-    model: ModelRef
-    embedder: Embedder
-    index: VectorIndex
-    planner: SearchPlanner
-
-    @property
-    def metric(self) -> str:
-        return self.index.spec.metric
-
-
-class Library(QueryFeatures, ModelFeatures, CatalogFeatures, RemoteFeatures, StatusFeatures):
-    """A catalog of product images and everything that can be done with it.
-
-    One class, written in several files so each stays readable: here the lifecycle, folders,
-    indexing, the vector index and search; query terms in library_queries, model and metric
-    switches in library_models, product metadata, duplicates and the query bar in
-    library_catalog, OpenSearch in library_remote, `status()` in library_status.
-    """
-
-    def __init__(self, settings: Settings, catalog: Catalog, embedder: Embedder, vector_index: VectorIndex):
+    def __init__(self, settings: Settings, catalog: Catalog, live: LiveIndex):
         self.settings = settings
         self.catalog = catalog
-        model = catalog.active_model()
-        if model is None or model.key != embedder.key:
-            model = ModelRef(embedder.model_name, embedder.pretrained, embedder.key)
-        self._engine = self._make_engine(model, embedder, vector_index)
-        self.index_path = settings.data_dir / INDEX_FILE
-        self.thumbs_dir = settings.data_dir / THUMBS_DIR
-        self.index_health = "ok"
-        # One writer at a time: in this process (threads) and across processes (file lock).
-        self._write_lock = threading.RLock()
-        self._file_lock = FileLock(str(settings.data_dir / LOCK_FILE))
-        self._last_save = time.monotonic()
-        self._unsaved = False
+        self.live = live
         self.events = EventHub()
-        self._jobs: list[BackgroundJob] = []
-        self._remote_lock = threading.Lock()
-        self._remote: RemoteCluster | None = None
-        self._remote_searcher: RemoteSearcher | None = None
+        self.jobs = JobList()
+        self.indexer = Indexer(settings, catalog, live, self.events)
+        self.queries = QueryEncoder(settings, catalog)
+        self.products = Products(catalog, self.events)
+        self.duplicates = Duplicates(settings, catalog, live, self.events)
+        self.models = Models(settings, catalog, live, self.indexer, self.events, self.jobs)
+        self.remote = Remote(settings, catalog, live)
 
-    # --- lifecycle -----------------------------------------------------------------------
+    # --- what the library is -------------------------------------------------------------
 
     @property
     def data_dir(self) -> Path:
         return self.settings.data_dir
 
     @property
+    def index_path(self) -> Path:
+        return self.live.path
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.indexer.thumbs_dir
+
+    @property
     def embedder(self) -> Embedder:
         """The active model's embedder (the one queries and indexing use)."""
-        return self._engine.embedder
+        return self.live.engine.embedder
 
     @property
     def vector_index(self) -> VectorIndex:
-        return self._engine.index
-
-    @property
-    def planner(self) -> SearchPlanner:
-        return self._engine.planner
+        return self.live.engine.index
 
     @property
     def metric(self) -> str:
-        return self._engine.metric
+        return self.live.engine.metric
 
     @property
     def model(self) -> ModelRef:
         """The library's active model: its vectors fill the index."""
-        return self._engine.model
+        return self.live.engine.model
 
     @property
     def model_key(self) -> str:
-        return self._engine.model.key
+        return self.live.engine.model.key
 
     @property
     def requested_model(self) -> ModelRef:
@@ -174,24 +131,23 @@ class Library(QueryFeatures, ModelFeatures, CatalogFeatures, RemoteFeatures, Sta
         s = self.settings
         return ModelRef(s.model, s.pretrained, model_key(s.model, s.pretrained))
 
+    @property
+    def index_health(self) -> str:
+        """How the index came up on open: "ok", "caught up" or "rebuilt"."""
+        return self.live.health
+
+    def status(self, error_limit: int | None = 50) -> LibraryStatus:
+        return library_status(self.settings, self.catalog, self.live, self.requested_model, error_limit)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
     def close(self) -> None:
         """Stop background jobs, save pending index changes (if we may write), release the catalog."""
-        for job in list(self._jobs):
-            job.cancel()
-            job.wait()
+        self.jobs.stop_all()
         try:
-            if self._unsaved:
-                with self._writing(wait=5.0):
-                    self._save_index()
-        except LibraryBusyError:
-            log.warning(
-                "index not saved on close: another process holds the library; it will catch up on open"
-            )
-        except StorageError as exc:  # the index is a cache: the next open catches it up or rebuilds it
-            log.warning("index not saved on close: %s", exc)
+            self.live.close()
         finally:
-            if self._remote is not None:
-                self._remote.close()
+            self.remote.close()
             self.catalog.close()
 
     def __enter__(self) -> Library:
@@ -200,134 +156,50 @@ class Library(QueryFeatures, ModelFeatures, CatalogFeatures, RemoteFeatures, Sta
     def __exit__(self, *exc) -> None:
         self.close()
 
-    @contextmanager
-    def _writing(self, wait: float = 0.0):
-        """Hold the writer lock; raises LibraryBusyError if another process holds it."""
-        with self._write_lock:
-            try:
-                self._file_lock.acquire(timeout=wait)
-            except Timeout as exc:
-                raise LibraryBusyError(
-                    f"the library in {self.data_dir} is being changed by another visualfinder process; "
-                    "try again when it has finished"
-                ) from exc
-            try:
-                self._follow_catalog()
-                self.sync_index()  # another process may have committed since we last looked
-                yield
-            finally:
-                self._file_lock.release()
-
-    # --- engines: the model and metric that answer searches --------------------------------
-
-    def _make_engine(self, model: ModelRef, embedder: Embedder, index: VectorIndex) -> _Engine:
-        planner = SearchPlanner(
-            self.catalog, index, index.spec.metric, model.key, self.settings.exact_search_max_candidates
-        )
-        return _Engine(model, embedder, index, planner)
-
-    def _new_engine(self, model: ModelRef, metric: str, embedder: Embedder | None = None) -> _Engine:
-        """An engine with an empty index for `model` and `metric` (fill it, then install it)."""
-        s = self.settings
-        if embedder is None:
-            current = self._engine.embedder
-            embedder = (
-                current
-                if current.key == model.key
-                else Embedder.for_settings(s, model.name, model.pretrained)
-            )
-        spec = IndexSpec(
-            embedder.dim, metric, s.index_dtype, s.hnsw_connectivity, model.key, self.catalog.library_id
-        )
-        return self._make_engine(
-            model, embedder, VectorIndex(spec, s.hnsw_expansion_add, s.hnsw_expansion_search)
-        )
-
-    def _follow_catalog(self) -> None:
-        """Pick up a model or metric switch that another process committed to the catalog.
-
-        In this process the switching thread installs its new engine itself, right after its
-        commit; while a writer of this process holds the lock, searches go on with the engine
-        they have (never waiting for it).
-        """
-        if self._catalog_agrees():
-            return
-        if not self._write_lock.acquire(blocking=False):
-            return
-        try:
-            model = self.catalog.active_model() or self.model
-            metric = self.catalog.meta("metric") or self.metric
-            if model.key == self.model_key and metric == self.metric:
-                return
-            log.info("the library now uses %s with the %s metric; reloading its index", model.key, metric)
-            engine = self._new_engine(model, metric)
-            state = VectorIndex.read_state(self.index_path)
-            loaded = (
-                state is not None and self.index_path.exists() and engine.index.load(self.index_path, state)
-            )
-            if not loaded:
-                engine.index.rebuild(
-                    self.catalog.iter_embeddings(model.key), self.catalog.count_embedded(model.key),
-                    self.catalog.generation,
-                )  # fmt: skip
-            self._engine = engine
-            self.sync_index()
-        finally:
-            self._write_lock.release()
-
-    def _catalog_agrees(self) -> bool:
-        rows = dict(
-            self.catalog.conn.execute("SELECT key, value FROM meta WHERE key IN ('model_key', 'metric')")
-        )
-        return (
-            rows.get("model_key", self.model_key) == self.model_key
-            and rows.get("metric", self.metric) == self.metric
-        )
-
     # --- folders -------------------------------------------------------------------------
 
     def folders(self) -> list[Folder]:
         return self.catalog.folders()
 
+    def watched_folders(self) -> list[Folder]:
+        """The catalog folders marked watched: what a `watcher.Watcher` follows."""
+        return [f for f in self.catalog.folders() if f.watched]
+
     def add_folders(self, paths: Sequence[str | os.PathLike], watched: bool | None = None) -> list[Folder]:
         """Register folders (validated first: nothing is added if one is missing)."""
         resolved = []
         for path in paths:
-            full = os.path.abspath(os.path.expanduser(os.fspath(path)))
+            full = normalise(path)
             if not os.path.exists(full):
                 raise FolderNotFoundError(f"folder not found: {path}")
             if not os.path.isdir(full):
                 raise FolderNotFoundError(f"not a folder: {path} (give the folder that holds the images)")
             resolved.append(full)
-        with self._write_lock:
+        with self.live.writing_here():
             return [self.catalog.add_folder(p, watched) for p in resolved]
 
     def remove_folder(self, path: str | os.PathLike) -> int:
         """Forget a catalog folder and its images (the files on disk are not touched)."""
-        full = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        folder = self.catalog.folder_by_path(full)
-        if folder is None:
-            raise FolderNotFoundError(f"not a catalog folder: {path}")
-        with self._writing():
+        folder = self._folder(path)
+        with self.live.writing():
             removed = self.catalog.remove_folder(folder.id)
             self.vector_index.remove(removed)
             self.vector_index.generation = self.catalog.generation
-            self._save_index()
+            self.live.save()
         self.events.emit(LibraryChanged(None, "folders"))
         return len(removed)
 
     def set_watched(self, path: str | os.PathLike, watched: bool) -> Folder:
-        full = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        folder = self.catalog.folder_by_path(full)
-        if folder is None:
-            raise FolderNotFoundError(f"not a catalog folder: {path}")
+        folder = self._folder(path)
         self.catalog.set_folder_watched(folder.id, watched)
         self.events.emit(LibraryChanged(None, "folders"))
-        return self.catalog.folder_by_path(full)
+        return self.catalog.folder_by_path(folder.path)
 
-    def watched_folders(self) -> list[Folder]:
-        """The catalog folders marked watched: what a `watcher.Watcher` follows."""
-        return [f for f in self.catalog.folders() if f.watched]
+    def _folder(self, path: str | os.PathLike) -> Folder:
+        folder = self.catalog.folder_by_path(normalise(path))
+        if folder is None:
+            raise FolderNotFoundError(f"not a catalog folder: {path}")
+        return folder
 
     # --- indexing ------------------------------------------------------------------------
 
@@ -345,33 +217,7 @@ class Library(QueryFeatures, ModelFeatures, CatalogFeatures, RemoteFeatures, Sta
         `source` names the caller in the LibraryChanged event ("index", "watcher", ...).
         """
         roots = self.add_folders(paths, watched) if paths else self.catalog.folders()
-        with self._writing():
-            progress(Progress("scanning", 0, 0))
-            started = time.perf_counter()
-            plan = scan(self.catalog, roots, self.model_key, cancel,
-                        on_file=lambda n: progress(Progress("scanning", n, 0)))  # fmt: skip
-            log.info("scan: %d new, %d changed, %d missing, %d unchanged in %.2fs", len(plan.new),
-                     len(plan.changed), len(plan.missing), plan.unchanged, time.perf_counter() - started)  # fmt: skip
-            report = self.pipeline().run(plan, progress, cancel)
-            if report.changed or self._unsaved:
-                progress(Progress("saving index", 0, 0))
-                self._save_index()
-            if plan.sidecars and not report.cancelled:
-                self._apply_sidecars(plan.sidecars, {f.path for f in plan.new} | {f.path for f, _ in plan.changed},
-                                     report)  # fmt: skip
-        if report.changed:
-            self.events.emit(LibraryChanged(report, source))
-        if report.metadata_updated:
-            self.events.emit(LibraryChanged(None, "metadata"))
-        return report
-
-    def _apply_sidecars(
-        self, sidecars: list[tuple[str, int, int]], new_paths: set[str], report: IndexReport
-    ) -> None:
-        """Metadata sidecars seen by the scan: new or changed ones, or ones naming new images."""
-        result = apply_sidecars(self.catalog, sidecars, new_paths)
-        report.metadata_updated += result.images_updated
-        report.folder_errors += result.problems
+        return self.indexer.run(roots, progress, cancel, source)
 
     def index_paths(
         self,
@@ -397,208 +243,96 @@ class Library(QueryFeatures, ModelFeatures, CatalogFeatures, RemoteFeatures, Sta
         work is queued; `wait` is how long to wait for another process writing the library
         before raising LibraryBusyError.
         """
-        full = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
-        report = IndexReport()
-        with self._writing(wait=wait):
-            try:
-                plan = scan_paths(self.catalog, full, self.model_key, accept, cancel,
-                                  on_file=lambda n: progress(Progress("scanning", n, 0)))  # fmt: skip
-            except Cancelled:
-                report.cancelled = True
-                return report
-            held: list[str] = []
-            if plan.deferred and plan.missing and hold_removals:
-                held, plan.missing = [r.path for r in plan.missing], []
-            if plan.work or plan.missing:
-                report = self.pipeline().run(plan, progress, cancel)
-            else:
-                report = IndexReport(unchanged=plan.unchanged, folder_errors=list(plan.folder_errors))
-            report.deferred = plan.deferred + held
-            if save_index and (report.changed or self._unsaved):
-                self._save_index()
-            if plan.sidecars and not report.cancelled:
-                self._apply_sidecars(plan.sidecars, {f.path for f in plan.new} | {f.path for f, _ in plan.changed},
-                                     report)  # fmt: skip
-        if report.changed or report.metadata_updated:
-            self.events.emit(LibraryChanged(report, source))
-        if report.metadata_updated:
-            self.events.emit(LibraryChanged(None, "metadata"))
-        return report
+        return self.indexer.run_paths(
+            [normalise(p) for p in paths], accept=accept, progress=progress, cancel=cancel, source=source,
+            save_index=save_index, wait=wait, hold_removals=hold_removals,
+        )  # fmt: skip
 
     def save_index(self, wait: float = 5.0) -> bool:
         """Write pending vector-index changes to disk; False when there were none."""
-        if not self._unsaved:
-            return False
-        with self._writing(wait=wait):
-            self._save_index()
-        return True
-
-    def pipeline(self) -> IndexingPipeline:
-        """The indexing pipeline bound to this library (the watcher feeds it its own plans)."""
-        s = self.settings
-        return IndexingPipeline(
-            self.catalog, self.embedder, self.vector_index, self.thumbs_dir, thumbnail_size=s.thumbnail_size,
-            max_pixels=s.max_image_pixels, decode_workers=s.decode_workers,
-            file_time_limit=s.file_time_limit_s or None, on_commit=self._after_commit,
-        )  # fmt: skip
-
-    def _after_commit(self) -> None:
-        self._unsaved = True
-        if time.monotonic() - self._last_save > self.settings.index_save_interval_s:
-            self._save_index()
-
-    def _save_index(self) -> None:
-        self.vector_index.save(self.index_path)
-        self._last_save = time.monotonic()
-        self._unsaved = False
-
-    # --- the vector index ----------------------------------------------------------------
-
-    def sync_index(self, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> str:
-        """Bring the in-memory index up to the catalog's generation; returns what was done."""
-        catalog_gen = self.catalog.generation
-        if self.vector_index.generation == catalog_gen and len(
-            self.vector_index
-        ) == self.catalog.count_embedded(self.model_key):
-            return "current"
-        if self.vector_index.generation > catalog_gen:
-            log.warning(
-                "the vector index is newer than the catalog (generation %d > %d: the catalog's last "
-                "commits were lost, e.g. in a power cut); rebuilding it from the catalog",
-                self.vector_index.generation, catalog_gen,
-            )  # fmt: skip
-            self.rebuild_index(progress, cancel, save=False)
-            return "rebuilt"
-        # Catch up: vectors written since our generation, then drop ids the catalog no longer has.
-        for ids, vectors in self.catalog.iter_embeddings(
-            self.model_key, min_generation=self.vector_index.generation + 1
-        ):
-            self.vector_index.add(ids, vectors)
-        wanted = self.catalog.embedded_ids(self.model_key)
-        present = self.vector_index.keys()
-        self.vector_index.remove(np.setdiff1d(present, wanted, assume_unique=True).tolist())
-        missing = np.setdiff1d(wanted, present, assume_unique=True)
-        if len(missing):
-            for ids, vectors in self.catalog.iter_embeddings(self.model_key, ids=missing.tolist()):
-                self.vector_index.add(ids, vectors)
-        self.vector_index.generation = catalog_gen
-        self._unsaved = True
-        return "caught up"
+        return self.live.save_pending(wait)
 
     def rebuild_index(
-        self, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None, save: bool = True
+        self, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None
     ) -> int:
-        """Rebuild the vector index from the catalog's stored embeddings (no re-embedding)."""
-        with self._write_lock:
-            total = self.catalog.count_embedded(self.model_key)
-            generation = self.catalog.generation
-            self.vector_index.rebuild(
-                self.catalog.iter_embeddings(self.model_key), total, generation, progress, cancel
-            )
-            self._unsaved = True
-            if save:
-                with self._writing():
-                    progress(Progress("saving index", 0, 0))
-                    self._save_index()
-            return len(self.vector_index)
+        """Rebuild the vector index from the catalog's stored embeddings (no re-embedding) and save it."""
+        count = self.live.rebuild(progress, cancel)
+        self.events.emit(LibraryChanged(None, "rebuild"))
+        return count
 
     # --- search --------------------------------------------------------------------------
+
+    def parse_query(self, text: str) -> ParsedQuery:
+        """Split query-bar text into filters (for SQLite) and words for CLIP (`parsed.terms()`),
+        knowing this library's extra metadata fields."""
+        return parse_query(text, set(self.products.metadata_fields()))
 
     def search(self, request: SearchRequest) -> SearchResponse:
         """Answer a query: combine its terms into one vector and run the planner (local or remote)."""
         started = time.perf_counter()
-        self._follow_catalog()
+        live = self.live
+        live.follow_catalog()
+        if request.k < 1:
+            raise QueryError("k must be at least 1")
         if request.remote:
-            if request.k < 1:
-                raise QueryError("k must be at least 1")
-            query = self._query(request, self._engine)
-            results, plan = self.remote_searcher().search(query, request.k, request.filters, request.exact)
+            engine = live.engine
+            query = self.queries.query_vector(request.terms, engine.embedder, engine.model.key)
+            results, plan = self.remote.searcher().search(query, request.k, request.filters, request.exact)
             return SearchResponse(results, plan, time.perf_counter() - started)
-        self._catch_up_with_other_processes()
-        if len(self._engine.index) == 0:
+        live.catch_up()
+        if len(live.index) == 0:
             # Nothing to search yet here, while the catalog may have vectors that another
             # library committed: this one time, wait for this library's writer and catch up.
-            self._catch_up_with_other_processes(wait_s=_EMPTY_INDEX_WAIT_S)
-        engine = self._engine
+            live.catch_up(wait_s=_EMPTY_INDEX_WAIT_S)
+        engine = live.engine
         if len(engine.index) == 0:
-            stats = self.catalog.stats(self.model_key)
+            stats = self.catalog.stats(engine.model.key)
             if stats.needs_embedding:
                 raise ModelMismatchError(
                     f"the library's {stats.needs_embedding} images were embedded with another model; "
-                    f"run `visualfinder index` to embed them with {self.model_key}"
+                    f"run `visualfinder index` to embed them with {engine.model.key}"
                 )
             raise EmptyLibraryError(
                 "the library has no indexed images yet; add a folder first (visualfinder index FOLDER)"
             )
-        if request.k < 1:
-            raise QueryError("k must be at least 1")
         if not request.terms:
             if request.filters.is_empty():
                 raise QueryError("nothing to search for: give an image, a text or a filter")
             results, plan = engine.planner.browse(request.k, request.filters)
-            return SearchResponse(results, plan, time.perf_counter() - started)
-        query = self._query(request, engine)
-        results, plan = engine.planner.search(query, request.k, request.filters, request.exact)
+        else:
+            query = self.queries.query_vector(request.terms, engine.embedder, engine.model.key)
+            results, plan = engine.planner.search(query, request.k, request.filters, request.exact)
         return SearchResponse(results, plan, time.perf_counter() - started)
 
-    def _query(self, request: SearchRequest, engine: _Engine) -> np.ndarray:
-        """The request's terms combined into one query vector (by the engine's model)."""
-        vectors = [self._query_vector(term, engine) for term in request.terms]
-        return combine(vectors, [term.weight for term in request.terms])
+    # --- query images (decoded as indexing decodes, with its limits) ----------------------
 
-    def _catch_up_with_other_processes(self, wait_s: float = 0.0) -> None:
-        """If another process changed the catalog, bring our index up to date before searching.
+    def decode_query_image(self, path: str | os.PathLike, min_side: int | None = None) -> DecodedImage:
+        """Decode a query image file; `min_side` asks for more pixels than the model needs (display)."""
+        return self.queries.decode_image_file(path, self.embedder, min_side)
 
-        When a writer of this process is running, a generation gap is expected (it mirrors
-        each batch right after committing it) and searches must not wait for it: skip, unless
-        told to wait up to `wait_s`.
-        """
-        if self.catalog.generation == self.vector_index.generation:
-            return
-        if self._write_lock.acquire(timeout=wait_s):  # 0: one try, no wait
-            try:
-                self.sync_index()
-            finally:
-                self._write_lock.release()
+    def decode_query_bytes(self, data: bytes, name: str, min_side: int | None = None) -> DecodedImage:
+        """Decode query image data that is not a file (pasted, dropped, uploaded)."""
+        return self.queries.decode_image_bytes(data, name, self.embedder, min_side)
 
-    def search_image(self, path: str | os.PathLike, k: int = 20, **kwargs) -> list[SearchResult]:
-        """Shortcut: results for one query image file."""
-        return self.search(SearchRequest([QueryTerm("image", path)], k, **kwargs)).results
+    def fetch_query_image(self, url: str, min_side: int | None = None) -> DecodedImage:
+        """Download a query image (size limit, timeout, content-type check) and decode it."""
+        return self.queries.fetch_image(url, self.embedder, min_side)
 
-    # --- tags ----------------------------------------------------------------------------
+    # --- images --------------------------------------------------------------------------
 
-    def image_id(self, ref: int | str | os.PathLike) -> int:
-        """The catalog id of an image given by id or path."""
-        if isinstance(ref, (int, np.integer)):
-            return int(ref)
-        image_id = self.catalog.id_for_path(os.path.abspath(os.path.expanduser(os.fspath(ref))))
-        if image_id is None:
-            raise QueryError(f"{ref} is not in the library")
-        return image_id
+    def image_id(self, ref: ImageRef) -> int:
+        """The catalog id of an image given by id or path (QueryError if it is not in the library)."""
+        return self.catalog.image_id(ref)
 
-    def add_tags(self, ref: int | str | os.PathLike, tags: Sequence[str]) -> list[str]:
-        """Add tags to an image; returns its tags afterwards."""
+    def record(self, ref: ImageRef) -> ImageRecord:
+        """An image with its product metadata and tags."""
         image_id = self.image_id(ref)
-        self.catalog.add_tags(image_id, tags)
-        self.events.emit(LibraryChanged(None, "metadata"))
-        return self.catalog.tags_of(image_id)
-
-    def remove_tags(self, ref: int | str | os.PathLike, tags: Sequence[str]) -> list[str]:
-        """Remove tags from an image; returns its tags afterwards."""
-        image_id = self.image_id(ref)
-        self.catalog.remove_tags(image_id, tags)
-        self.events.emit(LibraryChanged(None, "metadata"))
-        return self.catalog.tags_of(image_id)
-
-    def all_tags(self) -> list[tuple[str, int]]:
-        """Every tag in the library with its image count, most used first."""
-        return self.catalog.tag_counts()
-
-    # --- reporting -----------------------------------------------------------------------
+        return self.catalog.records([image_id])[image_id]
 
     def export_csv(
         self, results: Sequence[SearchResult], dest: str | os.PathLike, excel: bool = False
     ) -> Path:
+        """Write results to CSV (the one exporter: CLI, app and API)."""
         try:
             return write_results_csv(results, dest, excel=excel)
         except OSError as exc:
@@ -625,21 +359,14 @@ def open_library(settings: Settings, progress: ProgressCallback = no_progress) -
         if metric is None:  # a new library takes the configured metric and keeps it
             metric = settings.metric
             catalog.set_meta("metric", metric)
-        spec = IndexSpec(
-            embedder.dim,
-            metric,
-            settings.index_dtype,
-            settings.hnsw_connectivity,
-            embedder.key,
-            catalog.library_id,
-        )
-        index = VectorIndex(spec, settings.hnsw_expansion_add, settings.hnsw_expansion_search)
-        library = Library(settings, catalog, embedder, index)
-        library.index_health = _load_index(library, progress)
+        if model.key != embedder.key:  # the weights file was given by another path
+            model = ModelRef(embedder.model_name, embedder.pretrained, embedder.key)
+        live = LiveIndex(settings, catalog, model, embedder, metric)
+        live.open(progress)
+        return Library(settings, catalog, live)
     except BaseException:
         catalog.close()
         raise
-    return library
 
 
 def _library_model(catalog: Catalog, settings: Settings) -> ModelRef:
@@ -659,31 +386,3 @@ def _library_model(catalog: Catalog, settings: Settings) -> ModelRef:
         active.key, requested.key,
     )  # fmt: skip
     return active
-
-
-def _load_index(library: Library, progress: ProgressCallback) -> str:
-    """Open the saved index if it matches the catalog, catch it up, or rebuild it."""
-    path = library.index_path
-    state = VectorIndex.read_state(path)
-    loaded = (
-        state is not None
-        and path.exists()
-        and library.vector_index.load(path, state, view=library.settings.index_memory_map)
-    )
-    if loaded:
-        health = library.sync_index(progress)
-        return "ok" if health == "current" else health
-    if library.catalog.count_embedded(library.model_key) == 0:
-        library.vector_index.generation = library.catalog.generation
-        return "ok"
-    if path.exists() or state is not None:
-        log.warning("the vector index does not match the catalog; rebuilding it from stored embeddings")
-    library.rebuild_index(progress, save=False)
-    try:
-        with library._writing():
-            library._save_index()
-    except LibraryBusyError:
-        pass  # the writer will save it; we keep ours in memory
-    except StorageError as exc:  # searches still work from the rebuilt index in memory
-        log.warning("%s", exc)
-    return "rebuilt"

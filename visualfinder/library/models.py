@@ -1,23 +1,42 @@
-"""The Library's model and metric features: switching either, and the stored vectors per model.
+"""Models: which model and metric a library uses, switching either, and the vectors kept per model.
 
-A part of `service.Library` (it inherits this class), like library_catalog: a switch of metric
-rebuilds the index from stored vectors; a switch of model re-embeds in the background
-(model_switch) and installs the new engine at once when it is complete.
+A metric switch rebuilds the index from the stored vectors (no re-embedding); a model switch
+re-embeds through the indexing pipeline in the background (`model_switch`) and installs the
+new engine as soon as its vectors are complete.
 """
 
 from __future__ import annotations
 
-from visualfinder.catalog.store import ModelRef
-from visualfinder.config import METRICS
+from visualfinder.catalog.records import ModelRef
+from visualfinder.catalog.store import Catalog
+from visualfinder.config import METRICS, Settings
 from visualfinder.errors import QueryError, SettingsError
-from visualfinder.events import LibraryChanged
-from visualfinder.jobs import BackgroundJob, CancelToken, Progress, ProgressCallback, no_progress
-from visualfinder.models.embedder import Embedder, model_key
-from visualfinder.models.switch import SwitchReport, SwitchState, run_switch, switch_state
+from visualfinder.events import EventHub, LibraryChanged
+from visualfinder.jobs import BackgroundJob, CancelToken, JobList, Progress, ProgressCallback, no_progress
+from visualfinder.library.indexing import Indexer
+from visualfinder.library.live_index import LiveIndex
+from visualfinder.library.model_switch import ModelSwitch, SwitchReport, SwitchState, switch_state
+from visualfinder.models.embedder import model_key
 
 
-class ModelFeatures:
-    """Mixed into service.Library."""
+class Models:
+    """The model and metric features of one library."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        live: LiveIndex,
+        indexer: Indexer,
+        events: EventHub,
+        jobs: JobList,
+    ):
+        self.settings = settings
+        self.catalog = catalog
+        self.live = live
+        self.events = events
+        self._jobs = jobs
+        self._switch = ModelSwitch(settings, catalog, live, indexer, events)
 
     def set_metric(
         self, metric: str, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None
@@ -25,23 +44,20 @@ class ModelFeatures:
         """Switch the distance metric: rebuilds the index from stored vectors (no re-embedding)."""
         if metric not in METRICS:
             raise SettingsError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
-        with self._writing():
-            if metric == self.metric:
-                return len(self.vector_index)
-            engine = self._new_engine(self.model, metric)
-            engine.index.rebuild(
-                self.catalog.iter_embeddings(self.model_key), self.catalog.count_embedded(self.model_key),
-                self.catalog.generation, progress, cancel,
-            )  # fmt: skip
-            progress(Progress("saving index", 0, 0))
-            engine.index.save(self.index_path)
+        live = self.live
+        with live.writing():
+            if metric == live.engine.metric:
+                return len(live.index)
+            engine = live.new_engine(live.engine.model, metric)
+            live.fill(engine, progress, cancel)
             self.catalog.set_meta("metric", metric)
-            self._engine = engine
-            self._unsaved = False
+            live.install(engine, saved=False)
+            progress(Progress("saving index", 0, 0))
+            live.save()
         self.events.emit(LibraryChanged(None, "rebuild"))
         return len(engine.index)
 
-    def switch_model(
+    def switch(
         self,
         model: str,
         pretrained: str,
@@ -53,47 +69,26 @@ class ModelFeatures:
         Searches keep using the current model until the new vectors are complete; a cancelled
         or interrupted switch stays pending and resumes where it stopped when called again.
         """
-        return run_switch(self, ModelRef(model, pretrained, model_key(model, pretrained)), progress, cancel)
+        return self._switch.run(ModelRef(model, pretrained, model_key(model, pretrained)), progress, cancel)
 
-    def start_model_switch(
+    def start_switch(
         self, model: str, pretrained: str, progress: ProgressCallback = no_progress
     ) -> BackgroundJob:
-        """`switch_model` on a background thread; its `result` is the SwitchReport."""
-        job = BackgroundJob(
-            "switch-model", lambda cancel: self.switch_model(model, pretrained, progress, cancel)
-        )
-        self._jobs = [j for j in self._jobs if not j.done] + [job]
-        return job.start()
+        """`switch` on a background thread; its `result` is the SwitchReport."""
+        job = BackgroundJob("switch-model", lambda cancel: self.switch(model, pretrained, progress, cancel))
+        return self._jobs.start(job)
 
-    def pending_model_switch(self) -> SwitchState | None:
-        """The switch that was started and has not completed (resume it with `switch_model`)."""
-        return switch_state(self)
+    def pending_switch(self) -> SwitchState | None:
+        """The switch that was started and has not completed (resume it with `switch`)."""
+        return switch_state(self.catalog)
 
-    def abandon_model_switch(self) -> None:
-        """Forget a pending switch; the vectors it computed stay until `forget_model`."""
+    def abandon_switch(self) -> None:
+        """Forget a pending switch; the vectors it computed stay until `forget`."""
         self.catalog.set_pending_switch(None)
 
-    def stored_models(self) -> dict[str, int]:
-        """Model key -> number of stored vectors (the active model, a pending switch, older ones)."""
-        return self.catalog.model_counts()
-
-    def forget_model(self, key: str) -> int:
+    def forget(self, key: str) -> int:
         """Delete the stored vectors of a model that is neither active nor being switched to."""
         pending = self.catalog.pending_switch()
-        if key == self.model_key or (pending is not None and pending.key == key):
+        if key == self.live.engine.model.key or (pending is not None and pending.key == key):
             raise QueryError(f"{key} is in use by this library; its vectors cannot be forgotten")
         return self.catalog.delete_embeddings(key)
-
-    def _install_switched_model(
-        self, model: ModelRef, embedder: Embedder, progress: ProgressCallback
-    ) -> None:
-        """Under the writer lock: build `model`'s index from its stored vectors and make it active."""
-        engine = self._new_engine(model, self.metric, embedder)
-        engine.index.rebuild(
-            self.catalog.iter_embeddings(model.key), self.catalog.count_embedded(model.key), 0, progress
-        )
-        engine.index.generation = self.catalog.set_active_model(model, finish_switch=True)
-        self._engine = engine
-        progress(Progress("saving index", 0, 0))
-        self._save_index()
-        self.events.emit(LibraryChanged(None, "model"))

@@ -1,14 +1,18 @@
-"""The Library's OpenSearch features (visualfinder.remote): the connection, sync and remote search.
+"""Remote: a library's OpenSearch side (visualfinder.remote): the connection, sync and remote search.
 
-A part of `service.Library` (it inherits this class), like library_catalog. The remote package
-(and opensearch-py) is imported only when one of these is used.
+The remote package (and opensearch-py) is imported only when one of these is used.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
+from visualfinder.catalog.outbox import Outbox, SyncState
+from visualfinder.catalog.store import Catalog
+from visualfinder.config import Settings
 from visualfinder.jobs import CancelToken, ProgressCallback, no_progress
+from visualfinder.library.live_index import LiveIndex
 
 if TYPE_CHECKING:
     from visualfinder.remote.mapping import RemoteSpec
@@ -17,42 +21,51 @@ if TYPE_CHECKING:
     from visualfinder.remote.sync import Syncer, SyncReport, SyncStatus
 
 
-class RemoteFeatures:
-    """Mixed into service.Library."""
+class Remote:
+    """The OpenSearch cluster one library syncs to, and searches with `SearchRequest.remote`."""
 
-    def remote_cluster(self) -> RemoteCluster:
+    def __init__(self, settings: Settings, catalog: Catalog, live: LiveIndex):
+        self.settings = settings
+        self.catalog = catalog
+        self.live = live
+        self._lock = threading.Lock()
+        self._cluster: RemoteCluster | None = None
+        self._searcher: RemoteSearcher | None = None
+
+    def cluster(self) -> RemoteCluster:
         """The connection to the configured OpenSearch cluster (made once, on first use)."""
         from visualfinder.remote.opensearch import connect
 
-        with self._remote_lock:
-            if self._remote is None:
-                self._remote = connect(self.settings)
-            return self._remote
+        with self._lock:
+            if self._cluster is None:
+                self._cluster = connect(self.settings)
+            return self._cluster
 
-    def remote_spec(self) -> RemoteSpec:
+    def spec(self) -> RemoteSpec:
         """What the remote index must hold: this library's model, dimension and metric."""
         from visualfinder.remote.sync import remote_spec
 
-        return remote_spec(self.settings, self.embedder.dim, self.metric, self.model_key)
+        engine = self.live.engine
+        return remote_spec(self.settings, engine.embedder.dim, engine.metric, engine.model.key)
 
-    def remote_searcher(self) -> RemoteSearcher:
+    def searcher(self) -> RemoteSearcher:
         from visualfinder.remote.query import RemoteSearcher
 
-        cluster = self.remote_cluster()
-        spec = self.remote_spec()
-        with self._remote_lock:
+        cluster = self.cluster()
+        spec = self.spec()
+        with self._lock:
             # A new one after a model or metric switch: the spec names both.
-            if self._remote_searcher is None or self._remote_searcher.spec != spec:
-                self._remote_searcher = RemoteSearcher(
+            if self._searcher is None or self._searcher.spec != spec:
+                self._searcher = RemoteSearcher(
                     cluster, spec, self.settings.exact_search_max_candidates, self.catalog
                 )
-            return self._remote_searcher
+            return self._searcher
 
     def syncer(self, cluster: RemoteCluster | None = None) -> Syncer:
         """A Syncer for this library (its own, for a background thread; see remote.worker)."""
         from visualfinder.remote.sync import Syncer
 
-        return Syncer(self.catalog, cluster or self.remote_cluster(), self.remote_spec(), self.settings)
+        return Syncer(self.catalog, cluster or self.cluster(), self.spec(), self.settings)
 
     def sync(
         self,
@@ -65,13 +78,19 @@ class RemoteFeatures:
         """Push every pending change to OpenSearch (everything with `full`; a new index with `recreate`)."""
         return self.syncer().run(full=full, recreate=recreate, progress=progress, cancel=cancel)
 
-    def sync_pending(self) -> int:
-        from visualfinder.remote.outbox import Outbox
-
+    def pending(self) -> int:
+        """Changes recorded for the cluster and not yet acknowledged by it."""
         return Outbox(self.catalog).pending()
 
-    def sync_status(self, rejected_limit: int | None = 20) -> SyncStatus:
-        from visualfinder.remote.outbox import Outbox, SyncState
+    def retry_rejected(self) -> int:
+        """Queue the changes the cluster rejected again; returns how many."""
+        return Outbox(self.catalog).retry_rejected()
+
+    def disable(self) -> int:
+        """Stop recording changes for the cluster; returns how many queued changes were dropped."""
+        return self.catalog.enable_outbox(False)
+
+    def status(self, rejected_limit: int | None = 20) -> SyncStatus:
         from visualfinder.remote.sync import SyncStatus
 
         outbox = Outbox(self.catalog)
@@ -83,3 +102,10 @@ class RemoteFeatures:
             rejected=outbox.rejected(rejected_limit), rejected_count=outbox.rejected_count(),
             last_success=state.last_success, last_error=state.last_error, last_error_at=state.last_error_at,
         )  # fmt: skip
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
+            self._searcher = None

@@ -1,7 +1,4 @@
-"""`Library.status()`: what `visualfinder status` and the app's status bar report.
-
-A part of `service.Library` (it inherits this class), like library_catalog.
-"""
+"""`Library.status()`: what `visualfinder status`, the app's status bar and the API report."""
 
 from __future__ import annotations
 
@@ -9,8 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from visualfinder.catalog.store import CatalogStats, Folder
-from visualfinder.models.switch import SwitchState, switch_state
+from visualfinder.catalog.records import ModelRef
+from visualfinder.catalog.store import Catalog, CatalogStats, Folder
+from visualfinder.config import Settings
+from visualfinder.library.live_index import LiveIndex
+from visualfinder.library.model_switch import SwitchState, switch_state
 
 
 @dataclass
@@ -62,22 +62,24 @@ class LibraryStatus:
         }  # fmt: skip
 
 
-class StatusFeatures:
-    """Mixed into service.Library."""
-
-    def status(self, error_limit: int | None = 50) -> LibraryStatus:
-        stats = self.catalog.stats(self.model_key)
-        counts = self.catalog.folder_counts()
-        folders = [
-            FolderStatus(f, *counts.get(f.id, (0, 0)), exists=os.path.isdir(f.path)) for f in self.folders()
-        ]
-        return LibraryStatus(
-            data_dir=self.data_dir, catalog_path=self.catalog.path, index_path=self.index_path,
-            model=self.model.name, pretrained=self.model.pretrained, model_key=self.model_key,
-            device=self.settings.device, metric=self.metric, index_dtype=self.vector_index.spec.dtype, stats=stats,
-            folders=folders, index_count=len(self.vector_index), index_generation=self.vector_index.generation,
-            catalog_generation=self.catalog.generation, index_health=self.index_health,
-            errors=self.catalog.errors(error_limit), schema_version=self.catalog.schema_version(),
-            requested_model_key=self.requested_model.key, switch=switch_state(self),
-            stored_models=self.catalog.model_counts(),
-        )  # fmt: skip
+def library_status(
+    settings: Settings, catalog: Catalog, live: LiveIndex, requested: ModelRef, error_limit: int | None = 50
+) -> LibraryStatus:
+    """The state of one library: its catalog counts, folders, model, index and recent errors."""
+    engine = live.engine
+    model, index = engine.model, engine.index
+    stats = catalog.stats(model.key)
+    counts = catalog.folder_counts()
+    folders = [
+        FolderStatus(f, *counts.get(f.id, (0, 0)), exists=os.path.isdir(f.path)) for f in catalog.folders()
+    ]
+    return LibraryStatus(
+        data_dir=settings.data_dir, catalog_path=catalog.path, index_path=live.path,
+        model=model.name, pretrained=model.pretrained, model_key=model.key,
+        device=settings.device, metric=engine.metric, index_dtype=index.spec.dtype, stats=stats,
+        folders=folders, index_count=len(index), index_generation=index.generation,
+        catalog_generation=catalog.generation, index_health=live.health,
+        errors=catalog.errors(error_limit), schema_version=catalog.schema_version(),
+        requested_model_key=requested.key, switch=switch_state(catalog),
+        stored_models=catalog.model_counts(),
+    )  # fmt: skip

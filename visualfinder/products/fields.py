@@ -1,8 +1,8 @@
-"""Product metadata files: CSV, JSON and JSON Lines read into rows, and rows written to the catalog.
+"""Product sheets: CSV, JSON and JSON Lines files read into rows of product fields.
 
 A row has the known fields (sku, title, description, tags, url, price), an image reference
 (an `image`/`path`/`file` column) and extra columns, which are kept as JSON. Matching rows to
-images lives in `metadata_import.py`.
+images is `products.importer`'s; writing them, `catalog.products`'.
 """
 
 from __future__ import annotations
@@ -12,17 +12,15 @@ import io
 import json
 import logging
 import re
-import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from visualfinder.catalog.store import Catalog, normalise_tags
+from visualfinder.catalog.records import META_FIELDS as FIELDS
+from visualfinder.catalog.records import normalise_tags
 from visualfinder.errors import VisualFinderError
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("sku", "title", "description", "url", "price")
 IMAGE_COLUMNS = ("image", "image_path", "path", "file", "filename", "file_name", "photo", "picture")
 # Header spellings seen in shop exports, mapped to our names.
 ALIASES = {
@@ -32,7 +30,6 @@ ALIASES = {
     "item_number": "sku", "product_id": "sku",
 }  # fmt: skip
 MAX_FILE_BYTES = 512 * 1024 * 1024
-META_EXTRA_FIELDS = "extra_fields"  # meta key: JSON list of the extra column names ever imported
 
 
 class MetadataError(VisualFinderError):
@@ -136,76 +133,6 @@ def parse_price(value: object) -> float:
         head, _, tail = text.rpartition(",")
         text = f"{head.replace(',', '')}.{tail}" if len(tail) in (1, 2) else text.replace(",", "")
     return float(text)
-
-
-# --- writing -------------------------------------------------------------------------------
-
-
-def write_rows(
-    catalog: Catalog,
-    conn: sqlite3.Connection,
-    image_ids: Iterable[int],
-    row: MetadataRow,
-    *,
-    replace_tags: bool = False,
-) -> None:
-    """Inside a transaction: give these images the row's fields, extras and tags.
-
-    Fields the row has replace the stored ones (an empty cell clears); fields it lacks are
-    kept; extras are merged; tags are added, or replace the old ones with `replace_tags`.
-    """
-    ids = list(image_ids)
-    for image_id in ids:
-        write_fields(conn, image_id, row.fields, row.extra)
-        if row.tags is not None:
-            if replace_tags:
-                conn.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
-            conn.executemany(
-                "INSERT OR IGNORE INTO tags(image_id, tag) VALUES (?, ?)", [(image_id, t) for t in row.tags]
-            )
-    if row.extra:
-        remember_extra_fields(conn, row.extra)
-    catalog.enqueue_upserts(conn, ids)
-
-
-def write_fields(
-    conn: sqlite3.Connection, image_id: int, fields: dict[str, object], extra: dict[str, object]
-) -> None:
-    """Upsert one image's image_meta row: `fields` replace, `extra` merges (None removes a key)."""
-    current = conn.execute("SELECT extra FROM image_meta WHERE image_id = ?", (image_id,)).fetchone()
-    merged = json.loads(current[0]) if current and current[0] else {}
-    for key, value in extra.items():
-        if value is None or value == "":
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    columns = [name for name in FIELDS if name in fields]
-    values = [fields[name] for name in columns]
-    extra_json = json.dumps(merged, ensure_ascii=False, sort_keys=True) if merged else None
-    names = ", ".join(["image_id", *columns, "extra"])
-    marks = ", ".join("?" * (len(columns) + 2))
-    updates = ", ".join([f"{c} = excluded.{c}" for c in columns] + ["extra = excluded.extra"])
-    conn.execute(
-        f"INSERT INTO image_meta({names}) VALUES ({marks}) ON CONFLICT(image_id) DO UPDATE SET {updates}",
-        (image_id, *values, extra_json),
-    )
-
-
-def remember_extra_fields(conn: sqlite3.Connection, extra: Iterable[str]) -> None:
-    """Record extra column names so the query bar knows `colour:red` is a filter."""
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_EXTRA_FIELDS,)).fetchone()
-    known = set(json.loads(row[0])) if row else set()
-    if set(extra) <= known:
-        return
-    conn.execute(
-        "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (META_EXTRA_FIELDS, json.dumps(sorted(known | set(extra)), ensure_ascii=False)),
-    )
-
-
-def extra_fields(catalog: Catalog) -> set[str]:
-    raw = catalog.meta(META_EXTRA_FIELDS)
-    return set(json.loads(raw)) if raw else set()
 
 
 # --- readers -------------------------------------------------------------------------------

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from visualfinder.catalog.store import Catalog, path_from_db, path_to_db
-from visualfinder.products.fields import MetadataError, MetadataRow, read_metadata_file, write_rows
+from visualfinder.catalog.products import (
+    applied_sidecars,
+    image_paths,
+    images_without_metadata,
+    record_sidecar,
+    write_products,
+)
+from visualfinder.catalog.store import Catalog
+from visualfinder.paths import normalise
+from visualfinder.products.fields import MetadataError, MetadataRow, read_metadata_file
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +105,7 @@ class ImageMatcher:
         """File name and stem (lower-case) -> images; built once, on the first need."""
         if self._by_name is None:
             index: dict[str, list[tuple[int, str]]] = defaultdict(list)
-            for image_id, db_path in self.catalog.conn.execute("SELECT id, path FROM images"):
-                path = path_from_db(db_path)
+            for image_id, path in image_paths(self.catalog):
                 name = os.path.basename(path)
                 index[_name_key(name)].append((image_id, path))
                 index[_stem_key(os.path.splitext(name)[0])].append((image_id, path))
@@ -149,7 +155,7 @@ def import_rows(
     if planned and not dry_run:
         with catalog.transaction() as conn:
             for row, ids in planned:
-                write_rows(catalog, conn, ids, row, replace_tags=replace_tags)
+                write_products(catalog, conn, ids, row.fields, row.extra, row.tags, replace_tags=replace_tags)
     report.without_metadata, report.without_metadata_sample = images_without_metadata(catalog)
     return report
 
@@ -163,20 +169,10 @@ def import_file(
     dry_run: bool = False,
 ) -> ImportReport:
     """Import a CSV / JSON / JSON Lines file of product metadata."""
-    full = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    full = normalise(path)
     rows = read_metadata_file(full)
     bases = [base_dir or os.path.dirname(full), *(f.path for f in catalog.folders())]
     return import_rows(catalog, rows, full, bases, replace_tags=replace_tags, dry_run=dry_run)
-
-
-def images_without_metadata(catalog: Catalog, sample: int = 20) -> tuple[int, list[str]]:
-    sql = "FROM images i WHERE i.status = 'ok' AND NOT EXISTS (SELECT 1 FROM image_meta m WHERE m.image_id = i.id)"
-    count = catalog.conn.execute(f"SELECT COUNT(*) {sql}").fetchone()[0]
-    paths = [
-        path_from_db(r[0])
-        for r in catalog.conn.execute(f"SELECT i.path {sql} ORDER BY i.path LIMIT ?", (sample,))
-    ]
-    return count, paths
 
 
 # --- sidecars ------------------------------------------------------------------------------
@@ -206,7 +202,7 @@ def apply_sidecars(
     """Apply sidecar files, given as (path, size, mtime_ns): a new or changed one to every image
     it names; an unchanged one only to images in `new_paths` (added since it was applied)."""
     report = SidecarReport()
-    known = _applied_state(catalog, [p for p, _, _ in sidecars])
+    known = applied_sidecars(catalog, [p for p, _, _ in sidecars])
     new_paths = new_paths or set()
     for path, size, mtime_ns in sorted(sidecars):
         changed = known.get(path) != (size, mtime_ns)
@@ -231,13 +227,7 @@ def apply_sidecars(
         report.applied.append(path)
         for line, ref in result.unmatched:
             log.info("%s line %d: no image %s in the library", path, line, ref)
-        with catalog.transaction() as conn:
-            conn.execute(
-                """INSERT INTO sidecars(path, size, mtime_ns, applied_at) VALUES (?, ?, ?, ?)
-                   ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
-                       applied_at = excluded.applied_at""",
-                (path_to_db(path), size, mtime_ns, time.time()),
-            )
+        record_sidecar(catalog, path, size, mtime_ns)
     return report
 
 
@@ -278,17 +268,6 @@ def _sidecar_rows(path: str) -> list[MetadataRow]:
     if row.image is None:
         row.image = image
     return [row]
-
-
-def _applied_state(catalog: Catalog, paths: list[str]) -> dict[str, tuple[int, int]]:
-    state = {}
-    for path in paths:
-        row = catalog.conn.execute(
-            "SELECT size, mtime_ns FROM sidecars WHERE path = ?", (path_to_db(path),)
-        ).fetchone()
-        if row:
-            state[path] = (row[0], row[1])
-    return state
 
 
 def _name_key(name: str) -> str:

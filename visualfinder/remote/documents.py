@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from visualfinder.catalog.outbox import OutboxEntry
 from visualfinder.catalog.store import Catalog, ImageRecord, path_from_db, path_to_db
 from visualfinder.remote.mapping import VECTOR_FIELD
 from visualfinder.remote.opensearch import BulkItem
-from visualfinder.remote.outbox import OutboxEntry
 
 # The catalog keeps embeddings as float16 (11 significant bits): 5 significant decimal digits
 # give back exactly the same float16, so the cluster scores the very vectors the local index

@@ -15,12 +15,13 @@ import math
 
 import numpy as np
 
+from visualfinder.catalog.filters import META_FIELDS, Filters, format_name
 from visualfinder.catalog.store import Catalog, subtree_bounds
 from visualfinder.errors import EmptyLibraryError, QueryError
 from visualfinder.remote.documents import record_from_source
 from visualfinder.remote.mapping import SPACE_TYPES, VECTOR_FIELD, RemoteSpec
 from visualfinder.remote.opensearch import MAX_RESULT_WINDOW, RemoteCluster
-from visualfinder.search.planner import META_FIELDS, Filters, Plan, SearchResult, choose_method, format_name
+from visualfinder.search.planner import Plan, SearchResult, choose_method
 from visualfinder.search.vector_index import reported_distance, similarity
 
 log = logging.getLogger(__name__)

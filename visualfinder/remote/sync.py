@@ -14,6 +14,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from visualfinder.catalog.outbox import Outbox, Rejection, SyncState, record_error, record_success
 from visualfinder.catalog.store import Catalog
 from visualfinder.config import Settings
 from visualfinder.errors import Cancelled, LibraryBusyError, RemoteError, RemoteUnavailableError
@@ -21,7 +22,6 @@ from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progre
 from visualfinder.remote.documents import bulk_items, pack
 from visualfinder.remote.mapping import RemoteSpec
 from visualfinder.remote.opensearch import RemoteCluster, RemoteIndexInfo
-from visualfinder.remote.outbox import Outbox, Rejection, SyncState, record_error, record_success
 
 log = logging.getLogger(__name__)
 

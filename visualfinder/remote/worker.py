@@ -104,7 +104,7 @@ class SyncWorker:
             self._set_state("pushing")
             try:
                 if syncer is None:
-                    syncer = self.library.syncer(self._cluster)
+                    syncer = self.library.remote.syncer(self._cluster)
                 report = syncer.run(cancel=self._cancel, wait_lock=0.0)
                 failures, retry_in = 0, None
                 if report.rejected:
@@ -142,7 +142,7 @@ class SyncWorker:
     def _set_state(self, state: str, message: str = "") -> None:
         self.state = state
         try:
-            pending = self.library.sync_pending()
+            pending = self.library.remote.pending()
         except Exception:  # the catalog may be closing
             pending = -1
         self.library.events.emit(SyncStatusChanged(state, pending, message, time.time()))

@@ -11,7 +11,7 @@ its best file, a same-picture group in tier 3 as its best file. Groups are built
 the best (largest) file down, each file joining at most one group per tier, and every member
 is a neighbour of the group's first file (no chains of "A looks like B looks like C").
 
-Decisions are remembered by image id (ids survive renames and moves): a pair marked
+Decisions (kept in catalog.duplicates) are remembered by image id (ids survive renames and moves): a pair marked
 `distinct` (not a duplicate) or `keep_both` is never grouped again in any tier.
 """
 
@@ -20,22 +20,26 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from visualfinder.catalog.store import Catalog, ImageRecord, path_from_db
+from visualfinder.catalog.duplicates import (
+    decided_pairs,
+    embedded_images,
+    save_fingerprints,
+    stored_fingerprint,
+)
+from visualfinder.catalog.filters import Filters
+from visualfinder.catalog.store import Catalog, ImageRecord
 from visualfinder.errors import QueryError
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
 from visualfinder.search.perceptual import as_array, fingerprint, load_small, same_picture
-from visualfinder.search.planner import Filters
 from visualfinder.search.vector_index import VectorIndex, similarity
 
 log = logging.getLogger(__name__)
 
 TIERS = ("identical", "same_picture", "similar")
-DECISIONS = ("distinct", "keep_both")
 _NEIGHBOURS = 16
 _MAX_NEIGHBOURS = 1024
 _SEARCH_CHUNK = 1024
@@ -142,7 +146,7 @@ class DuplicateFinder:
     ) -> DuplicateReport:
         started = time.perf_counter()
         images = self._images(filters)
-        for a, b in self.catalog.conn.execute("SELECT id_a, id_b FROM duplicate_decisions"):
+        for a, b in decided_pairs(self.catalog):
             self._decided[a].add(b)
             self._decided[b].add(a)
         groups: list[DuplicateGroup] = []
@@ -284,10 +288,7 @@ class DuplicateFinder:
         if key not in self._prints:
             stored = None
             if image.digest:
-                row = self.catalog.conn.execute(
-                    "SELECT hashes FROM fingerprints WHERE content_hash = ?", (image.digest,)
-                ).fetchone()
-                stored = row[0] if row else None
+                stored = stored_fingerprint(self.catalog, image.digest)
             if stored is None:
                 small = load_small(image.thumb, image.path, self.max_pixels)
                 if small is None:
@@ -315,87 +316,17 @@ class DuplicateFinder:
             self._smalls.popitem(last=False)
 
     def _save_fingerprints(self) -> None:
-        new = self._new_prints
-        if new:
-            with self.catalog.transaction() as conn:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO fingerprints(content_hash, hashes) VALUES (?, ?)",
-                    list(new.items()),
-                )
-                # Content no image has any more (edited or deleted files) keeps nothing alive.
-                conn.execute(
-                    "DELETE FROM fingerprints WHERE content_hash NOT IN "
-                    "(SELECT content_hash FROM images WHERE content_hash IS NOT NULL)"
-                )
+        if self._new_prints:
+            save_fingerprints(self.catalog, self._new_prints)
 
     # --- records -------------------------------------------------------------------------
 
     def _images(self, filters: Filters | None) -> dict[int, _Image]:
-        where, params = (filters or Filters()).to_sql()
-        rows = self.catalog.conn.execute(
-            f"""SELECT i.id, i.path, i.size, COALESCE(i.width * i.height, 0), i.content_hash, i.thumb_path,
-                       i.format
-                FROM images i JOIN embeddings e ON e.image_id = i.id AND e.model_key = ?
-                WHERE i.status = 'ok' AND ({where})""",
-            (self.model_key, *params),
-        )
-        images = {r[0]: _Image(r[0], path_from_db(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows}
+        rows = embedded_images(self.catalog, self.model_key, filters or Filters())
+        images = {r[0]: _Image(*r) for r in rows}
         present = set(self.index.keys().tolist())
         return {i: image for i, image in images.items() if i in present}
 
     def _group(self, tier: str, ids: list[int], scores: list[float]) -> DuplicateGroup:
         records = self.catalog.records(ids)
         return DuplicateGroup(tier, [records[i] for i in ids], scores)
-
-
-# --- decisions -----------------------------------------------------------------------------
-
-
-def record_decision(catalog: Catalog, ids: Iterable[int], decision: str) -> int:
-    """Remember that these images are not duplicates of each other (every pair among them)."""
-    if decision not in DECISIONS:
-        raise QueryError(f"unknown decision {decision!r}; use one of {', '.join(DECISIONS)}")
-    unique = sorted(set(ids))
-    if len(unique) < 2:
-        raise QueryError("a decision needs at least two different images")
-    pairs = [(a, b) for i, a in enumerate(unique) for b in unique[i + 1 :]]
-    now = time.time()
-    with catalog.transaction() as conn:
-        conn.executemany(
-            """INSERT INTO duplicate_decisions(id_a, id_b, decision, decided_at) VALUES (?, ?, ?, ?)
-               ON CONFLICT(id_a, id_b) DO UPDATE SET decision = excluded.decision, decided_at = excluded.decided_at""",
-            [(a, b, decision, now) for a, b in pairs],
-        )
-    return len(pairs)
-
-
-def forget_decisions(catalog: Catalog, ids: Iterable[int] | None = None) -> int:
-    """Forget the decisions among these images (all decisions when `ids` is None)."""
-    with catalog.transaction() as conn:
-        if ids is None:
-            return conn.execute("DELETE FROM duplicate_decisions").rowcount
-        unique = sorted(set(ids))
-        pairs = [(a, b) for i, a in enumerate(unique) for b in unique[i + 1 :]]
-        return sum(
-            conn.execute("DELETE FROM duplicate_decisions WHERE id_a = ? AND id_b = ?", pair).rowcount
-            for pair in pairs
-        )
-
-
-@dataclass(frozen=True)
-class Decision:
-    path_a: str
-    path_b: str
-    decision: str
-    decided_at: float
-
-    def to_json(self) -> dict:
-        return {"a": self.path_a, "b": self.path_b, "decision": self.decision, "decided_at": self.decided_at}
-
-
-def list_decisions(catalog: Catalog) -> list[Decision]:
-    rows = catalog.conn.execute(
-        """SELECT a.path, b.path, d.decision, d.decided_at FROM duplicate_decisions d
-           JOIN images a ON a.id = d.id_a JOIN images b ON b.id = d.id_b ORDER BY a.path, b.path"""
-    )
-    return [Decision(path_from_db(r[0]), path_from_db(r[1]), r[2], r[3]) for r in rows]

@@ -28,8 +28,9 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from visualfinder.catalog.filters import META_FIELDS, FieldCondition, Filters
 from visualfinder.errors import QueryError
-from visualfinder.search.planner import META_FIELDS, FieldCondition, Filters
+from visualfinder.search.request import QueryTerm
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -63,6 +64,11 @@ class ParsedQuery:
     @property
     def has_text(self) -> bool:
         return bool(self.text or self.minus)
+
+    def terms(self) -> list[QueryTerm]:
+        """The words as query terms: the text, then each minus text ("less like this")."""
+        terms = [QueryTerm("text", self.text)] if self.text else []
+        return terms + [QueryTerm("text", t, weight=-1.0) for t in self.minus]
 
 
 def parse_query(text: str, extra_fields: set[str] | frozenset[str] = frozenset()) -> ParsedQuery:
