@@ -1,4 +1,4 @@
-"""LibrarySession: the GUI's handle on one open `service.Library`, and the only place that calls it.
+"""LibrarySession: the GUI's handle on one open `library.facade.Library`, and the only place that calls it.
 
 Every call runs as a Job on one of the session's queues, never on the GUI thread:
 - `writer`: open/close, indexing, folder and tag changes, one at a time (they never race);

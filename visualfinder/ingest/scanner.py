@@ -47,7 +47,7 @@ class ScanPlan:
     adopt: Callable[[StatRow], bool] | None = None
     # Files `accept` held back (still being written): neither indexed nor removed.
     deferred: list[str] = field(default_factory=list)
-    # Metadata sidecar files seen on the way, as (path, size, mtime_ns): see metadata_import.
+    # Metadata sidecar files seen on the way, as (path, size, mtime_ns): see products.importer.
     sidecars: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
