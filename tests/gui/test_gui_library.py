@@ -158,7 +158,7 @@ def test_export_writes_the_results_shown_to_csv(qtbot, library_window, catalog_d
     library_window.dialogs.csv = (str(dest), True)
     library_window.filters.set_threshold(0.0)
 
-    job = library_window.library_actions.export_csv()
+    job = library_window.result_actions.export_csv()
     qtbot.waitUntil(lambda: job.done, timeout=WAIT_MS)
 
     assert job.state == "succeeded", job.error
@@ -174,7 +174,7 @@ def test_export_writes_the_results_shown_to_csv(qtbot, library_window, catalog_d
     library_window.filters.set_threshold(1.0)
     library_window.filters.hide_below.setChecked(True)
     library_window.dialogs.csv = (str(dest), False)
-    job = library_window.library_actions.export_csv()
+    job = library_window.result_actions.export_csv()
     if job is not None:  # the query itself scores 1.0 (it may round just below)
         qtbot.waitUntil(lambda: job.done, timeout=WAIT_MS)
         assert len(dest.read_text(encoding="utf-8").splitlines()) <= 2

@@ -76,7 +76,7 @@ def test_edited_tags_show_in_place_and_become_a_filter(qtbot, results_window):
     select_rows(results_window, 2)
     target = results_window.results_model.result(2)
     results_window.result_actions.edit_tags.trigger()
-    dialog = results_window.tags_dialog
+    dialog = results_window.result_actions.tags_dialog
     dialog.edit.setText("Oak, dining chair, oak")
 
     with qtbot.waitSignal(results_window.session.snapshotChanged, timeout=WAIT_MS):
@@ -94,7 +94,7 @@ def test_edited_tags_show_in_place_and_become_a_filter(qtbot, results_window):
 
 def test_copied_tags_can_be_pasted_onto_other_results(qtbot, results_window):
     select_rows(results_window, 0)
-    job = results_window.library_actions.edit_tags(
+    job = results_window.result_actions.change_tags(
         [results_window.results_model.result(0).id], ["summer"], []
     )
     qtbot.waitUntil(lambda: job.done, timeout=WAIT_MS)

@@ -8,15 +8,14 @@ in flight ends at a commit). `File > Watch folders for changes` turns it back on
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QLabel, QWidget
 
 from visualfinder.events import JobProgress, LibraryChanged, SyncStatusChanged, WatcherStatus
-
-if TYPE_CHECKING:
-    from visualfinder.gui.main_window import MainWindow
+from visualfinder.gui.feedback import Feedback
+from visualfinder.gui.folders_panel import FoldersPanel
+from visualfinder.gui.session import LibrarySession
 
 # A batch reports no "done": its progress task closes once no progress came for this long.
 QUIET_MS = 1500
@@ -41,11 +40,15 @@ SYNC_TEXT = {
 
 
 class Activity(QObject):
-    def __init__(self, window: MainWindow):
-        super().__init__(window)
-        self.window = window
-        session = window.session
-        self.action = QAction("Watch folders for &changes", window, checkable=True)
+    def __init__(self, session: LibrarySession, feedback: Feedback, watcher_label: QLabel, sync_label: QLabel,
+                 folders_panel: FoldersPanel, parent: QWidget):  # fmt: skip
+        super().__init__(parent)
+        self.session = session
+        self.feedback = feedback
+        self.watcher_label = watcher_label
+        self.sync_label = sync_label
+        self.folders_panel = folders_panel
+        self.action = QAction("Watch folders for &changes", parent, checkable=True)
         self.action.setChecked(session.watch)
         self.action.setStatusTip("Index new, changed and deleted files in folders ticked Watch as it happens")
         self.action.toggled.connect(self.set_watching)
@@ -57,18 +60,18 @@ class Activity(QObject):
         session.libraryChanged.connect(self.on_changed)
 
     def set_watching(self, on: bool) -> None:
-        job = self.window.session.set_watching(on)
+        job = self.session.set_watching(on)
         if not on:
             self._show_paused()
         if job is not None:
-            job.failed.connect(self.window.show_error)
+            job.failed.connect(self.feedback.error)
 
     def _show_paused(self) -> None:
-        label = self.window.watcher_label
+        label = self.watcher_label
         label.setText("Not watching")
         label.setToolTip("Turn on File › Watch folders for changes to index changes as they happen")
         label.setVisible(True)
-        self.window.folders_panel.set_watch_modes({})
+        self.folders_panel.set_watch_modes({})
 
     def on_progress(self, event: JobProgress) -> None:
         key = f"external:{event.source}"
@@ -76,11 +79,11 @@ class Activity(QObject):
             title, cancel = "Indexing changes in watched folders", lambda: self.action.setChecked(False)
         else:
             title, cancel = event.source.capitalize(), None
-        self.window.progress.update_progress(key, event.progress, title, cancel)
+        self.feedback.progress.update_progress(key, event.progress, title, cancel)
         self._quiet.start()
 
     def on_status(self, event: WatcherStatus) -> None:
-        label = self.window.watcher_label
+        label = self.watcher_label
         text = STATE_TEXT.get(event.state, event.state.capitalize())
         watched = len(event.folders)
         if event.state == "watching" and watched:
@@ -93,17 +96,17 @@ class Activity(QObject):
         label.setText(text)
         label.setToolTip(event.message[:1].upper() + event.message[1:] if event.message else "")
         label.setVisible(bool(text))
-        self.window.folders_panel.set_watch_modes(dict(event.folders))
+        self.folders_panel.set_watch_modes(dict(event.folders))
         if event.state in ("error", "folder-missing") and event.message:
-            self.window.show_message(event.message[:1].upper() + event.message[1:], "warning")
+            self.feedback.message(event.message[:1].upper() + event.message[1:], "warning")
 
     def on_sync_status(self, event: SyncStatusChanged) -> None:
-        label = self.window.sync_label
+        label = self.sync_label
         text = SYNC_TEXT.get(event.state, event.state.capitalize())
         if text and event.pending > 0 and event.state != "idle":
             text += f" ({event.pending:,} to send)"
         label.setText(text)
-        cluster = ", ".join(self.window.session.settings.remote_urls)
+        cluster = ", ".join(self.session.settings.remote_urls)
         label.setToolTip("\n".join(part for part in (f"OpenSearch: {cluster}", event.message) if part))
         label.setVisible(bool(text))
 
@@ -112,6 +115,6 @@ class Activity(QObject):
             self._finish_external()
 
     def _finish_external(self) -> None:
-        for task in self.window.progress.tasks:
+        for task in self.feedback.progress.tasks:
             if isinstance(task.key, str) and task.key.startswith("external:"):
-                self.window.progress.finish(task.key)
+                self.feedback.progress.finish(task.key)

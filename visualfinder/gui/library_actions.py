@@ -1,30 +1,39 @@
-"""Library operations of the window: folders, indexing with progress, export, tags, settings.
+"""Library operations of the window: folders, indexing with progress, settings, the model.
 
-Each validates on the GUI thread, starts a job through the session and reports the outcome in
-the status bar, the progress panel or the message bar.
+Each validates on the GUI thread, starts a job through the session and reports the outcome
+through Feedback. It receives what it acts on; what the window must do in turn (reopen, search
+again) it asks with a signal.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QWidget
 
+from visualfinder.gui.dialogs import Dialogs
+from visualfinder.gui.feedback import Feedback
 from visualfinder.gui.folders_panel import SkippedFilesDialog
-from visualfinder.gui.session import STATUS_ERROR_LIMIT
+from visualfinder.gui.session import STATUS_ERROR_LIMIT, LibrarySession
 from visualfinder.gui.settings_dialog import SettingsDialog
+from visualfinder.gui.ui_state import UiState
 from visualfinder.gui.workers import Job
 from visualfinder.ingest.pipeline import IndexReport
 
-if TYPE_CHECKING:
-    from visualfinder.gui.main_window import MainWindow
-
 
 class LibraryActions(QObject):
-    def __init__(self, window: MainWindow):
-        super().__init__(window)
-        self.window = window
+    reopening = Signal(bool)  # the settings changed: the library reopens (True: another data folder)
+    modelSwitched = Signal()  # the library's vectors now come from another model: search again
+
+    def __init__(self, session: LibrarySession, dialogs: Dialogs, ui: UiState, feedback: Feedback,
+                 parent: QWidget):  # fmt: skip
+        super().__init__(parent)
+        self.session = session
+        self.dialogs = dialogs
+        self.ui = ui
+        self.feedback = feedback
+        self.parent_widget = parent  # dialogs open over it
         self.settings_dialog: SettingsDialog | None = None
         # Set when the settings named another model: the next snapshot asks to switch to it.
         self.offer_next_time = False
@@ -32,40 +41,36 @@ class LibraryActions(QObject):
         self._told: set[str] = set()  # notices shown since the library opened (a dismissal sticks)
 
     def _jobs_named(self, prefix: str) -> list[Job]:
-        return [j for j in self.window.session.writer.jobs() if j.name.startswith(prefix)]
+        return [j for j in self.session.writer.jobs() if j.name.startswith(prefix)]
 
     # --- folders -------------------------------------------------------------------------
 
     def add_folder(self) -> None:
-        path = self.window.dialogs.choose_folder(self.window, self.window.ui.last_folder_dir)
+        path = self.dialogs.choose_folder(self.parent_widget, self.ui.last_folder_dir)
         if path:
-            self.window.ui.last_folder_dir = str(Path(path).parent)
+            self.ui.last_folder_dir = str(Path(path).parent)
             self.add_folders([path])
 
     def add_folders(self, paths: list[str]) -> list[Job]:
-        watched = True if self.window.watch_new_action.isChecked() else None
-        return [
-            self._track_indexing(self.window.session.index([p], watched=watched), Path(p).name) for p in paths
-        ]
+        watched = True if self.ui.watch_new_folders else None
+        return [self._track_indexing(self.session.index([p], watched=watched), Path(p).name) for p in paths]
 
     def reindex_all(self) -> Job | None:
-        if not self.window.session.is_open:
+        if not self.session.is_open:
             return None
-        return self._track_indexing(self.window.session.index(None), "all folders")
+        return self._track_indexing(self.session.index(None), "all folders")
 
     def _track_indexing(self, job: Job, name: str) -> Job:
-        self.window.progress.start(job, f"Indexing {name}", job.cancel)
-        job.progressed.connect(lambda p, job=job: self.window.progress.update_progress(job, p))
-        job.finished.connect(lambda job=job: self.window.progress.finish(job))
+        self.feedback.track(job, f"Indexing {name}")
         job.succeeded.connect(lambda report: self._on_indexed(report, name))
-        job.failed.connect(self.window.show_error)
-        job.cancelled.connect(lambda: self.window.statusBar().showMessage(f"Stopped indexing {name}", 5000))
+        job.failed.connect(self.feedback.error)
+        job.cancelled.connect(lambda: self.feedback.note(f"Stopped indexing {name}", 5000))
         return job
 
     def _on_indexed(self, report: IndexReport, name: str) -> None:
         added = report.added + report.updated + report.moved + report.reused
         verb = "Stopped indexing" if report.cancelled else "Indexed"
-        self.window.statusBar().showMessage(
+        self.feedback.note(
             f"{verb} {name}: {added:,} images added or updated, "
             f"{report.removed:,} removed, {len(report.errors):,} skipped "
             f"({report.seconds:.1f} s)",
@@ -78,21 +83,21 @@ class LibraryActions(QObject):
                 f"and {'were' if len(report.errors) > 1 else 'was'} skipped. <a href='skipped'>See why</a>"
             )
         if problems:
-            self.window.show_message("<br>".join(problems), "warning", rich=True)
+            self.feedback.message("<br>".join(problems), "warning", rich=True)
 
     def remove_folder(self, path: str) -> None:
         def answer(choice: str | None) -> None:
             if choice == "Remove":
-                job = self.window.session.remove_folder(path)
+                job = self.session.remove_folder(path)
                 job.succeeded.connect(
-                    lambda n: self.window.statusBar().showMessage(
+                    lambda n: self.feedback.note(
                         f"Removed {path} and its {n:,} images from the catalog", 6000
                     )
                 )
-                job.failed.connect(self.window.show_error)
+                job.failed.connect(self.feedback.error)
 
-        self.window.dialogs.ask(
-            self.window,
+        self.dialogs.ask(
+            self.parent_widget,
             "Remove folder",
             f"Remove {path} from the catalog?",
             ["Remove", "Cancel"],
@@ -101,58 +106,27 @@ class LibraryActions(QObject):
         )
 
     def set_watched(self, path: str, watched: bool) -> None:
-        self.window.session.set_watched(path, watched).failed.connect(self.window.show_error)
+        self.session.set_watched(path, watched).failed.connect(self.feedback.error)
 
     def show_skipped(self, folder: str = "") -> SkippedFilesDialog | None:
-        snapshot = self.window.session.snapshot
+        snapshot = self.session.snapshot
         if snapshot is None:
             return None
         errors = snapshot.status.errors
-        dialog = SkippedFilesDialog(errors, folder, len(errors) >= STATUS_ERROR_LIMIT, self.window)
+        dialog = SkippedFilesDialog(errors, folder, len(errors) >= STATUS_ERROR_LIMIT, self.parent_widget)
         dialog.open()
         return dialog
 
-    # --- tags, export, settings ----------------------------------------------------------
-
-    def edit_tags(self, image_ids: list[int], add: list[str], remove: list[str]) -> Job:
-        job = self.window.session.edit_tags(image_ids, add, remove)
-        job.succeeded.connect(self.window.results_model.update_tags)
-        job.failed.connect(self.window.show_error)
-        return job
-
-    def export_csv(self) -> Job | None:
-        results = self.window.results_model.kept()
-        if not results:
-            self.window.statusBar().showMessage("No results to export", 4000)
-            return None
-        stem = (
-            Path(self.window.query.source.name).stem
-            if self.window.query
-            else (self.window.query_text or "results")
-        )
-        suggested = str(Path(self.window.ui.last_export_dir) / f"visualfinder-{_safe_name(stem)}.csv")
-        choice = self.window.dialogs.save_csv(self.window, suggested)
-        if choice is None:
-            return None
-        dest, excel = choice
-        self.window.ui.last_export_dir = str(Path(dest).parent)
-        job = self.window.session.export_csv(results, dest, excel)
-        job.succeeded.connect(
-            lambda path: self.window.statusBar().showMessage(
-                f"Exported {len(results):,} results to {path}", 8000
-            )
-        )
-        job.failed.connect(self.window.show_error)
-        return job
+    # --- settings and the model ---------------------------------------------------------
 
     def open_settings(self) -> SettingsDialog:
-        library = self.window.session.library
+        library = self.session.library
         dialog = SettingsDialog(
-            self.window.session.settings,
-            self.window.session.background,
-            self.window.dialogs,
+            self.session.settings,
+            self.session.background,
+            self.dialogs,
             library.metric if library else None,
-            self.window,
+            self.parent_widget,
         )
         dialog.accepted.connect(lambda: self._apply_settings(dialog.chosen))
         self.settings_dialog = dialog
@@ -166,49 +140,47 @@ class LibraryActions(QObject):
         switch the library's model (the library keeps its model and metric until told)."""
         if chosen is None:
             return
-        old = self.window.session.settings
-        library = self.window.session.library
+        old = self.session.settings
+        library = self.session.library
         if chosen == old:
             return
         self.pending_metric = (
             chosen.metric if library is not None and chosen.metric != library.metric else None
         )
         self.offer_next_time = any(getattr(chosen, f) != getattr(old, f) for f in ("model", "pretrained"))
-        if chosen.data_dir != old.data_dir:
-            self.window.ui.data_dir = str(chosen.data_dir)
-            self.window.clear_query()
+        moved = chosen.data_dir != old.data_dir
+        if moved:
+            self.ui.data_dir = str(chosen.data_dir)
             self.pending_metric = None  # another library keeps its own metric
-        self.window.set_library_open(False)
-        self.window.session.open(chosen)  # openFailed shows what went wrong
+        self.reopening.emit(moved)
+        self.session.open(chosen)  # openFailed shows what went wrong
 
     def _tell_once(self, key: str, text: str) -> None:
         if key not in self._told:
             self._told.add(key)
-            self.window.show_message(text, "warning", rich=True)
+            self.feedback.message(text, "warning", rich=True)
 
     def after_open(self) -> None:
         """Called when the library (re)opened: run what the settings asked for."""
         self._told.clear()
         metric, self.pending_metric = self.pending_metric, None
         if metric is not None:
-            job = self.window.session.set_metric(metric)
-            self.window.progress.start(job, f"Rebuilding the index for {metric}", job.cancel)
-            job.progressed.connect(lambda p, job=job: self.window.progress.update_progress(job, p))
-            job.finished.connect(lambda job=job: self.window.progress.finish(job))
-            job.failed.connect(self.window.show_error)
+            job = self.session.set_metric(metric)
+            self.feedback.track(job, f"Rebuilding the index for {metric}")
+            job.failed.connect(self.feedback.error)
 
     def check_model(self, snapshot) -> None:
         """After a snapshot: offer to switch models, resume a half-done switch, or embed stragglers."""
         status = snapshot.status
-        settings = self.window.session.settings
+        settings = self.session.settings
         if self._jobs_named("Switching") or self._jobs_named("Indexing"):
             return
         if snapshot.model_differs or status.switch is not None:
             target = f"{settings.model} ({settings.pretrained})"
             if self.offer_next_time:
                 self.offer_next_time = False
-                self.window.dialogs.ask(
-                    self.window, "Switch the library's model?",
+                self.dialogs.ask(
+                    self.parent_widget, "Switch the library's model?",
                     f"Embed the library's {status.stats.ok:,} images with {target} now?",
                     ["Switch now", "Later"],
                     lambda answer: self.switch_model() if answer == "Switch now" else None,
@@ -230,29 +202,20 @@ class LibraryActions(QObject):
                 "searched. <a href='reindex'>Embed them now</a>")  # fmt: skip
 
     def switch_model(self) -> Job | None:
-        settings = self.window.session.settings
-        if not self.window.session.is_open:
+        settings = self.session.settings
+        if not self.session.is_open:
             return None
-        job = self.window.session.switch_model(settings.model, settings.pretrained)
+        job = self.session.switch_model(settings.model, settings.pretrained)
         name = settings.model
-        self.window.progress.start(job, f"Switching to {name}", job.cancel)
-        job.progressed.connect(lambda p, job=job: self.window.progress.update_progress(job, p))
-        job.finished.connect(lambda job=job: self.window.progress.finish(job))
+        self.feedback.track(job, f"Switching to {name}")
         job.succeeded.connect(lambda report: self._on_switched(report, name))
-        job.failed.connect(self.window.show_error)
+        job.failed.connect(self.feedback.error)
         return job
 
     def _on_switched(self, report, name: str) -> None:
         if report.swapped:
-            self.window.message_bar.dismiss()
-            self.window.statusBar().showMessage(f"The library now uses {name}: {report.summary()}", 10000)
-            self.window.run_search()
+            self.feedback.dismiss()
+            self.feedback.note(f"The library now uses {name}: {report.summary()}", 10000)
+            self.modelSwitched.emit()
         else:
-            self.window.statusBar().showMessage(
-                f"Switch to {name} stopped; it resumes where it stopped", 8000
-            )
-
-
-def _safe_name(text: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-")
-    return cleaned[:60] or "results"
+            self.feedback.note(f"Switch to {name} stopped; it resumes where it stopped", 8000)

@@ -2,11 +2,15 @@
 
 It validates on the GUI thread and hands every library call to the LibrarySession (jobs on
 worker threads); results come back as signals. Nothing here blocks on I/O.
+
+The window owns the query and its results. It is composed of parts that receive what they act
+on and do not import it back: window_ui (the form), Feedback (progress, messages),
+LibraryActions (folders, indexing, settings, the model), ResultActions (what can be done with
+results) and Activity (the watcher and sync).
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import os
 from pathlib import Path
@@ -21,6 +25,7 @@ from visualfinder.events import LibraryChanged
 from visualfinder.gui import icons, window_ui
 from visualfinder.gui.activity import Activity
 from visualfinder.gui.dialogs import Desktop, Dialogs
+from visualfinder.gui.feedback import Feedback
 from visualfinder.gui.library_actions import LibraryActions
 from visualfinder.gui.query import QueryImage, QuerySource, file_source, indexed_source, load_query, read_mime
 from visualfinder.gui.result_actions import ResultActions
@@ -54,7 +59,6 @@ class MainWindow(QMainWindow):
         self.query: QueryImage | None = None
         self.query_text = ""
         self.response: SearchResponse | None = None
-        self.tags_dialog = None
         self._pending_sources: list[QuerySource] = []
         self._closing = False
         self._restore_filter_choice = True
@@ -66,11 +70,20 @@ class MainWindow(QMainWindow):
         self.results_model = ResultsModel(self.thumbnails, self)
         self.results_view = ResultsView(self.ui.icon_size, self)
         self.results_view.setModel(self.results_model)
-        self.result_actions = ResultActions(self)
-        self.library_actions = LibraryActions(self)
-        window_ui.setup(self)
-        self.activity = Activity(self)  # the watcher and other work the window did not start
-        window_ui.add_watch_action(self)
+        window_ui.setup(self, self.results_view, self.ui.icon_size, self.ui.watch_new_folders)
+        self.feedback = Feedback(self.progress, self.message_bar, self.statusBar(), self)
+        self.result_actions = ResultActions(self.results_view, self.results_model, session, self.feedback,
+                                            self.dialogs, self.desktop, self.ui, self.find_similar,
+                                            self._query_name, self)  # fmt: skip
+        self.library_actions = LibraryActions(session, self.dialogs, self.ui, self.feedback, self)
+        # The watcher and other work the window did not start.
+        self.activity = Activity(
+            session, self.feedback, self.watcher_label, self.sync_label, self.folders_panel, self
+        )
+        edit_menu = window_ui.build_menus_and_toolbar(
+            self, self.result_actions.menu_items, self.activity.action
+        )
+        edit_menu.aboutToShow.connect(self.result_actions.update_enabled)
         self._connect()
         self.ui.restore_window(self)
         self.ui.restore_filters(self.filters)
@@ -81,6 +94,26 @@ class MainWindow(QMainWindow):
     # --- construction --------------------------------------------------------------------
 
     def _connect(self) -> None:
+        for action, slot in (
+            (self.open_image_action, self.open_image),
+            (self.paste_action, self.paste),
+            (self.add_folder_action, self.library_actions.add_folder),
+            (self.export_action, self.result_actions.export_csv),
+            (self.settings_action, self.library_actions.open_settings),
+            (self.refresh_action, self.refresh),
+            (self.reindex_action, self.library_actions.reindex_all),
+            (self.clear_action, self.clear_query),
+            (self.focus_search_action, lambda: self.search_field.setFocus()),
+            (self.quit_action, self.close),
+            (self.about_action, self.show_about),
+            (self.zoom_in_action, lambda: self.zoom.setValue(self.zoom.value() + 1)),
+            (self.zoom_out_action, lambda: self.zoom.setValue(self.zoom.value() - 1)),
+        ):
+            action.triggered.connect(slot)
+        self.watch_new_action.toggled.connect(self.ui.set_watch_new_folders)
+        self.feedback.errorShown.connect(self.errorShown)
+        self.library_actions.reopening.connect(self._on_reopening)
+        self.library_actions.modelSwitched.connect(self.run_search)
         s = self.session
         s.opened.connect(self._on_opened)
         s.openFailed.connect(self._on_open_failed)
@@ -126,14 +159,16 @@ class MainWindow(QMainWindow):
             self.message_bar.dismiss()
         self.pages.setCurrentIndex(PAGE_READY if self.results_model.total == 0 else PAGE_RESULTS)
         self._update_model_label()
-        job = self.session.load_model()
-        self.progress.start(job, "Loading the model")
-        job.progressed.connect(lambda p, job=job: self.progress.update_progress(job, p))
-        job.finished.connect(lambda job=job: self.progress.finish(job))
+        job = self.feedback.track(self.session.load_model(), "Loading the model", cancellable=False)
         job.failed.connect(lambda message: self.show_error(message, settings_link=True))
         for source in self._pending_sources:
             self.search_source(source)
         self._pending_sources.clear()
+
+    def _on_reopening(self, other_library: bool) -> None:
+        if other_library:
+            self.clear_query()
+        self.set_library_open(False)
 
     def _on_open_failed(self, message: str) -> None:
         self.set_library_open(False)
@@ -197,9 +232,7 @@ class MainWindow(QMainWindow):
         job = self.session.run(self.session.reader, "Reading the query image",
                                lambda lib, ctx: load_query(lib, source, ctx.cancel, ctx.progress), key="query")  # fmt: skip
         if source.kind == "url":
-            self.progress.start(job, f"Downloading {source.name}", job.cancel)
-            job.progressed.connect(lambda p, job=job: self.progress.update_progress(job, p))
-            job.finished.connect(lambda job=job: self.progress.finish(job))
+            self.feedback.track(job, f"Downloading {source.name}")
         job.succeeded.connect(self._on_query_loaded)
         job.failed.connect(self.show_error)
 
@@ -380,16 +413,10 @@ class MainWindow(QMainWindow):
     # --- messages and events -------------------------------------------------------------
 
     def show_error(self, message: str, settings_link: bool = False) -> None:
-        if settings_link:
-            self.message_bar.show_message(
-                f"{html.escape(message)} <a href='settings'>Open Settings</a>", "error", rich=True
-            )
-        else:
-            self.message_bar.show_message(message, "error")
-        self.errorShown.emit(message)
+        self.feedback.error(message, settings_link)
 
-    def show_message(self, text: str, kind: str = "info", rich: bool = False) -> None:
-        self.message_bar.show_message(text, kind, rich)
+    def _query_name(self) -> str:
+        return Path(self.query.source.name).stem if self.query else (self.query_text or "results")
 
     def _on_message_link(self, link: str) -> None:
         if link == "settings":
@@ -408,9 +435,6 @@ class MainWindow(QMainWindow):
             return  # tag edits are shown in place
         if self.response is not None:
             self.stale_button.setVisible(True)
-
-    def _jobs_named(self, prefix: str) -> list[Job]:
-        return [j for j in self.session.writer.jobs() if j.name.startswith(prefix)]
 
     def changeEvent(self, event: QEvent) -> None:
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):

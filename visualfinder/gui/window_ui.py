@@ -1,11 +1,11 @@
 """Builds the main window's widgets, actions, menus, toolbar and status bar (like a Designer form).
 
-`setup(window)` sets the widgets as attributes of the window; main_window.py gives them behaviour.
+`setup(window, ...)` sets the widgets and actions as attributes of the window and
+`build_menus_and_toolbar` lays them out; main_window.py connects them to behaviour. Nothing here
+knows the window's class.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QKeySequence
@@ -13,6 +13,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMainWindow,
+    QMenu,
     QSizePolicy,
     QSlider,
     QSplitter,
@@ -27,23 +29,19 @@ from visualfinder.gui.filters_panel import FiltersPanel
 from visualfinder.gui.folders_panel import FoldersPanel
 from visualfinder.gui.pages import EmptyState
 from visualfinder.gui.query_panel import QueryPanel
-from visualfinder.gui.results_view import ICON_SIZES
+from visualfinder.gui.results_view import ICON_SIZES, ResultsView
 from visualfinder.gui.status_widgets import MessageBar, ProgressPanel
-
-if TYPE_CHECKING:
-    from visualfinder.gui.main_window import MainWindow
 
 PAGE_OPENING, PAGE_EMPTY, PAGE_READY, PAGE_RESULTS, PAGE_NO_RESULTS = range(5)
 
 
-def setup(window: MainWindow) -> None:
-    _build_widgets(window)
-    _build_actions(window)
-    _build_menus_and_toolbar(window)
+def setup(window: QMainWindow, results_view: ResultsView, icon_size: int, watch_new_folders: bool) -> None:
+    _build_widgets(window, results_view, icon_size)
+    _build_actions(window, watch_new_folders)
     _build_status_bar(window)
 
 
-def _build_widgets(self) -> None:
+def _build_widgets(self: QMainWindow, results_view: ResultsView, icon_size: int) -> None:
     self.query_panel = QueryPanel(self)
     self.filters = FiltersPanel(self)
     self.folders_panel = FoldersPanel(self)
@@ -75,7 +73,7 @@ def _build_widgets(self) -> None:
     self.zoom.setRange(0, len(ICON_SIZES) - 1)
     self.zoom.setFixedWidth(110)
     self.zoom.setToolTip("Thumbnail size")
-    self.zoom.setValue(nearest_size_index(self.ui.icon_size))
+    self.zoom.setValue(nearest_size_index(icon_size))
     self.zoom.setVisible(False)  # shown with results
     header = QHBoxLayout()
     header.setContentsMargins(6, 0, 6, 0)
@@ -112,7 +110,7 @@ def _build_widgets(self) -> None:
         self.opening_page,
         self.empty_page,
         self.ready_page,
-        self.results_view,
+        results_view,
         self.no_results_page,
     ):
         self.pages.addWidget(page)
@@ -151,7 +149,7 @@ def _build_widgets(self) -> None:
     )
 
 
-def _action(self, icon: str | None, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+def _action(self: QMainWindow, icon: str | None, text: str, shortcut=None, tip: str = "") -> QAction:
     action = QAction(text, self)
     action.setData(icon)
     if icon:
@@ -161,21 +159,19 @@ def _action(self, icon: str | None, text: str, slot, shortcut=None, tip: str = "
     if tip:
         action.setToolTip(tip)
         action.setStatusTip(tip)
-    action.triggered.connect(slot)
     self.addAction(action)
     return action
 
 
-def _build_actions(self) -> None:
+def _build_actions(self: QMainWindow, watch_new_folders: bool) -> None:
     K = QKeySequence
     self.open_image_action = _action(
-        self, "open-image", "&Open image…", self.open_image, K.StandardKey.Open, "Search with an image file"
+        self, "open-image", "&Open image…", K.StandardKey.Open, "Search with an image file"
     )
     self.paste_action = _action(
         self,
         "paste",
         "&Paste image",
-        self.paste,
         K.StandardKey.Paste,
         "Search with the image on the clipboard",
     )
@@ -183,7 +179,6 @@ def _build_actions(self) -> None:
         self,
         "folder-add",
         "&Add folder…",
-        self.library_actions.add_folder,
         K("Ctrl+Shift+O"),
         "Add a folder of images to the catalog",
     )
@@ -191,7 +186,6 @@ def _build_actions(self) -> None:
         self,
         "export",
         "&Export results…",
-        self.library_actions.export_csv,
         K("Ctrl+E"),
         "Export the results to a CSV file",
     )
@@ -199,7 +193,6 @@ def _build_actions(self) -> None:
         self,
         "settings",
         "&Settings…",
-        self.library_actions.open_settings,
         K("Ctrl+,"),
         "Model, device, thumbnails, data folder",
     )
@@ -208,7 +201,6 @@ def _build_actions(self) -> None:
         self,
         "refresh",
         "&Refresh",
-        self.refresh,
         K.StandardKey.Refresh,
         "Search again and re-read the library",
     )
@@ -216,39 +208,37 @@ def _build_actions(self) -> None:
         self,
         None,
         "&Update all folders",
-        self.library_actions.reindex_all,
         None,
         "Index new and changed files in every catalog folder",
     )
-    self.clear_action = _action(self, "clear", "&Clear query", self.clear_query, K("Ctrl+Shift+Backspace"))
-    self.focus_search_action = _action(
-        self, "search", "&Search by text", self.search_field.setFocus, K.StandardKey.Find
-    )
-    self.quit_action = _action(self, None, "&Quit", self.close, K.StandardKey.Quit)
+    self.clear_action = _action(self, "clear", "&Clear query", K("Ctrl+Shift+Backspace"))
+    self.focus_search_action = _action(self, "search", "&Search by text", K.StandardKey.Find)
+    self.quit_action = _action(self, None, "&Quit", K.StandardKey.Quit)
     self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
-    self.about_action = _action(self, None, "&About visualfinder", self.show_about)
+    self.about_action = _action(self, None, "&About visualfinder")
     self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
     self.zoom_in_action = _action(
         self,
         None,
         "Larger thumbnails",
-        lambda: self.zoom.setValue(self.zoom.value() + 1),
         K.StandardKey.ZoomIn,
     )
     self.zoom_out_action = _action(
         self,
         None,
         "Smaller thumbnails",
-        lambda: self.zoom.setValue(self.zoom.value() - 1),
         K.StandardKey.ZoomOut,
     )
     self.watch_new_action = QAction("&Watch added folders", self, checkable=True)
-    self.watch_new_action.setChecked(self.ui.watch_new_folders)
+    self.watch_new_action.setChecked(watch_new_folders)
     self.watch_new_action.setStatusTip("Index new and changed files in added folders automatically")
-    self.watch_new_action.toggled.connect(self.ui.set_watch_new_folders)
 
 
-def _build_menus_and_toolbar(self) -> None:
+def build_menus_and_toolbar(
+    self: QMainWindow, result_items: list[QAction | None], watch_action: QAction
+) -> QMenu:
+    """The menus and the toolbar; `result_items` are the Edit menu's result actions (None: a
+    separator). Returns the Edit menu, whose result actions are enabled as it opens."""
     bar = self.menuBar()
     file_menu = bar.addMenu("&File")
     for action in (
@@ -257,6 +247,7 @@ def _build_menus_and_toolbar(self) -> None:
         None,
         self.add_folder_action,
         self.reindex_action,
+        watch_action,
         self.watch_new_action,
         None,
         self.export_action,
@@ -267,24 +258,8 @@ def _build_menus_and_toolbar(self) -> None:
     ):
         file_menu.addSeparator() if action is None else file_menu.addAction(action)
     edit_menu = bar.addMenu("&Edit")
-    ra = self.result_actions
-    for action in (
-        ra.find_similar,
-        ra.open,
-        ra.show_in_folder,
-        None,
-        ra.copy_image,
-        ra.copy_path,
-        None,
-        ra.copy_tags,
-        ra.paste_tags,
-        ra.edit_tags,
-        None,
-        self.clear_action,
-        self.focus_search_action,
-    ):
+    for action in (*result_items, None, self.clear_action, self.focus_search_action):
         edit_menu.addSeparator() if action is None else edit_menu.addAction(action)
-    edit_menu.aboutToShow.connect(ra.update_enabled)
     view_menu = bar.addMenu("&View")
     for action in (self.refresh_action, None, self.zoom_in_action, self.zoom_out_action):
         view_menu.addSeparator() if action is None else view_menu.addAction(action)
@@ -313,9 +288,10 @@ def _build_menus_and_toolbar(self) -> None:
     settings_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
     toolbar.addWidget(settings_button)
     self.toolbar = toolbar
+    return edit_menu
 
 
-def _build_status_bar(self) -> None:
+def _build_status_bar(self: QMainWindow) -> None:
     status = self.statusBar()
     self.progress = ProgressPanel(self)
     self.library_label = QLabel(self)
@@ -347,9 +323,3 @@ def _section(title: str) -> QLabel:
 
 def nearest_size_index(size: int) -> int:
     return min(range(len(ICON_SIZES)), key=lambda i: abs(ICON_SIZES[i] - size))
-
-
-def add_watch_action(self: MainWindow) -> None:
-    """File › Watch folders for changes (the watcher's on/off), after the watch-new-folders item."""
-    menu = self.menuBar().actions()[0].menu()
-    menu.insertAction(self.watch_new_action, self.activity.action)
