@@ -21,6 +21,7 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -78,7 +79,7 @@ class DuplicateGroup:
     members: list[ImageRecord]
     similarity: list[float]  # of each member to the first
 
-    @property
+    @cached_property
     def suggested(self) -> int:
         """The position of the copy to keep (suggest_keeper); the user may choose another."""
         return suggest_keeper(self.members)
