@@ -86,9 +86,9 @@ class DuplicateGroupsModel(QAbstractListModel):
             del self._groups[row]
             self._shown -= 1
             self.endRemoveRows()
-        else:
-            del self._groups[row]
-        return row
+            return row
+        del self._groups[row]
+        return -1
 
     # --- Qt model ------------------------------------------------------------------------
 
