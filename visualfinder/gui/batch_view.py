@@ -140,6 +140,7 @@ class BatchMatchWindow(QMainWindow):
         self.feedback.note(text, 0)
         if report.matches:
             self.table.selectRow(0)
+            self.table.setFocus()
         self.matched.emit(report)
 
     def _has_matches(self, row: int) -> bool:

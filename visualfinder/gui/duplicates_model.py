@@ -114,7 +114,8 @@ class DuplicateGroupsModel(QAbstractListModel):
             return None
         if role == Qt.ItemDataRole.DisplayRole:
             size = sum(r.size for r in group.members)
-            return f"{TIER_NAMES[group.tier]}\n{len(group.members)} files · {human_bytes(size)}"
+            name = group.members[group.suggested].file_name
+            return f"{name}\n{TIER_NAMES[group.tier]} · {len(group.members)} files · {human_bytes(size)}"
         if role == Qt.ItemDataRole.DecorationRole:
             best = group.members[group.suggested]
             return self.thumbnails.pixmap(best.path, [best.thumb_path or "", best.path])

@@ -99,10 +99,12 @@ def card_text(record: ImageRecord, similarity: float) -> str:
     """Size, resolution, format, date, path and product data of one copy, as rich text."""
     resolution = f"{record.width}×{record.height}" if record.width else "unknown size"
     date = dt.datetime.fromtimestamp(record.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
+    path = Path(record.path)
     lines = [
         f"<b>{html.escape(resolution)}</b> · {html.escape(record.format or '?')} · {human_bytes(record.size)}",
         f"modified {date}",
-        f"<span style='color: gray'>{html.escape(_elide_middle(record.path, 60))}</span>",
+        html.escape(_elide_middle(path.name, 34)),
+        f"<span style='color: gray'>in {html.escape(_elide_middle(str(path.parent), 34))}</span>",
     ]
     product = [v for v in (record.sku, record.title) if v]
     if record.price is not None:
@@ -328,6 +330,8 @@ class DuplicatesWindow(QMainWindow):
         self.current = group
         for card in self.cards:
             self.keep_group.removeButton(card.keep)
+            self.cards_layout.removeWidget(card)
+            card.hide()  # gone now; deleted when the event loop next runs
             card.deleteLater()
         self.cards = []
         for button in (self.trash_button, self.keep_all_button, self.distinct_button):
@@ -352,7 +356,7 @@ class DuplicatesWindow(QMainWindow):
             pixmap = self.thumbnails.pixmap(record.path, [record.thumb_path or "", record.path])
             if pixmap is not None:
                 card.set_pixmap(pixmap)
-            self.cards_layout.insertWidget(self.cards_layout.count() - 1, card)
+            self.cards_layout.insertWidget(self.cards_layout.count() - 1, card, 0, Qt.AlignmentFlag.AlignTop)
             self.cards.append(card)
         self._update_trash_label()
 
