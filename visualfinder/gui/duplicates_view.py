@@ -152,8 +152,9 @@ class DuplicatesWindow(QMainWindow):
         self._find_timer = QTimer(self, singleShot=True, interval=350)
         self._find_timer.timeout.connect(self.find)
         self._connect()
-        threshold = session.settings.duplicate_threshold
-        self.slider.setValue(round(threshold * 100))
+        threshold = round(session.settings.duplicate_threshold * 100)
+        self.slider.setMinimum(min(SLIDER_MIN, threshold))  # a lower configured threshold stays reachable
+        self.slider.setValue(threshold)
         self._update_threshold_label()
         self._show_group(None)
 
