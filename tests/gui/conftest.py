@@ -50,7 +50,9 @@ def make_window(qtbot, settings, tmp_path) -> Callable[..., MainWindow]:
     def make(folders: list[Path] = (), settings_=None, ui_file: Path | None = None) -> MainWindow:
         session = LibrarySession(settings_ or settings)
         ui = QSettings(str(ui_file or tmp_path / "ui.ini"), QSettings.Format.IniFormat)
-        window = MainWindow(session, ui, dialogs=ScriptedDialogs(), desktop=RecordingDesktop())
+        window = MainWindow(
+            session, ui, dialogs=ScriptedDialogs(), desktop=RecordingDesktop(tmp_path / "trash")
+        )
         windows.append(window)
         window.show()
         with qtbot.waitSignal(session.snapshotChanged, timeout=WAIT_MS):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import shiboken6
 from PySide6.QtCore import QMimeData, QPointF, Qt
@@ -47,9 +49,21 @@ class ScriptedDialogs(Dialogs):
 
 
 class RecordingDesktop(Desktop):
-    def __init__(self) -> None:
+    """Records what would be opened; `move_to_trash` moves into `trash_dir`, a test's own trash."""
+
+    def __init__(self, trash_dir: Path | None = None) -> None:
         self.opened: list[str] = []
         self.shown: list[str] = []
+        self.trash_dir = trash_dir
+        self.trashed: list[str] = []
+
+    def move_to_trash(self, path):
+        if self.trash_dir is None:
+            return False  # no trash: the file stays where it is
+        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, self.trash_dir / f"{len(self.trashed)}-{Path(path).name}")
+        self.trashed.append(path)
+        return True
 
     def open_file(self, path):
         self.opened.append(path)

@@ -151,9 +151,10 @@ def _print_groups(groups, report) -> None:
         print(f"no duplicates among {report.images} images")
     for number, group in enumerate(groups, start=1):
         print(f"group {number}: {names[group.tier]}")
+        keep = group.suggested
         for position, (record, score) in enumerate(zip(group.members, group.similarity, strict=True)):
             size = f"{record.width}x{record.height}" if record.width else "?"
-            mark = "keep" if position == 0 else f"{score:.3f}"
+            mark = "keep" if position == keep else f"{score:.3f}"
             print(f"  {mark:>6}  {size:>11}  {record.size:>10}  {record.path}")
     if report.suppressed:
         print(f"({report.suppressed} pair(s) left out by remembered decisions)")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 
 from visualfinder.catalog.filters import Filters
-from visualfinder.cli.common import command, open_cli_library, usage
+from visualfinder.cli.common import cancel_on_sigint, command, open_cli_library, progress_bar, usage
 from visualfinder.config import Settings
 from visualfinder.ingest.fetch import is_url
+from visualfinder.jobs import CancelToken
 from visualfinder.paths import normalise
 from visualfinder.search.query_bar import field_conditions, parse_date, parse_size
 from visualfinder.search.request import QueryTerm, SearchRequest
@@ -33,7 +35,10 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--minus-text", action="append", default=[], metavar="T", help="less like this text")
     p.add_argument("--crop", metavar="X,Y,W,H", help="search a region of IMAGE (pixels, or fractions <= 1)")
-    p.add_argument("-k", type=int, default=20, metavar="N", help="number of results (default 20)")
+    p.add_argument("-k", type=int, default=None, metavar="N",
+                   help="number of results (default 20; with --batch, per photo, default 5)")  # fmt: skip
+    p.add_argument("--batch", metavar="FOLDER",
+                   help="match every photo in FOLDER: the top k catalog matches of each")  # fmt: skip
     p.add_argument("--folder", action="append", default=[], metavar="P", help="only images below this folder")
     p.add_argument(
         "--tag", action="append", default=[], metavar="T", help="only images with this tag (all given)"
@@ -59,10 +64,16 @@ def add_parsers(sub) -> None:
 
 @command("search")
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    if args.batch:
+        return _batch(args, settings)
     with open_cli_library(settings) as library:
         terms, filters = _query_terms(args, library)
         request = SearchRequest(
-            terms, k=args.k, filters=filters.merged(_filters(args)), exact=args.exact, remote=args.remote
+            terms,
+            k=20 if args.k is None else args.k,
+            filters=filters.merged(_filters(args)),
+            exact=args.exact,
+            remote=args.remote,
         )
         response = library.search(request)
         metric = library.metric
@@ -77,6 +88,50 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     if args.csv:
         print(f"wrote {len(response.results)} results to {args.csv}", file=sys.stderr)
     return 0
+
+
+def _batch(args: argparse.Namespace, settings: Settings) -> int:
+    """--batch FOLDER: each photo's top k; a photo that cannot be read is reported and skipped."""
+    if args.images or args.query or args.text or args.similar or args.minus or args.minus_text or args.crop:
+        raise usage("--batch takes its query photos from FOLDER: give no IMAGE, --text, --query or --similar")
+    if args.remote:
+        raise usage("--batch searches this library, not --remote")
+    cancel = CancelToken()
+    with open_cli_library(settings) as library:
+        with cancel_on_sigint(cancel), progress_bar() as progress:
+            report = library.match_folder(args.batch, 5 if args.k is None else args.k, filters=_filters(args), progress=progress,
+                                          cancel=cancel)  # fmt: skip
+        if args.csv:
+            library.export_batch_csv(report.matches, args.csv, excel=args.excel)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        _print_batch(report)
+    for failed in report.failed:
+        print(f"{failed.photo}: {failed.error}", file=sys.stderr)
+    if args.csv:
+        print(f"wrote the matches of {len(report.matches)} photos to {args.csv}", file=sys.stderr)
+    if not report.matches:
+        print(f"no photos in {report.folder}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _print_batch(report) -> None:
+    """One line per photo: its best match and score (the CSV and JSON hold all k)."""
+    if not report.matches:
+        return
+    width = max(len(os.path.basename(m.photo)) for m in report.matches)
+    print(f"{'photo':<{width}}  {'score':>6}  best match")
+    for match in report.matches:
+        name = os.path.basename(match.photo)
+        best = match.best
+        if best is None:
+            print(f"{name:<{width}}  {'-':>6}  ({match.error or 'no match'})")
+            continue
+        label = best.title or ""
+        if best.record.sku:
+            label = f"{label} [{best.record.sku}]".strip()
+        print(f"{name:<{width}}  {best.score:>6.3f}  {best.path}  {label}".rstrip())
 
 
 def _query_terms(args: argparse.Namespace, library) -> tuple[list[QueryTerm], Filters]:

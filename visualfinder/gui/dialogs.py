@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, QUrl
+from PySide6.QtCore import QFile, QProcess, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
@@ -93,7 +93,13 @@ class Dialogs:
 
 
 class Desktop:
-    """Opening files and folders with the user's own programs."""
+    """Opening files and folders with the user's own programs, and the system trash."""
+
+    def move_to_trash(self, path: str) -> bool:
+        """Move a file to the system trash (restorable from there); False when the platform has
+        no trash for it. Never deletes. Safe on a worker thread (plain file system calls)."""
+        result = QFile.moveToTrash(path)  # PySide6: (moved, path in the trash)
+        return bool(result[0] if isinstance(result, tuple) else result)
 
     def open_file(self, path: str) -> bool:
         return QDesktopServices.openUrl(QUrl.fromLocalFile(path))

@@ -31,6 +31,7 @@ from visualfinder.gui.query import QueryImage, QuerySource, file_source, indexed
 from visualfinder.gui.result_actions import ResultActions
 from visualfinder.gui.results_model import ResultsModel
 from visualfinder.gui.results_view import ICON_SIZES, ResultsView
+from visualfinder.gui.review_actions import ReviewActions
 from visualfinder.gui.session import LibrarySession, Snapshot, response_summary
 from visualfinder.gui.thumbnails import ThumbnailLoader
 from visualfinder.gui.ui_state import UiState
@@ -76,6 +77,9 @@ class MainWindow(QMainWindow):
                                             self.dialogs, self.desktop, self.ui, self.find_similar,
                                             self._query_name, self)  # fmt: skip
         self.library_actions = LibraryActions(session, self.dialogs, self.ui, self.feedback, self)
+        self.review_actions = ReviewActions(
+            session, self.dialogs, self.desktop, self.ui, self.show_matches, self
+        )
         # The watcher and other work the window did not start.
         self.activity = Activity(
             session, self.feedback, self.watcher_label, self.sync_label, self.folders_panel, self
@@ -99,6 +103,8 @@ class MainWindow(QMainWindow):
             (self.paste_action, self.paste),
             (self.add_folder_action, self.library_actions.add_folder),
             (self.export_action, self.result_actions.export_csv),
+            (self.duplicates_action, self.review_actions.show_duplicates),
+            (self.batch_action, lambda: self.review_actions.match_folder()),
             (self.settings_action, self.library_actions.open_settings),
             (self.refresh_action, self.refresh),
             (self.reindex_action, self.library_actions.reindex_all),
@@ -145,7 +151,7 @@ class MainWindow(QMainWindow):
 
     def set_library_open(self, is_open: bool) -> None:
         for action in (self.open_image_action, self.paste_action, self.add_folder_action, self.refresh_action,
-                       self.reindex_action):  # fmt: skip
+                       self.reindex_action, self.duplicates_action, self.batch_action):  # fmt: skip
             action.setEnabled(is_open)
         self.export_action.setEnabled(is_open and bool(self.results_model.kept()))
         self.search_field.setEnabled(is_open)
@@ -218,6 +224,12 @@ class MainWindow(QMainWindow):
 
     def search_file(self, path: str | os.PathLike) -> None:
         self.search_source(file_source(path))
+
+    def show_matches(self, photo: str) -> None:
+        """A batch-match row: search with its photo here, and come forward."""
+        self.search_file(photo)
+        self.raise_()
+        self.activateWindow()
 
     def find_similar(self, result: SearchResult) -> None:
         self.search_source(indexed_source(result.id, result.path))
@@ -475,6 +487,7 @@ class MainWindow(QMainWindow):
         self.ui.sync()
         if self.library_actions.settings_dialog is not None:
             self.library_actions.settings_dialog.close()
+        self.review_actions.close_all()
         busy = any(q.busy for q in (self.session.writer, self.session.reader))
         self.statusBar().showMessage("Stopping and saving…" if busy else "Closing…")
         self.centralWidget().setEnabled(False)

@@ -1,5 +1,8 @@
 """Render the main window with results to a PNG: `python -m visualfinder.gui.screenshot OUT.png`.
 
+`--view duplicates` renders the duplicates window instead, `--view batch` the batch-match
+window (a folder of customer photos matched against the catalog).
+
 Builds a demo catalog (drawn product shots) in a temporary library, indexes it, searches with
 a 'customer photo' of one product, waits for the thumbnails and grabs the window. Runs
 offscreen (QT_QPA_PLATFORM=offscreen) or on a real or virtual display (xvfb-run). The model
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -38,8 +42,8 @@ def wait_for(
 
 def render(out: Path, *, width: int = 1280, height: int = 800, dark: bool = False, model: str = "vf-tiny",
            pretrained: str = "none", colours: int = 256,
-           crop: tuple[float, float, float, float] | None = (0.17, 0.28, 0.66, 0.62)) -> Path:  # fmt: skip
-    """Build the demo, show the results window, and save it to `out` (a PNG)."""
+           crop: tuple[float, float, float, float] | None = (0.17, 0.28, 0.66, 0.62), view: str = "main") -> Path:  # fmt: skip
+    """Build the demo, show the results window (or `view`: duplicates, batch), and save it to `out` (a PNG)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = gui_app.create_application()
     if dark:
@@ -48,6 +52,8 @@ def render(out: Path, *, width: int = 1280, height: int = 800, dark: bool = Fals
         root = Path(tmp)
         catalog = root / "Product photos"
         paths = write_demo_catalog(catalog)
+        if view == "duplicates":
+            write_demo_copies(catalog)
         query = root / "customer-photo.jpg"
         query_photo("mug", "red").save(query, "JPEG", quality=92)
         settings = Settings.load(root / "library", model=model, pretrained=pretrained, device="cpu")
@@ -72,6 +78,11 @@ def render(out: Path, *, width: int = 1280, height: int = 800, dark: bool = Fals
             raise RuntimeError(importing.error or importing.state)
         session.refresh()
         wait_for(app, lambda: session.snapshot is not None and session.snapshot.tags, what="the tags")
+        if view != "main":
+            image = _render_review(app, window, view, root, width, height)
+            window.close()
+            wait_for(app, lambda: session.state == "shut", what="the library to close")
+            return save_png(image, out, colours)
         window.search_file(query)
         wait_for(app, lambda: window.response is not None, what="the results")
         if crop:  # the object, as a user would drag it (Lens-style region search)
@@ -94,6 +105,69 @@ def render(out: Path, *, width: int = 1280, height: int = 800, dark: bool = Fals
         window.close()
         wait_for(app, lambda: session.state == "shut", what="the library to close")
     return save_png(image, out, colours)
+
+
+def write_demo_copies(catalog: Path) -> None:
+    """Copies a shop accumulates: an original PNG beside its JPEG, a byte-identical copy, a
+    web-sized and a recompressed re-encoding."""
+    from PIL import Image
+
+    from visualfinder.gui.demo import COLOURS, draw_product
+
+    downloads = catalog / "Downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(catalog / "mug" / "mug-red.jpg", downloads / "mug-red copy.jpg")
+    lamp = Image.open(catalog / "lamp" / "lamp-yellow.jpg")
+    lamp.resize((240, 240), Image.Resampling.LANCZOS).save(
+        downloads / "lamp-yellow-web.jpg", "JPEG", quality=80
+    )
+    lamp.save(downloads / "lamp-yellow (1).jpg", "JPEG", quality=55)
+    mug = Image.open(catalog / "mug" / "mug-blue.jpg")
+    mug.save(downloads / "mug-blue-small.jpg", "JPEG", quality=70)
+    # The original the JPEG was made from: same pixels, lossless, no product data.
+    draw_product("chair", COLOURS["blue"], seed=200 + 3).save(downloads / "chair-blue original.png", "PNG")
+
+
+def _render_review(app: QApplication, window: MainWindow, view: str, root: Path, width: int, height: int):
+    """Open the duplicates or the batch-match window on the demo library and grab it."""
+    if view == "duplicates":
+        review = window.review_actions.show_duplicates()
+        wait_for(app, lambda: review.report is not None, what="the duplicate groups")
+        review.tier_box.setCurrentIndex(review.tier_box.findData("same_picture"))
+        rows = range(review.model.rowCount())
+        largest = max(rows, key=lambda r: len(review.model.group(r).members))
+        review.list.setCurrentIndex(review.model.index(largest))
+        cards = lambda: review.cards  # noqa: E731
+        loaders = [review.thumbnails, review.list_thumbnails]
+        keys = lambda: [c.record.path for c in cards()]  # noqa: E731
+    elif view == "batch":
+        photos = root / "Customer photos"
+        photos.mkdir()
+        for kind, colour in (("mug", "red"), ("lamp", "yellow"), ("chair", "blue"), ("sneaker", "blue"),
+                             ("vase", "yellow"), ("clock", "black")):  # fmt: skip
+            query_photo(kind, colour).save(
+                photos / f"IMG_{len(list(photos.iterdir())) + 2041}.jpg", "JPEG", quality=88
+            )
+        (photos / "IMG_2047.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated upload")
+        review = window.review_actions.match_folder(str(photos))
+        wait_for(app, lambda: review.report is not None, what="the batch match")
+        loaders = [review.thumbnails]
+        matches = review.model.matches()
+        keys = lambda: [m.photo for m in matches] + [m.best.path for m in matches if m.best]  # noqa: E731
+    else:
+        raise ValueError(f"unknown view {view!r}: main, duplicates or batch")
+    review.resize(width, height)
+    review.show()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(
+        any(loader.is_cached(k) for loader in loaders) for k in keys()
+    ):
+        review.repaint()
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+    review.statusBar().clearMessage()
+    for _ in range(5):
+        app.processEvents()
+    return review.grab().toImage()
 
 
 def save_png(image, out: Path, colours: int) -> Path:
@@ -127,9 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--colours", type=int, default=256, help="quantise to this many colours (0: full colour)"
     )
+    parser.add_argument("--view", choices=("main", "duplicates", "batch"), default="main",
+                        help="the main window (default), the duplicates window or the batch-match window")  # fmt: skip
     args = parser.parse_args(argv)
     path = render(args.out, width=args.width, height=args.height, dark=args.dark, model=args.model,
-                  pretrained=args.pretrained, colours=args.colours)  # fmt: skip
+                  pretrained=args.pretrained, colours=args.colours, view=args.view)  # fmt: skip
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
     return 0
 

@@ -5,7 +5,9 @@ Every call runs as a Job on one of the session's queues, never on the GUI thread
 - `reader`: searches, query decoding, status and export; reads are safe next to the writer
   (SQLite WAL, one connection per thread; the vector index has its own lock), so a query
   answers while a folder is being indexed;
-- `background`: loading (downloading) the model, which may take minutes and must block neither.
+- `background`: loading (downloading) the model, which may take minutes and must block neither;
+- `review`: long reads the user reviews in their own window (duplicates, batch match), so that
+  searches in the main window never wait behind them.
 The folder watcher (`watcher.Watcher`) runs on its own thread while the library is open and
 goes through the library's writer lock like any indexing run; it is stopped before the
 library closes.
@@ -33,8 +35,11 @@ from visualfinder.events import JobProgress, LibraryChanged, SyncStatusChanged, 
 from visualfinder.gui.workers import Job, JobContext, JobQueue
 from visualfinder.ingest.watcher import Watcher
 from visualfinder.jobs import Progress
+from visualfinder.library.batch import BatchReport, PhotoMatches
+from visualfinder.library.duplicates import TrashReport
 from visualfinder.library.facade import Library, LibraryStatus, open_library
 from visualfinder.remote.worker import SyncWorker, start_live_sync
+from visualfinder.search.duplicates import DuplicateGroup, DuplicateReport
 from visualfinder.search.planner import SearchResult
 from visualfinder.search.request import SearchRequest, SearchResponse
 
@@ -122,6 +127,7 @@ class LibrarySession(QObject):
         self.writer = JobQueue("writer", self)
         self.reader = JobQueue("reader", self)
         self.background = JobQueue("model", self)
+        self.review = JobQueue("review", self)
         self._lock = SharedLock()
         self._library: Library | None = None
         self._watcher: Watcher | None = None
@@ -187,7 +193,7 @@ class LibrarySession(QObject):
             return
         self.state = "closing"
         self._refresh_timer.stop()
-        for queue in (self.reader, self.background, self.writer):
+        for queue in (self.reader, self.review, self.background, self.writer):
             queue.cancel_all()
 
         def run(ctx: JobContext) -> None:
@@ -203,13 +209,14 @@ class LibrarySession(QObject):
         # a model download cannot be interrupted, so its thread is left behind, not waited on.
         self.writer.shutdown()
         self.reader.shutdown()
+        self.review.shutdown()
         self.background.shutdown(timeout=0.2)
         self.state = "shut"
         self.closed.emit()
 
     def left_behind(self) -> bool:
         """After shutdown: a job that could not be interrupted (a download) still runs."""
-        return any(q.alive for q in (self.writer, self.reader, self.background))
+        return any(q.alive for q in (self.writer, self.reader, self.review, self.background))
 
     # --- the folder watcher --------------------------------------------------------------
 
@@ -355,6 +362,49 @@ class LibrarySession(QObject):
     def export_csv(self, results: Sequence[SearchResult], dest: str, excel: bool) -> Job:
         rows = list(results)
         return self.run(self.reader, "Exporting", lambda lib, ctx: lib.export_csv(rows, dest, excel=excel))
+
+    # --- duplicates and batch match (the review windows) -----------------------------------
+
+    def find_duplicates(self, threshold: float | None = None) -> Job:
+        """Duplicate groups in three tiers; a new search for them supersedes the one running."""
+
+        def run(lib: Library, ctx: JobContext) -> DuplicateReport:
+            return lib.duplicates.find(threshold, progress=ctx.progress, cancel=ctx.cancel)
+
+        return self.run(self.review, "Finding duplicates", run, key="duplicates")
+
+    def keep_duplicates(self, paths: Sequence[str], decision: str = "keep_both") -> Job:
+        """Keep all of these files: remember that they are not to be grouped again."""
+        files = list(paths)
+        return self.run(self.writer, "Remembering the decision",
+                        lambda lib, ctx: lib.duplicates.mark_not_duplicates(files, decision))  # fmt: skip
+
+    def keep_one(self, keep: str, others: Sequence[str], move_to_trash: Callable[[str], bool]) -> Job:
+        """Keep `keep`, move `others` to the system trash; the catalog forgets them."""
+        files = list(others)
+
+        def run(lib: Library, ctx: JobContext) -> TrashReport:
+            return lib.duplicates.keep_one(keep, files, move_to_trash, ctx.progress, ctx.cancel)
+
+        return self.run(self.writer, "Moving to the trash", run, refresh=True)
+
+    def export_duplicates_csv(self, groups: Sequence[DuplicateGroup], dest: str, excel: bool) -> Job:
+        rows = list(groups)
+        return self.run(
+            self.reader, "Exporting", lambda lib, ctx: lib.duplicates.export_csv(rows, dest, excel)
+        )
+
+    def match_folder(self, folder: str, k: int) -> Job:
+        """Batch match: the top k catalog matches of each photo in `folder`."""
+
+        def run(lib: Library, ctx: JobContext) -> BatchReport:
+            return lib.match_folder(folder, k, progress=ctx.progress, cancel=ctx.cancel)
+
+        return self.run(self.review, "Matching photos", run, key="batch", needs_model=True)
+
+    def export_batch_csv(self, matches: Sequence[PhotoMatches], dest: str, excel: bool) -> Job:
+        rows = list(matches)
+        return self.run(self.reader, "Exporting", lambda lib, ctx: lib.export_batch_csv(rows, dest, excel))
 
     def load_model(self) -> Job:
         """Load (on first use, download) the model ahead of the first query."""

@@ -211,6 +211,16 @@ def _build_actions(self: QMainWindow, watch_new_folders: bool) -> None:
         None,
         "Index new and changed files in every catalog folder",
     )
+    self.duplicates_action = _action(
+        self, None, "Find &duplicates…", K("Ctrl+D"), "Review identical, same and similar pictures"
+    )
+    self.batch_action = _action(
+        self,
+        None,
+        "&Match a folder of photos…",
+        K("Ctrl+M"),
+        "Find the catalog matches of every photo in a folder",
+    )
     self.clear_action = _action(self, "clear", "&Clear query", K("Ctrl+Shift+Backspace"))
     self.focus_search_action = _action(self, "search", "&Search by text", K.StandardKey.Find)
     self.quit_action = _action(self, None, "&Quit", K.StandardKey.Quit)
@@ -244,6 +254,7 @@ def build_menus_and_toolbar(
     for action in (
         self.open_image_action,
         self.paste_action,
+        self.batch_action,
         None,
         self.add_folder_action,
         self.reindex_action,
@@ -258,7 +269,14 @@ def build_menus_and_toolbar(
     ):
         file_menu.addSeparator() if action is None else file_menu.addAction(action)
     edit_menu = bar.addMenu("&Edit")
-    for action in (*result_items, None, self.clear_action, self.focus_search_action):
+    for action in (
+        *result_items,
+        None,
+        self.duplicates_action,
+        None,
+        self.clear_action,
+        self.focus_search_action,
+    ):
         edit_menu.addSeparator() if action is None else edit_menu.addAction(action)
     view_menu = bar.addMenu("&View")
     for action in (self.refresh_action, None, self.zoom_in_action, self.zoom_out_action):

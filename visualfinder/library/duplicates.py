@@ -2,32 +2,52 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from visualfinder.catalog.duplicates import Decision, forget_decisions, list_decisions, record_decision
 from visualfinder.catalog.filters import Filters
 from visualfinder.catalog.store import Catalog
 from visualfinder.config import Settings
-from visualfinder.errors import StorageError
+from visualfinder.errors import QueryError, StorageError
 from visualfinder.events import EventHub, LibraryChanged
-from visualfinder.jobs import CancelToken, ProgressCallback, no_progress
+from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
+from visualfinder.library.indexing import Indexer
 from visualfinder.library.live_index import LiveIndex
+from visualfinder.paths import normalise
 from visualfinder.products.export import write_duplicates_csv
 from visualfinder.search.duplicates import DuplicateFinder, DuplicateGroup, DuplicateReport
 
+log = logging.getLogger(__name__)
+
 ImageRef = int | str | os.PathLike
+# Moves one file to the system trash (never deletes it); False or OSError when it could not.
+MoveToTrash = Callable[[str], bool]
+
+
+@dataclass
+class TrashReport:
+    """What `Duplicates.keep_one` did: the file kept, the files now in the trash, and those left."""
+
+    kept: str
+    moved: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why it is still there)
+    removed_from_catalog: int = 0
 
 
 class Duplicates:
     """Finds duplicate groups over the live index and remembers "not duplicates" decisions."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, live: LiveIndex, events: EventHub):
+    def __init__(self, settings: Settings, catalog: Catalog, live: LiveIndex, events: EventHub,
+                 indexer: Indexer | None = None):  # fmt: skip
         self.settings = settings
         self.catalog = catalog
         self.live = live
         self.events = events
+        self.indexer = indexer
 
     def find(
         self,
@@ -62,6 +82,53 @@ class Duplicates:
         count = forget_decisions(self.catalog, None if refs is None else self._ids(refs))
         self._changed()
         return count
+
+    def keep_one(
+        self,
+        keep: ImageRef,
+        others: Sequence[ImageRef],
+        move_to_trash: MoveToTrash,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> TrashReport:
+        """Keep `keep` and move `others` to the system trash with `move_to_trash` (never a
+        permanent delete); the catalog then forgets the moved files. Nothing is moved unless the
+        kept file is still on disk, so a group never loses its last copy."""
+        kept = self.catalog.records([self.catalog.image_id(keep)])
+        kept_path = next(iter(kept.values())).path
+        if not os.path.isfile(kept_path):
+            raise QueryError(f"the copy to keep is gone from the disk ({kept_path}); nothing was moved")
+        paths = []
+        for ref in others:
+            image_id = self.catalog.image_id(ref)
+            path = self.catalog.records([image_id])[image_id].path
+            if normalise(path) == normalise(kept_path):
+                raise QueryError("the copy to keep cannot also go to the trash")
+            paths.append(path)
+        report = TrashReport(kept_path)
+        for done, path in enumerate(paths):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            progress(Progress("moving to the trash", done, len(paths)))
+            try:
+                moved = move_to_trash(path)
+                reason = "the system trash refused it"
+            except OSError as exc:
+                moved, reason = False, exc.strerror or str(exc)
+            if moved:
+                report.moved.append(path)
+            elif not os.path.exists(path):
+                report.moved.append(path)  # gone already: the catalog follows all the same
+            else:
+                log.warning("could not move %s to the trash: %s", path, reason)
+                report.failed.append((path, reason))
+        progress(Progress("moving to the trash", len(paths), len(paths)))
+        if report.moved and self.indexer is not None:
+            result = self.indexer.run_paths(
+                [normalise(p) for p in report.moved], source="duplicates", hold_removals=False, wait=30.0
+            )
+            report.removed_from_catalog = result.removed
+        return report
 
     def decisions(self) -> list[Decision]:
         return list_decisions(self.catalog)

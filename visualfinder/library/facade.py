@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from visualfinder.catalog.filters import Filters
 from visualfinder.catalog.records import Folder, ImageRecord, ModelRef
 from visualfinder.catalog.store import Catalog
 from visualfinder.config import Settings
@@ -37,6 +38,7 @@ from visualfinder.ingest.imaging import DecodedImage
 from visualfinder.ingest.pipeline import IndexReport
 from visualfinder.ingest.scanner import LIBRARY_MARKER, FileStat
 from visualfinder.jobs import CancelToken, JobList, ProgressCallback, no_progress
+from visualfinder.library.batch import BatchReport, PhotoMatches, match_photos, photos_in
 from visualfinder.library.duplicates import Duplicates
 from visualfinder.library.indexing import Indexer
 from visualfinder.library.live_index import LiveIndex
@@ -47,7 +49,7 @@ from visualfinder.library.remote import Remote
 from visualfinder.library.status import FolderStatus, LibraryStatus, library_status
 from visualfinder.models.embedder import Embedder, model_key
 from visualfinder.paths import normalise
-from visualfinder.products.export import write_results_csv
+from visualfinder.products.export import write_batch_csv, write_results_csv
 from visualfinder.search.planner import SearchResult
 from visualfinder.search.query_bar import ParsedQuery, parse_query
 from visualfinder.search.request import QueryTerm, SearchRequest, SearchResponse
@@ -85,7 +87,7 @@ class Library:
         self.indexer = Indexer(settings, catalog, live, self.events)
         self.queries = QueryEncoder(settings, catalog)
         self.products = Products(catalog, self.events)
-        self.duplicates = Duplicates(settings, catalog, live, self.events)
+        self.duplicates = Duplicates(settings, catalog, live, self.events, self.indexer)
         self.models = Models(settings, catalog, live, self.indexer, self.events, self.jobs)
         self.remote = Remote(settings, catalog, live)
 
@@ -303,6 +305,35 @@ class Library:
             query = self.queries.query_vector(request.terms, engine.embedder, engine.model.key)
             results, plan = engine.planner.search(query, request.k, request.filters, request.exact)
         return SearchResponse(results, plan, time.perf_counter() - started)
+
+    def match_folder(
+        self,
+        folder: str | os.PathLike,
+        k: int = 5,
+        *,
+        recursive: bool = False,
+        filters: Filters | None = None,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> BatchReport:
+        """Batch match: the top `k` catalog matches of each photo in `folder`; a photo that cannot
+        be read is reported in its entry (library/batch.py)."""
+        if k < 1:
+            raise QueryError("k must be at least 1")
+        photos = photos_in(folder, recursive)
+        matches = list(
+            match_photos(self.search, photos, k, filters=filters, progress=progress, cancel=cancel)
+        )
+        return BatchReport(normalise(folder), k, matches)
+
+    def export_batch_csv(
+        self, matches: Sequence[PhotoMatches], dest: str | os.PathLike, excel: bool = False
+    ) -> Path:
+        """Write a batch match to CSV: photo, rank, sku, title, score, path."""
+        try:
+            return write_batch_csv(matches, dest, excel=excel)
+        except OSError as exc:
+            raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
 
     # --- query images (decoded as indexing decodes, with its limits) ----------------------
 

@@ -12,8 +12,9 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from visualfinder.search.planner import SearchResult
 
@@ -75,11 +76,16 @@ def write_results_csv(
     results: Sequence[SearchResult], dest: str | os.PathLike, *, excel: bool = False
 ) -> Path:
     """Write results to `dest` atomically; `excel` adds a UTF-8 BOM so Excel detects the encoding."""
+    return write_atomically(dest, excel, lambda fh: write_rows(fh, results))
+
+
+def write_atomically(dest: str | os.PathLike, excel: bool, write: Callable[[TextIO], None]) -> Path:
+    """Write a CSV through a temporary file next to `dest`, renamed over it when complete."""
     dest = Path(dest)
     tmp = dest.with_name(f".{dest.name}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8-sig" if excel else "utf-8", newline="") as fh:
-            write_rows(fh, results)
+            write(fh)
         os.replace(tmp, dest)
     except BaseException:
         try:
@@ -115,19 +121,39 @@ DUPLICATE_COLUMNS = (
 
 
 def write_duplicates_csv(groups: Sequence, dest: str | os.PathLike, *, excel: bool = False) -> Path:
-    """One row per file of each duplicate group; `keep` marks the group's best (first) file."""
-    dest = Path(dest)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    with open(tmp, "w", encoding="utf-8-sig" if excel else "utf-8", newline="") as fh:
+    """One row per file of each duplicate group; `keep` marks the copy suggested to keep."""
+
+    def write(fh: TextIO) -> None:
         writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
         writer.writerow(DUPLICATE_COLUMNS)
         for number, group in enumerate(groups, start=1):
-            for position, (record, score) in enumerate(
-                zip(group.members, group.similarity, strict=True), start=1
-            ):
-                values = [number, group.tier, position, "keep" if position == 1 else "", record.path,
+            keep = group.suggested
+            for position, (record, score) in enumerate(zip(group.members, group.similarity, strict=True)):
+                values = [number, group.tier, position + 1, "keep" if position == keep else "", record.path,
                           record.width or "", record.height or "", record.size, round(score, 6),
                           record.sku or "", record.title or ""]  # fmt: skip
                 writer.writerow([neutralise(v) for v in values])
-    os.replace(tmp, dest)
-    return dest
+
+    return write_atomically(dest, excel, write)
+
+
+BATCH_COLUMNS = ("photo", "rank", "sku", "title", "score", "path")
+
+
+def write_batch_csv(matches: Sequence, dest: str | os.PathLike, *, excel: bool = False) -> Path:
+    """One row per match of each photo of a batch match (`library.batch.PhotoMatches`); a photo
+    that could not be read gets one row with its reason in `title` and no rank."""
+
+    def write(fh: TextIO) -> None:
+        writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        writer.writerow(BATCH_COLUMNS)
+        for match in matches:
+            if match.error:
+                writer.writerow([neutralise(v) for v in (match.photo, "", "", match.error, "", "")])
+                continue
+            for result in match.results:
+                r = result.record
+                values = [match.photo, result.rank, r.sku or "", r.title or "", _number(result.score), r.path]
+                writer.writerow([neutralise(v) for v in values])
+
+    return write_atomically(dest, excel, write)

@@ -21,6 +21,7 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -45,6 +46,29 @@ _MAX_NEIGHBOURS = 1024
 _SEARCH_CHUNK = 1024
 _SMALL_CACHE = 1024
 _LOSSLESS = {"PNG", "TIFF", "BMP", "GIF"}
+# Formats a camera or editor writes first (lossless or raw): a copy in one of these is the
+# original, a JPEG or WebP of the same picture a re-encoding of it.
+ORIGINAL_FORMATS = _LOSSLESS | {"DNG", "CR2", "CR3", "NEF", "ARW", "ORF", "RW2", "RAF", "PEF", "SRW", "RAW",
+                                "PPM", "PSD", "HEIF", "HEIC"}  # fmt: skip
+
+
+def keep_rank(record: ImageRecord) -> tuple:
+    """Sort key of the copy to keep, best first: the highest resolution, then the original format
+    over a re-encoded one (then the larger file of the same kind), then the copy with product
+    data, then the oldest file."""
+    pixels = (record.width or 0) * (record.height or 0)
+    original = (record.format or "").upper() in ORIGINAL_FORMATS
+    return (-pixels, not original, -record.size, not has_product_data(record), record.mtime_ns, record.path)
+
+
+def has_product_data(record: ImageRecord) -> bool:
+    fields = (record.sku, record.title, record.description, record.url, record.price)
+    return any(v not in (None, "") for v in fields) or bool(record.extra) or bool(record.tags)
+
+
+def suggest_keeper(members: list[ImageRecord]) -> int:
+    """The position in `members` of the copy to keep (see keep_rank)."""
+    return min(range(len(members)), key=lambda i: keep_rank(members[i]))
 
 
 @dataclass
@@ -55,13 +79,21 @@ class DuplicateGroup:
     members: list[ImageRecord]
     similarity: list[float]  # of each member to the first
 
+    @cached_property
+    def suggested(self) -> int:
+        """The position of the copy to keep (suggest_keeper); the user may choose another."""
+        return suggest_keeper(self.members)
+
     def to_json(self) -> dict:
+        keep = self.suggested
         return {
             "tier": self.tier,
+            "suggested": keep,
             "members": [
                 {"id": r.id, "path": r.path, "width": r.width, "height": r.height, "bytes": r.size,
-                 "similarity": round(s, 6), "title": r.title, "sku": r.sku}
-                for r, s in zip(self.members, self.similarity, strict=True)
+                 "format": r.format, "similarity": round(s, 6), "title": r.title, "sku": r.sku,
+                 "keep": i == keep}
+                for i, (r, s) in enumerate(zip(self.members, self.similarity, strict=True))
             ],
         }  # fmt: skip
 
