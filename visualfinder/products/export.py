@@ -75,11 +75,16 @@ def write_results_csv(
     results: Sequence[SearchResult], dest: str | os.PathLike, *, excel: bool = False
 ) -> Path:
     """Write results to `dest` atomically; `excel` adds a UTF-8 BOM so Excel detects the encoding."""
+    return _write_atomically(dest, excel, lambda fh: write_rows(fh, results))
+
+
+def _write_atomically(dest: str | os.PathLike, excel: bool, write) -> Path:
+    """Write a file beside `dest` with `write(fh)`, then rename it over `dest`; `excel`: with a BOM."""
     dest = Path(dest)
     tmp = dest.with_name(f".{dest.name}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8-sig" if excel else "utf-8", newline="") as fh:
-            write_rows(fh, results)
+            write(fh)
         os.replace(tmp, dest)
     except BaseException:
         try:
@@ -131,3 +136,26 @@ def write_duplicates_csv(groups: Sequence, dest: str | os.PathLike, *, excel: bo
                 writer.writerow([neutralise(v) for v in values])
     os.replace(tmp, dest)
     return dest
+
+
+IMPORT_REPORT_COLUMNS = ("line", "status", "reference", "images", "detail")
+
+
+def write_import_report_csv(report, dest: str | os.PathLike, *, excel: bool = False) -> Path:
+    """One row per sheet row an import looked at: matched (with the image paths), unmatched,
+    ambiguous, or with a problem; in the sheet's line order."""
+    rows: list[tuple[int, str, str, str, str]] = []
+    rows += [(line, "matched", ref, " | ".join(paths), "") for line, ref, paths in report.matched]
+    rows += [(line, "unmatched", ref, "", "no image in the library") for line, ref in report.unmatched]
+    rows += [(line, "ambiguous", ref, "", f"matches {count} images; give a longer path")
+             for line, ref, count in report.ambiguous]  # fmt: skip
+    rows += [(line, "problem", "", "", problem) for line, problem in report.problems]
+    rows.sort(key=lambda row: row[0])
+
+    def write(fh) -> None:
+        writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        writer.writerow(IMPORT_REPORT_COLUMNS)
+        for row in rows:
+            writer.writerow([neutralise(v) for v in row])
+
+    return _write_atomically(dest, excel, write)
