@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
             (self.add_folder_action, self.library_actions.add_folder),
             (self.export_action, self.result_actions.export_csv),
             (self.settings_action, self.library_actions.open_settings),
+            (self.import_action, self.library_actions.import_products),
             (self.refresh_action, self.refresh),
             (self.reindex_action, self.library_actions.reindex_all),
             (self.clear_action, self.clear_query),
@@ -114,6 +115,7 @@ class MainWindow(QMainWindow):
         self.feedback.errorShown.connect(self.errorShown)
         self.library_actions.reopening.connect(self._on_reopening)
         self.library_actions.modelSwitched.connect(self.run_search)
+        self.library_actions.productsImported.connect(lambda _: self.run_search())
         s = self.session
         s.opened.connect(self._on_opened)
         s.openFailed.connect(self._on_open_failed)
@@ -145,7 +147,7 @@ class MainWindow(QMainWindow):
 
     def set_library_open(self, is_open: bool) -> None:
         for action in (self.open_image_action, self.paste_action, self.add_folder_action, self.refresh_action,
-                       self.reindex_action):  # fmt: skip
+                       self.reindex_action, self.import_action):  # fmt: skip
             action.setEnabled(is_open)
         self.export_action.setEnabled(is_open and bool(self.results_model.kept()))
         self.search_field.setEnabled(is_open)

@@ -356,6 +356,29 @@ class LibrarySession(QObject):
         rows = list(results)
         return self.run(self.reader, "Exporting", lambda lib, ctx: lib.export_csv(rows, dest, excel=excel))
 
+    # --- product sheets ------------------------------------------------------------------
+
+    def preview_sheet(self, path: str) -> Job:
+        """The first rows of a product sheet and the mapping its headers suggest."""
+        return self.run(self.reader, "Reading the product sheet",
+                        lambda lib, ctx: lib.products.preview_sheet(path), key="sheet-preview")  # fmt: skip
+
+    def import_products(
+        self, path: str, mapping, *, replace_tags: bool = False, dry_run: bool = False
+    ) -> Job:
+        """Import a product sheet by `mapping` (a dry run checks the matches and writes nothing)."""
+
+        def run(lib: Library, ctx: JobContext):
+            return lib.products.import_metadata(path, mapping=mapping, replace_tags=replace_tags,
+                                                dry_run=dry_run, progress=ctx.progress, cancel=ctx.cancel)  # fmt: skip
+
+        name = "Checking the product sheet" if dry_run else "Importing product data"
+        return self.run(self.writer, name, run, refresh=not dry_run)
+
+    def save_import_report(self, report, dest: str) -> Job:
+        return self.run(self.reader, "Saving the report",
+                        lambda lib, ctx: lib.products.save_import_report(report, dest))  # fmt: skip
+
     def load_model(self) -> Job:
         """Load (on first use, download) the model ahead of the first query."""
 
