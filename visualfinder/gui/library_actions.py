@@ -145,22 +145,24 @@ class LibraryActions(QObject):
             self.dialogs,
             library.metric if library else None,
             self.parent_widget,
+            session=self.session,
         )
-        dialog.accepted.connect(lambda: self._apply_settings(dialog.chosen))
+        dialog.accepted.connect(lambda: self._apply_settings(dialog.chosen, dialog.reconnect))
         self.settings_dialog = dialog
         # The dialog deletes itself when closed: forget it first, never touch a deleted widget.
         dialog.finished.connect(lambda _: setattr(self, "settings_dialog", None))
         dialog.open()
         return dialog
 
-    def _apply_settings(self, chosen) -> None:
+    def _apply_settings(self, chosen, reconnect: bool = False) -> None:
         """Save and reopen with the chosen settings; then rebuild for a new metric, or offer to
-        switch the library's model (the library keeps its model and metric until told)."""
+        switch the library's model (the library keeps its model and metric until told).
+        `reconnect`: a new cluster password was stored, so reopen even with the same settings."""
         if chosen is None:
             return
         old = self.session.settings
         library = self.session.library
-        if chosen == old:
+        if chosen == old and not reconnect:
             return
         self.pending_metric = (
             chosen.metric if library is not None and chosen.metric != library.metric else None

@@ -155,6 +155,7 @@ class MainWindow(QMainWindow):
 
     def _on_opened(self, library) -> None:
         self.set_library_open(True)
+        self.filters.set_remote_available(self.session.settings.sync_configured)
         self.library_actions.after_open()
         self._restore_filter_choice = True
         if self.message_bar.kind == "error":
@@ -292,7 +293,9 @@ class MainWindow(QMainWindow):
             terms += parsed.terms()
         if not any(t.weight > 0 for t in terms):
             return None
-        return SearchRequest(terms, k=self.filters.k.value(), filters=filters)
+        return SearchRequest(
+            terms, k=self.filters.k.value(), filters=filters, remote=self.filters.search_remote
+        )
 
     def _on_filters_changed(self) -> None:
         self.ui.save_filters(self.filters)

@@ -5,7 +5,8 @@ Every call runs as a Job on one of the session's queues, never on the GUI thread
 - `reader`: searches, query decoding, status and export; reads are safe next to the writer
   (SQLite WAL, one connection per thread; the vector index has its own lock), so a query
   answers while a folder is being indexed;
-- `background`: loading (downloading) the model, which may take minutes and must block neither.
+- `background`: loading (downloading) the model, which may take minutes and must block neither;
+- `remote`: talking to the OpenSearch cluster (test, sync now), which may wait on the network.
 The folder watcher (`watcher.Watcher`) runs on its own thread while the library is open and
 goes through the library's writer lock like any indexing run; it is stopped before the
 library closes.
@@ -122,6 +123,7 @@ class LibrarySession(QObject):
         self.writer = JobQueue("writer", self)
         self.reader = JobQueue("reader", self)
         self.background = JobQueue("model", self)
+        self.remote = JobQueue("remote", self)
         self._lock = SharedLock()
         self._library: Library | None = None
         self._watcher: Watcher | None = None
@@ -187,7 +189,7 @@ class LibrarySession(QObject):
             return
         self.state = "closing"
         self._refresh_timer.stop()
-        for queue in (self.reader, self.background, self.writer):
+        for queue in (self.reader, self.background, self.remote, self.writer):
             queue.cancel_all()
 
         def run(ctx: JobContext) -> None:
@@ -203,13 +205,14 @@ class LibrarySession(QObject):
         # a model download cannot be interrupted, so its thread is left behind, not waited on.
         self.writer.shutdown()
         self.reader.shutdown()
+        self.remote.shutdown()
         self.background.shutdown(timeout=0.2)
         self.state = "shut"
         self.closed.emit()
 
     def left_behind(self) -> bool:
         """After shutdown: a job that could not be interrupted (a download) still runs."""
-        return any(q.alive for q in (self.writer, self.reader, self.background))
+        return any(q.alive for q in (self.writer, self.reader, self.background, self.remote))
 
     # --- the folder watcher --------------------------------------------------------------
 
@@ -379,6 +382,26 @@ class LibrarySession(QObject):
         return self.run(self.reader, "Saving the report",
                         lambda lib, ctx: lib.products.save_import_report(report, dest))  # fmt: skip
 
+    # --- the OpenSearch cluster -----------------------------------------------------------
+
+    def check_remote(self, settings: Settings, password: str | None = None) -> Job:
+        """Test `settings`' cluster (saved or not): version, k-NN plugin, mapping (a ConnectionCheck)."""
+        return self.run(self.remote, "Testing the connection",
+                        lambda lib, ctx: lib.remote.check(settings, password), key="remote-check")  # fmt: skip
+
+    def sync_remote(self, full: bool = False) -> Job:
+        """Push the outbox (`full`: every image) to the library's cluster, as `visualfinder sync` does."""
+
+        def run(lib: Library, ctx: JobContext):
+            return lib.remote.sync(full=full, progress=ctx.progress, cancel=ctx.cancel)
+
+        return self.run(self.remote, "Full resync" if full else "Syncing", run)
+
+    def remote_status(self) -> Job:
+        """The outbox size, rejected documents, last success and last error (a SyncStatus)."""
+        return self.run(self.reader, "Reading the sync status", lambda lib, ctx: lib.remote.status(),
+                        key="remote-status")  # fmt: skip
+
     def load_model(self) -> Job:
         """Load (on first use, download) the model ahead of the first query."""
 
@@ -442,6 +465,8 @@ def response_summary(response: SearchResponse) -> str:
     """'20 results in 0.04 s (exact search over 1,234 images)'."""
     n = len(response.results)
     method = "exact search" if response.plan.method == "exact" else "HNSW index"
+    if response.plan.where == "remote":
+        method += " on OpenSearch"
     return (
         f"{n:,} result{'s' if n != 1 else ''} in {response.seconds:.2f} s "
         f"({method} over {response.plan.candidates:,} images)"
