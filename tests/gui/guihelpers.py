@@ -26,6 +26,7 @@ class ScriptedDialogs(Dialogs):
         self.csv: tuple[str, bool] | None = None
         self.weights: str | None = None
         self.answers: dict[str, str | None] = {}
+        self.files: dict[str, str | None] = {}  # open_file's answer by caption
         self.asked: list[tuple[str, str]] = []
 
     def open_image(self, parent, directory):
@@ -37,7 +38,11 @@ class ScriptedDialogs(Dialogs):
     def choose_weights_file(self, parent, directory):
         return self.weights
 
-    def save_csv(self, parent, suggested):
+    def open_file(self, parent, caption, directory, file_filter):
+        self.asked.append((caption, directory))
+        return self.files.get(caption)
+
+    def save_csv(self, parent, suggested, caption=""):
         return self.csv
 
     def ask(self, parent, title, text, buttons, on_answer, *, informative="", default=None):

@@ -293,6 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
                                                   "status": forced}).encode()  # fmt: skip
             elif item_429:
                 status, raw = proxy.bulk_with_item_429(path, body, headers)
+        elif script.knn and path.startswith("/_cat/plugins"):  # the k-NN plugin osmem lacks
+            status, raw = 200, json.dumps([{"name": "osmem-node", "component": "opensearch-knn"}]).encode()
         elif script.knn and path.split("?")[0].endswith("/_search") and body:
             answered = proxy.knn_search(path.split("?")[0], json.loads(body))
             if answered is not None:

@@ -14,6 +14,7 @@ from visualfinder.cli.common import cancel_on_sigint, command, open_cli_library,
 from visualfinder.config import METRICS, Settings
 from visualfinder.jobs import CancelToken
 from visualfinder.paths import normalise
+from visualfinder.products.fields import MATCH_MODES, ROLES, ColumnMapping
 
 
 def add_parsers(sub) -> None:
@@ -26,6 +27,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--replace-tags", action="store_true", help="replace each image's tags instead of adding")
     p.add_argument("--dry-run", action="store_true", help="report what would match, change nothing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--column", action="append", default=[], metavar="NAME=ROLE",
+                   help=f"what a column is, overriding its header: {', '.join(ROLES)} (repeatable)")  # fmt: skip
+    p.add_argument("--match", choices=MATCH_MODES, default="auto",
+                   help="how rows find their images: by image path, file name, or sku = file name "
+                   "(default: the path column, else the sku)")  # fmt: skip
+    p.add_argument("--report", metavar="OUT.csv", help="write matched and unmatched rows to a CSV file")
 
     p = sub.add_parser("tag", help="add, remove or list tags")
     p.add_argument("action", choices=("add", "remove", "list"))
@@ -67,9 +74,17 @@ def add_parsers(sub) -> None:
 @command("import-metadata")
 def cmd_import_metadata(args: argparse.Namespace, settings: Settings) -> int:
     with open_cli_library(settings) as library:
+        mapping = _column_mapping(library, args)
         report = library.products.import_metadata(
-            args.file, base_dir=args.base, replace_tags=args.replace_tags, dry_run=args.dry_run
+            args.file,
+            base_dir=args.base,
+            replace_tags=args.replace_tags,
+            dry_run=args.dry_run,
+            mapping=mapping,
         )
+        if args.report:
+            library.products.save_import_report(report, args.report)
+            print(f"wrote the report to {args.report}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
         return 0
@@ -86,6 +101,22 @@ def cmd_import_metadata(args: argparse.Namespace, settings: Settings) -> int:
         for path in report.without_metadata_sample[:10]:
             print(f"  {path}")
     return 0
+
+
+def _column_mapping(library, args: argparse.Namespace) -> ColumnMapping | None:
+    """--column and --match on top of what the headers suggest; None: the headers alone decide."""
+    if not args.column and args.match == "auto":
+        return None
+    preview = library.products.preview_sheet(args.file, 0)
+    roles = dict(preview.suggested.roles)
+    for item in args.column:
+        column, sep, role = item.rpartition("=")
+        if not sep or not column:
+            raise usage(f"--column takes NAME=ROLE, not {item!r}")
+        if column not in roles:
+            raise usage(f"the file has no column {column!r}; its columns: {', '.join(preview.columns)}")
+        roles[column] = role.strip().lower()
+    return ColumnMapping(roles, args.match)
 
 
 @command("tag")

@@ -63,7 +63,9 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--disable", action="store_true",
                    help="stop syncing: forget the URL and stop recording changes (the remote index stays)")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="with --status: print it as JSON")
+    p.add_argument("--check", action="store_true",
+                   help="test the connection: server version, k-NN plugin, whether the index fits this library")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="with --status or --check: print it as JSON")
 
 
 @command("sync")
@@ -112,6 +114,14 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
             raise usage(
                 "no OpenSearch URL configured: visualfinder sync --url https://HOST:9200 [--user NAME --ask-password]"
             )
+        if args.check:
+            check = library.remote.check()
+            if args.json:
+                print(json.dumps(check.to_json(), indent=2))
+            else:
+                print(f"connected to {', '.join(check.urls)}")
+                print("\n".join(check.lines()))
+            return 0 if check.ok else 1
         if args.retry_rejected:
             print(f"sending {library.remote.retry_rejected()} rejected changes again", file=sys.stderr)
         cancel = CancelToken()

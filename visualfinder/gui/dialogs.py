@@ -24,6 +24,8 @@ IMAGE_FILTER = (
 )
 CSV_FILTER = "CSV (*.csv)"
 EXCEL_CSV_FILTER = "CSV for Excel (*.csv)"
+SHEET_FILTER = "Product data (*.csv *.tsv *.txt *.json *.jsonl *.ndjson);;All files (*)"
+PEM_FILTER = "Certificates (*.pem *.crt *.cer);;All files (*)"
 
 
 class Dialogs:
@@ -45,10 +47,17 @@ class Dialogs:
         )
         return path or None
 
-    def save_csv(self, parent: QWidget, suggested: str) -> tuple[str, bool] | None:
+    def open_file(self, parent: QWidget, caption: str, directory: str, file_filter: str) -> str | None:
+        """Any file to read (a product sheet, a CA bundle); `caption` says which."""
+        path, _ = QFileDialog.getOpenFileName(parent, caption, directory, file_filter)
+        return path or None
+
+    def save_csv(
+        self, parent: QWidget, suggested: str, caption: str = "Export results"
+    ) -> tuple[str, bool] | None:
         """(path, for Excel) or None; the Excel choice writes a BOM so Excel reads UTF-8."""
         path, chosen = QFileDialog.getSaveFileName(
-            parent, "Export results", suggested, f"{CSV_FILTER};;{EXCEL_CSV_FILTER}"
+            parent, caption, suggested, f"{CSV_FILTER};;{EXCEL_CSV_FILTER}"
         )
         if not path:
             return None

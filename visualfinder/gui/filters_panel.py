@@ -65,6 +65,10 @@ class FiltersPanel(QWidget):
         self.order.setAutoRaise(True)
         self.order.setAccessibleName("Sort order")
         self.order.setChecked(True)  # similarity, best first
+        self.remote = QCheckBox("Search the OpenSearch cluster", self)
+        self.remote.setToolTip("Answer searches from the OpenSearch index this library syncs to "
+                               "(as `visualfinder search --remote`)")  # fmt: skip
+        self.remote.setVisible(False)  # shown once a cluster is configured
 
         threshold_row = QHBoxLayout()
         threshold_row.setContentsMargins(0, 0, 0, 0)
@@ -85,6 +89,7 @@ class FiltersPanel(QWidget):
         form.addRow("Similarity ≥", threshold_row)
         form.addRow("", self.hide_below)
         form.addRow("Sort by", sort_row)
+        form.addRow("", self.remote)
 
         self.set_folders([])
         self.set_tags([])
@@ -94,6 +99,7 @@ class FiltersPanel(QWidget):
         self.folder.activated.connect(lambda _: self.searchChanged.emit())
         self.tag.activated.connect(lambda _: self.searchChanged.emit())
         self.k.valueChanged.connect(lambda _: self._k_timer.start())
+        self.remote.toggled.connect(lambda _: self.searchChanged.emit())
         self.threshold.valueChanged.connect(self._on_threshold)
         self.hide_below.toggled.connect(lambda _: self.viewChanged.emit())
         self.sort.activated.connect(self._on_sort_key)
@@ -127,6 +133,16 @@ class FiltersPanel(QWidget):
         folder = self.folder.currentData()
         tag = self.tag.currentData()
         return Filters(folders=[folder] if folder else [], tags_all=[tag] if tag else [])
+
+    def set_remote_available(self, available: bool) -> None:
+        """Offer searching the cluster only when one is configured (unticked when it goes away)."""
+        self.remote.setVisible(available)
+        if not available and self.remote.isChecked():
+            self.remote.setChecked(False)
+
+    @property
+    def search_remote(self) -> bool:
+        return self.remote.isChecked() and not self.remote.isHidden()
 
     def select_folder(self, path: str | None) -> None:
         self.folder.setCurrentIndex(max(0, self.folder.findData(path)) if path else 0)

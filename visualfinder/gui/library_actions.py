@@ -1,4 +1,4 @@
-"""Library operations of the window: folders, indexing with progress, settings, the model.
+"""Library operations of the window: folders, indexing with progress, product data, settings, the model.
 
 Each validates on the GUI thread, starts a job through the session and reports the outcome
 through Feedback. It receives what it acts on; what the window must do in turn (reopen, search
@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QWidget
 from visualfinder.gui.dialogs import Dialogs
 from visualfinder.gui.feedback import Feedback
 from visualfinder.gui.folders_panel import SkippedFilesDialog
+from visualfinder.gui.import_dialog import ImportDialog
 from visualfinder.gui.session import STATUS_ERROR_LIMIT, LibrarySession
 from visualfinder.gui.settings_dialog import SettingsDialog
 from visualfinder.gui.ui_state import UiState
@@ -25,6 +26,7 @@ from visualfinder.ingest.pipeline import IndexReport
 class LibraryActions(QObject):
     reopening = Signal(bool)  # the settings changed: the library reopens (True: another data folder)
     modelSwitched = Signal()  # the library's vectors now come from another model: search again
+    productsImported = Signal(object)  # ImportReport: the results' product data changed, search again
 
     def __init__(self, session: LibrarySession, dialogs: Dialogs, ui: UiState, feedback: Feedback,
                  parent: QWidget):  # fmt: skip
@@ -35,6 +37,7 @@ class LibraryActions(QObject):
         self.feedback = feedback
         self.parent_widget = parent  # dialogs open over it
         self.settings_dialog: SettingsDialog | None = None
+        self.import_dialog: ImportDialog | None = None
         # Set when the settings named another model: the next snapshot asks to switch to it.
         self.offer_next_time = False
         self.pending_metric: str | None = None  # applied once the library has reopened
@@ -117,6 +120,21 @@ class LibraryActions(QObject):
         dialog.open()
         return dialog
 
+    # --- product data ------------------------------------------------------------------
+
+    def import_products(self) -> ImportDialog:
+        """File › Import product data…: preview, map, check and import a product sheet."""
+        if self.import_dialog is not None:
+            self.import_dialog.raise_()
+            return self.import_dialog
+        dialog = ImportDialog(self.session, self.feedback, self.dialogs, self.ui.last_folder_dir,
+                              self.parent_widget)  # fmt: skip
+        dialog.imported.connect(self.productsImported)
+        self.import_dialog = dialog
+        dialog.finished.connect(lambda _: setattr(self, "import_dialog", None))
+        dialog.open()
+        return dialog
+
     # --- settings and the model ---------------------------------------------------------
 
     def open_settings(self) -> SettingsDialog:
@@ -127,22 +145,24 @@ class LibraryActions(QObject):
             self.dialogs,
             library.metric if library else None,
             self.parent_widget,
+            session=self.session,
         )
-        dialog.accepted.connect(lambda: self._apply_settings(dialog.chosen))
+        dialog.accepted.connect(lambda: self._apply_settings(dialog.chosen, dialog.reconnect))
         self.settings_dialog = dialog
         # The dialog deletes itself when closed: forget it first, never touch a deleted widget.
         dialog.finished.connect(lambda _: setattr(self, "settings_dialog", None))
         dialog.open()
         return dialog
 
-    def _apply_settings(self, chosen) -> None:
+    def _apply_settings(self, chosen, reconnect: bool = False) -> None:
         """Save and reopen with the chosen settings; then rebuild for a new metric, or offer to
-        switch the library's model (the library keeps its model and metric until told)."""
+        switch the library's model (the library keeps its model and metric until told).
+        `reconnect`: a new cluster password was stored, so reopen even with the same settings."""
         if chosen is None:
             return
         old = self.session.settings
         library = self.session.library
-        if chosen == old:
+        if chosen == old and not reconnect:
             return
         self.pending_metric = (
             chosen.metric if library is not None and chosen.metric != library.metric else None

@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
             (self.duplicates_action, self.review_actions.show_duplicates),
             (self.batch_action, lambda: self.review_actions.match_folder()),
             (self.settings_action, self.library_actions.open_settings),
+            (self.import_action, self.library_actions.import_products),
             (self.refresh_action, self.refresh),
             (self.reindex_action, self.library_actions.reindex_all),
             (self.clear_action, self.clear_query),
@@ -120,6 +121,7 @@ class MainWindow(QMainWindow):
         self.feedback.errorShown.connect(self.errorShown)
         self.library_actions.reopening.connect(self._on_reopening)
         self.library_actions.modelSwitched.connect(self.run_search)
+        self.library_actions.productsImported.connect(lambda _: self.run_search())
         s = self.session
         s.opened.connect(self._on_opened)
         s.openFailed.connect(self._on_open_failed)
@@ -151,7 +153,7 @@ class MainWindow(QMainWindow):
 
     def set_library_open(self, is_open: bool) -> None:
         for action in (self.open_image_action, self.paste_action, self.add_folder_action, self.refresh_action,
-                       self.reindex_action, self.duplicates_action, self.batch_action):  # fmt: skip
+                       self.reindex_action, self.duplicates_action, self.batch_action, self.import_action):  # fmt: skip
             action.setEnabled(is_open)
         self.export_action.setEnabled(is_open and bool(self.results_model.kept()))
         self.search_field.setEnabled(is_open)
@@ -159,6 +161,7 @@ class MainWindow(QMainWindow):
 
     def _on_opened(self, library) -> None:
         self.set_library_open(True)
+        self.filters.set_remote_available(self.session.settings.sync_configured)
         self.library_actions.after_open()
         self._restore_filter_choice = True
         if self.message_bar.kind == "error":
@@ -302,7 +305,9 @@ class MainWindow(QMainWindow):
             terms += parsed.terms()
         if not any(t.weight > 0 for t in terms):
             return None
-        return SearchRequest(terms, k=self.filters.k.value(), filters=filters)
+        return SearchRequest(
+            terms, k=self.filters.k.value(), filters=filters, remote=self.filters.search_remote
+        )
 
     def _on_filters_changed(self) -> None:
         self.ui.save_filters(self.filters)

@@ -5,9 +5,6 @@ Used by the settings dialog and the first-run dialog."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QProgressBar, QWidget
 
@@ -16,26 +13,28 @@ from visualfinder.errors import ModelUnavailableError
 from visualfinder.gui.workers import Job, JobContext
 from visualfinder.jobs import Progress
 from visualfinder.models.embedder import NO_WEIGHTS, Embedder, weights_are_file
+from visualfinder.models.weights import cached_weights, weights_source
 
 DOWNLOAD_PHASE = "downloading model"
 
 
 def model_job(chosen: Settings, name: str = "Checking the model", key: str = "settings-model") -> Job:
     """A job that loads `chosen`'s model, downloading its weights with progress if needed; it
-    returns 'key on device'. The loaded model is kept, so the library opens on it at once."""
+    returns 'key on device with backend'. The loaded model is kept, so the library opens on it at once."""
 
     def run(ctx: JobContext) -> str:
         def downloaded(done: int, total: int | None) -> None:
             ctx.progress(Progress(DOWNLOAD_PHASE, done, total or 0))
 
-        embedder = Embedder(chosen.model, chosen.pretrained, chosen.device, batch_size=chosen.batch_size)
+        # As the library will build it: device, batch size, backend (an ONNX export), threads.
+        embedder = Embedder.for_settings(chosen, chosen.model, chosen.pretrained)
         try:
             embedder.load(progress=downloaded)
         except ModelUnavailableError as exc:
             if _offline(exc):
                 raise ModelUnavailableError(offline_message(chosen.model, chosen.pretrained, exc)) from exc
             raise
-        return f"{embedder.key} on {embedder.device}"
+        return f"{embedder.key} on {embedder.device} with {embedder.backend}"
 
     return Job(name, run, key=key)
 
@@ -68,8 +67,8 @@ def weights_missing(model: str, pretrained: str, cache_dir: str | None = None) -
     """Where `pretrained` (a tag) would be downloaded from, if its weights are not on this
     computer yet; None when nothing needs a download (cached, a file, or no weights).
 
-    Looks where the embedder's download puts them (the Hugging Face cache, or open_clip's own
-    cache for URL weights); imports open_clip, so call it on a worker."""
+    The cache lookup is the embedder's own (`models.weights.cached_weights`); imports
+    open_clip, so call it on a worker."""
     if pretrained.lower() in NO_WEIGHTS or weights_are_file(pretrained):
         return None
     import open_clip
@@ -77,20 +76,9 @@ def weights_missing(model: str, pretrained: str, cache_dir: str | None = None) -
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:
         return None  # an unknown tag: loading says so with the known ones
-    hub = cfg.get("hf_hub", "")
-    if hub:
-        from huggingface_hub import try_to_load_from_cache
-
-        repo_id, filename = os.path.split(hub)
-        cached = try_to_load_from_cache(
-            repo_id, filename or "open_clip_pytorch_model.bin", cache_dir=cache_dir
-        )
-        return None if isinstance(cached, str) else f"https://huggingface.co/{repo_id}"
-    url = cfg.get("url", "")
-    if url:
-        folder = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "clip"
-        return None if (folder / os.path.basename(url)).is_file() else url
-    return None
+    if cached_weights(cfg, cache_dir) is not None:
+        return None
+    return weights_source(cfg) or None
 
 
 def offline_message(model: str, pretrained: str, exc: BaseException | None = None) -> str:

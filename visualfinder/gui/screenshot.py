@@ -4,7 +4,9 @@
 window (a folder of customer photos matched against the catalog).
 
 Builds a demo catalog (drawn product shots) in a temporary library, indexes it, searches with
-a 'customer photo' of one product, waits for the thumbnails and grabs the window. Runs
+a 'customer photo' of one product, waits for the thumbnails and grabs the window. `--view
+import` grabs File › Import product data… with the demo sheet checked; `--view opensearch` the
+Settings › OpenSearch page after Test connection (against osmem-server when it is installed). Runs
 offscreen (QT_QPA_PLATFORM=offscreen) or on a real or virtual display (xvfb-run). The model
 is vf-tiny unless --model/--pretrained say otherwise, so it needs no download.
 """
@@ -43,7 +45,8 @@ def wait_for(
 def render(out: Path, *, width: int = 1280, height: int = 800, dark: bool = False, model: str = "vf-tiny",
            pretrained: str = "none", colours: int = 256,
            crop: tuple[float, float, float, float] | None = (0.17, 0.28, 0.66, 0.62), view: str = "main") -> Path:  # fmt: skip
-    """Build the demo, show the results window (or `view`: duplicates, batch), and save it to `out` (a PNG)."""
+    """Build the demo, show the results window (or `view`: duplicates, batch, import, opensearch),
+    and save it to `out` (a PNG)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = gui_app.create_application()
     if dark:
@@ -78,8 +81,12 @@ def render(out: Path, *, width: int = 1280, height: int = 800, dark: bool = Fals
             raise RuntimeError(importing.error or importing.state)
         session.refresh()
         wait_for(app, lambda: session.snapshot is not None and session.snapshot.tags, what="the tags")
-        if view != "main":
+        if view in ("duplicates", "batch"):
             image = _render_review(app, window, view, root, width, height)
+        elif view in ("import", "opensearch"):
+            grab = _render_import if view == "import" else _render_opensearch
+            image = grab(app, window, sheet, root)
+        if view != "main":
             window.close()
             wait_for(app, lambda: session.state == "shut", what="the library to close")
             return save_png(image, out, colours)
@@ -170,6 +177,58 @@ def _render_review(app: QApplication, window: MainWindow, view: str, root: Path,
     return review.grab().toImage()
 
 
+def _settle(app: QApplication) -> None:
+    for _ in range(5):
+        app.processEvents()
+
+
+def _render_import(app: QApplication, window: MainWindow, sheet: Path, root: Path):
+    """The import dialog with the demo sheet previewed, one column remapped and its matches checked."""
+    export = root / "shop-export.csv"  # the demo sheet and one product without a photo yet
+    export.write_text(sheet.read_text(encoding="utf-8") + "vase-green.jpg,VA-999,Glass vase,24.99,home\n",
+                      encoding="utf-8")  # fmt: skip
+    dialog = window.library_actions.import_products()
+    dialog.path.setText(str(export))
+    job = dialog.load(str(export))
+    wait_for(app, lambda: job.done and dialog.preview is not None, what="the sheet preview")
+    checking = dialog.run_import(dry_run=True)
+    wait_for(
+        app, lambda: checking is not None and checking.done and dialog.report is not None, what="the check"
+    )
+    _settle(app)
+    image = dialog.grab().toImage()
+    dialog.reject()
+    return image
+
+
+def _render_opensearch(app: QApplication, window: MainWindow, sheet: Path, root: Path):
+    """Settings › OpenSearch, filled in and tested against osmem-server when it is installed."""
+    dialog = window.library_actions.open_settings()
+    page = dialog.opensearch
+    dialog.tabs.setCurrentWidget(page)
+    page.index.setText("products")
+    page.user.setText("catalog")
+    page.password.setText("password")  # shown as dots; never stored by the screenshot
+    server = None
+    try:
+        from osmem_server import OsmemServer
+
+        server = OsmemServer.start(japanese=False)
+        page.url.setText(server.url)
+        page.user.setText("")
+        page.password.clear()
+        job = page.test_connection()
+        wait_for(app, lambda: job is not None and job.done, what="the connection test")
+    except ImportError:
+        page.url.setText("https://search.example.com:9200")
+    _settle(app)
+    image = dialog.grab().toImage()
+    dialog.reject()
+    if server is not None:
+        server.close()
+    return image
+
+
 def save_png(image, out: Path, colours: int) -> Path:
     """Save a QImage as a PNG, optionally quantised (a 256-colour PNG is a third the size)."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -201,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--colours", type=int, default=256, help="quantise to this many colours (0: full colour)"
     )
-    parser.add_argument("--view", choices=("main", "duplicates", "batch"), default="main",
-                        help="the main window (default), the duplicates window or the batch-match window")  # fmt: skip
+    parser.add_argument("--view", choices=("main", "duplicates", "batch", "import", "opensearch"), default="main",
+                        help="the main window (default), the duplicates or batch-match window, the import dialog, "
+                        "or Settings › OpenSearch")  # fmt: skip
     args = parser.parse_args(argv)
     path = render(args.out, width=args.width, height=args.height, dark=args.dark, model=args.model,
                   pretrained=args.pretrained, colours=args.colours, view=args.view)  # fmt: skip

@@ -8,6 +8,7 @@ Every call runs as a Job on one of the session's queues, never on the GUI thread
 - `background`: loading (downloading) the model, which may take minutes and must block neither;
 - `review`: long reads the user reviews in their own window (duplicates, batch match), so that
   searches in the main window never wait behind them.
+- `remote`: talking to the OpenSearch cluster (test, sync now), which may wait on the network.
 The folder watcher (`watcher.Watcher`) runs on its own thread while the library is open and
 goes through the library's writer lock like any indexing run; it is stopped before the
 library closes.
@@ -128,6 +129,7 @@ class LibrarySession(QObject):
         self.reader = JobQueue("reader", self)
         self.background = JobQueue("model", self)
         self.review = JobQueue("review", self)
+        self.remote = JobQueue("remote", self)
         self._lock = SharedLock()
         self._library: Library | None = None
         self._watcher: Watcher | None = None
@@ -193,7 +195,7 @@ class LibrarySession(QObject):
             return
         self.state = "closing"
         self._refresh_timer.stop()
-        for queue in (self.reader, self.review, self.background, self.writer):
+        for queue in (self.reader, self.review, self.background, self.remote, self.writer):
             queue.cancel_all()
 
         def run(ctx: JobContext) -> None:
@@ -210,13 +212,14 @@ class LibrarySession(QObject):
         self.writer.shutdown()
         self.reader.shutdown()
         self.review.shutdown()
+        self.remote.shutdown()
         self.background.shutdown(timeout=0.2)
         self.state = "shut"
         self.closed.emit()
 
     def left_behind(self) -> bool:
         """After shutdown: a job that could not be interrupted (a download) still runs."""
-        return any(q.alive for q in (self.writer, self.reader, self.review, self.background))
+        return any(q.alive for q in (self.writer, self.reader, self.review, self.background, self.remote))
 
     # --- the folder watcher --------------------------------------------------------------
 
@@ -406,6 +409,49 @@ class LibrarySession(QObject):
         rows = list(matches)
         return self.run(self.reader, "Exporting", lambda lib, ctx: lib.export_batch_csv(rows, dest, excel))
 
+    # --- product sheets ------------------------------------------------------------------
+
+    def preview_sheet(self, path: str) -> Job:
+        """The first rows of a product sheet and the mapping its headers suggest."""
+        return self.run(self.reader, "Reading the product sheet",
+                        lambda lib, ctx: lib.products.preview_sheet(path), key="sheet-preview")  # fmt: skip
+
+    def import_products(
+        self, path: str, mapping, *, replace_tags: bool = False, dry_run: bool = False
+    ) -> Job:
+        """Import a product sheet by `mapping` (a dry run checks the matches and writes nothing)."""
+
+        def run(lib: Library, ctx: JobContext):
+            return lib.products.import_metadata(path, mapping=mapping, replace_tags=replace_tags,
+                                                dry_run=dry_run, progress=ctx.progress, cancel=ctx.cancel)  # fmt: skip
+
+        name = "Checking the product sheet" if dry_run else "Importing product data"
+        return self.run(self.writer, name, run, refresh=not dry_run)
+
+    def save_import_report(self, report, dest: str) -> Job:
+        return self.run(self.reader, "Saving the report",
+                        lambda lib, ctx: lib.products.save_import_report(report, dest))  # fmt: skip
+
+    # --- the OpenSearch cluster -----------------------------------------------------------
+
+    def check_remote(self, settings: Settings, password: str | None = None) -> Job:
+        """Test `settings`' cluster (saved or not): version, k-NN plugin, mapping (a ConnectionCheck)."""
+        return self.run(self.remote, "Testing the connection",
+                        lambda lib, ctx: lib.remote.check(settings, password), key="remote-check")  # fmt: skip
+
+    def sync_remote(self, full: bool = False) -> Job:
+        """Push the outbox (`full`: every image) to the library's cluster, as `visualfinder sync` does."""
+
+        def run(lib: Library, ctx: JobContext):
+            return lib.remote.sync(full=full, progress=ctx.progress, cancel=ctx.cancel)
+
+        return self.run(self.remote, "Full resync" if full else "Syncing", run)
+
+    def remote_status(self) -> Job:
+        """The outbox size, rejected documents, last success and last error (a SyncStatus)."""
+        return self.run(self.reader, "Reading the sync status", lambda lib, ctx: lib.remote.status(),
+                        key="remote-status")  # fmt: skip
+
     def load_model(self) -> Job:
         """Load (on first use, download) the model ahead of the first query."""
 
@@ -469,6 +515,8 @@ def response_summary(response: SearchResponse) -> str:
     """'20 results in 0.04 s (exact search over 1,234 images)'."""
     n = len(response.results)
     method = "exact search" if response.plan.method == "exact" else "HNSW index"
+    if response.plan.where == "remote":
+        method += " on OpenSearch"
     return (
         f"{n:,} result{'s' if n != 1 else ''} in {response.seconds:.2f} s "
         f"({method} over {response.plan.candidates:,} images)"

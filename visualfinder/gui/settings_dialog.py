@@ -1,5 +1,6 @@
 """Settings: model and weights (checked, and downloaded with progress, before they are accepted),
-device, metric, thumbnail size and data folder. The values live in `config.Settings`."""
+device, metric, thumbnail size and data folder; the OpenSearch cluster on its own page
+(`opensearch_page.py`). The values live in `config.Settings`; the cluster's password in the keyring."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QSpinBox,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -26,6 +28,8 @@ from visualfinder.errors import VisualFinderError
 from visualfinder.gui import icons
 from visualfinder.gui.dialogs import Dialogs
 from visualfinder.gui.model_fetch import model_job, progress_widgets, show_progress
+from visualfinder.gui.opensearch_page import OpenSearchPage
+from visualfinder.gui.session import LibrarySession
 from visualfinder.gui.workers import Job, JobContext, JobQueue
 from visualfinder.models.embedder import known_models, known_pretrained
 
@@ -49,6 +53,7 @@ class SettingsDialog(QDialog):
         dialogs: Dialogs,
         library_metric: str | None = None,
         parent: QWidget | None = None,
+        session: LibrarySession | None = None,
     ):
         super().__init__(parent)
         self.setWindowTitle("Settings")
@@ -59,6 +64,8 @@ class SettingsDialog(QDialog):
         self._dialogs = dialogs
         self._job: Job | None = None
         self._names_job: Job | None = None
+        # A new password was stored: the library must reconnect even if no setting changed.
+        self.reconnect = False
 
         self.model = QComboBox(self)
         self.model.setEditable(True)
@@ -132,9 +139,18 @@ class SettingsDialog(QDialog):
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
         )
+        general = QWidget(self)
+        general_layout = QVBoxLayout(general)
+        general_layout.addLayout(form)
+        general_layout.addWidget(note)
+        general_layout.addStretch(1)
+        self.tabs = QTabWidget(self)
+        self.tabs.addTab(general, "General")
+        self.opensearch = OpenSearchPage(settings, session, dialogs, self) if session is not None else None
+        if self.opensearch is not None:
+            self.tabs.addTab(self.opensearch, "OpenSearch")
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(note)
+        layout.addWidget(self.tabs)
         layout.addWidget(self.progress)
         layout.addWidget(self.message)
         layout.addWidget(self.buttons)
@@ -188,7 +204,7 @@ class SettingsDialog(QDialog):
 
     def values(self) -> Settings:
         """The settings as entered (raises SettingsError when one is unusable)."""
-        return self.original.replace(
+        chosen = self.original.replace(
             model=self.model.currentText().strip(),
             pretrained=self.pretrained.currentText().strip() or "none",
             device=self.device.currentData(),
@@ -196,6 +212,7 @@ class SettingsDialog(QDialog):
             thumbnail_size=self.thumbnail_size.value(),
             data_dir=Path(os.path.expanduser(self.data_dir.text().strip() or str(self.original.data_dir))),
         )
+        return self.opensearch.values(chosen) if self.opensearch is not None else chosen
 
     def model_changed(self, settings: Settings) -> bool:
         return any(getattr(settings, f) != getattr(self.original, f) for f in MODEL_FIELDS)
@@ -207,9 +224,31 @@ class SettingsDialog(QDialog):
             return
         try:
             chosen = self.values()
+            storing = self.opensearch.store_password_job(chosen) if self.opensearch is not None else None
         except VisualFinderError as exc:
             self._show_message(str(exc), error=True)
             return
+        if storing is not None:  # into the keyring first; the settings follow once it is there
+            self._set_busy(True, "Storing the password in the system keyring…")
+            self._job = storing
+            storing.succeeded.connect(lambda _: self._on_password_stored(chosen))
+            storing.failed.connect(self._on_password_failed)
+            return
+        self._accept_values(chosen)
+
+    def _on_password_stored(self, chosen: Settings) -> None:
+        self.reconnect = True
+        self.opensearch.password.clear()
+        self._job = None
+        self._set_busy(False)
+        self._accept_values(chosen)
+
+    def _on_password_failed(self, message: str) -> None:
+        self._job = None
+        self._set_busy(False)
+        self._show_message(message, error=True)
+
+    def _accept_values(self, chosen: Settings) -> None:
         if not self.model_changed(chosen):
             self.chosen = chosen
             super().accept()
@@ -249,6 +288,8 @@ class SettingsDialog(QDialog):
         self._tags_timer.stop()
         if self._names_job is not None:
             self._names_job.cancel()
+        if self.opensearch is not None:
+            self.opensearch.stop()
         super().done(result)
 
     def _set_busy(self, busy: bool, text: str = "") -> None:

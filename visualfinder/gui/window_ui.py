@@ -189,6 +189,13 @@ def _build_actions(self: QMainWindow, watch_new_folders: bool) -> None:
         K("Ctrl+E"),
         "Export the results to a CSV file",
     )
+    self.import_action = _action(
+        self,
+        None,
+        "&Import product data…",
+        None,
+        "Titles, SKUs, prices and tags from a CSV, JSON or JSON Lines file",
+    )
     self.settings_action = _action(
         self,
         "settings",
@@ -262,6 +269,7 @@ def build_menus_and_toolbar(
         self.watch_new_action,
         None,
         self.export_action,
+        self.import_action,
         None,
         self.settings_action,
         None,

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from visualfinder.catalog.products import extra_fields, remember_extra_fields, write_fields
 from visualfinder.catalog.records import META_FIELDS, ImageRecord
 from visualfinder.catalog.store import Catalog
-from visualfinder.errors import QueryError
+from visualfinder.errors import QueryError, StorageError
 from visualfinder.events import EventHub, LibraryChanged
-from visualfinder.products.fields import parse_price
+from visualfinder.jobs import CancelToken, ProgressCallback, no_progress
+from visualfinder.products.export import write_import_report_csv
+from visualfinder.products.fields import ColumnMapping, SheetPreview, parse_price, preview_sheet
 from visualfinder.products.importer import ImportReport, import_file
 
 ImageRef = int | str | os.PathLike
@@ -34,15 +36,31 @@ class Products:
         base_dir: str | os.PathLike | None = None,
         replace_tags: bool = False,
         dry_run: bool = False,
+        mapping: ColumnMapping | None = None,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
     ) -> ImportReport:
-        """Import product metadata (CSV, JSON, JSON Lines); the report lists what did not match."""
+        """Import product metadata (CSV, JSON, JSON Lines); the report lists what did not match.
+
+        `mapping` says what each column is and how rows match images; without one the headers say."""
         report = import_file(
             self.catalog, path, base_dir=os.fspath(base_dir) if base_dir else None,
-            replace_tags=replace_tags, dry_run=dry_run,
+            replace_tags=replace_tags, dry_run=dry_run, mapping=mapping, progress=progress, cancel=cancel,
         )  # fmt: skip
         if report.images_updated and not dry_run:
             self._changed()
         return report
+
+    def preview_sheet(self, path: str | os.PathLike, limit: int = 20) -> SheetPreview:
+        """The first rows and columns of a product sheet, and the mapping its headers suggest."""
+        return preview_sheet(path, limit)
+
+    def save_import_report(self, report: ImportReport, dest: str | os.PathLike, excel: bool = False):
+        """Write an import's matched and unmatched rows to a CSV file (atomically)."""
+        try:
+            return write_import_report_csv(report, dest, excel=excel)
+        except OSError as exc:
+            raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
 
     def update_metadata(
         self, ref: ImageRef, *, extra: dict[str, object] | None = None, **fields: object

@@ -15,6 +15,7 @@ from visualfinder.jobs import CancelToken, ProgressCallback, no_progress
 from visualfinder.library.live_index import LiveIndex
 
 if TYPE_CHECKING:
+    from visualfinder.remote.check import ConnectionCheck
     from visualfinder.remote.mapping import RemoteSpec
     from visualfinder.remote.opensearch import RemoteCluster
     from visualfinder.remote.query import RemoteSearcher
@@ -47,6 +48,26 @@ class Remote:
 
         engine = self.live.engine
         return remote_spec(self.settings, engine.embedder.dim, engine.metric, engine.model.key)
+
+    def check(self, settings: Settings | None = None, password: str | None = None) -> ConnectionCheck:
+        """Test the connection: server version, k-NN plugin, and whether the index fits this library.
+
+        `settings` (and `password`) test a configuration before it is saved (the app's settings
+        page); without them, the library's own connection is tested."""
+        from visualfinder.remote.check import check_connection
+        from visualfinder.remote.opensearch import connect
+        from visualfinder.remote.sync import remote_spec
+
+        if settings is None and password is None:
+            return check_connection(self.cluster(), self.spec())
+        settings = settings or self.settings
+        engine = self.live.engine
+        spec = remote_spec(settings, engine.embedder.dim, engine.metric, engine.model.key)
+        cluster = connect(settings, password=password)
+        try:
+            return check_connection(cluster, spec)
+        finally:
+            cluster.close()
 
     def searcher(self) -> RemoteSearcher:
         from visualfinder.remote.query import RemoteSearcher

@@ -16,23 +16,50 @@ log = logging.getLogger(__name__)
 DownloadProgress = Callable[[int, int | None], None]  # (bytes done, bytes total or None)
 
 
+HUB_DEFAULT_FILE = "open_clip_pytorch_model.bin"
+
+
+def weights_source(cfg: dict) -> str:
+    """Where a pretrained tag's weights are downloaded from (its open_clip pretrained cfg)."""
+    hub = cfg.get("hf_hub", "")
+    return f"https://huggingface.co/{os.path.split(hub)[0]}" if hub else cfg.get("url", "")
+
+
+def cached_weights(cfg: dict, cache_dir: str | None) -> str | None:
+    """The local path of a tag's weights when they are on this computer already, else None:
+    the Hugging Face cache for hub weights, open_clip's own cache (~/.cache/clip) for URL weights.
+    The one cache lookup, used by `fetch_pretrained` and by the app before it offers a download."""
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo_id, filename = os.path.split(hub)
+        cached = try_to_load_from_cache(repo_id, filename or HUB_DEFAULT_FILE, cache_dir=cache_dir)
+        return cached if isinstance(cached, str) and os.path.isfile(cached) else None
+    url = cfg.get("url", "")
+    if url:
+        folder = cache_dir or os.path.expanduser("~/.cache/clip")
+        path = os.path.join(folder, os.path.basename(url))
+        return path if os.path.isfile(path) else None
+    return None
+
+
 def fetch_pretrained(
     model: str, tag: str, cfg: dict, cache_dir: str | None, progress: DownloadProgress | None
 ) -> str:
     """Return a local path to the tag's weights, downloading them (with progress) if needed."""
     hub = cfg.get("hf_hub", "")
     url = cfg.get("url", "")
-    where = f"https://huggingface.co/{os.path.split(hub)[0]}" if hub else url
+    where = weights_source(cfg)
     try:
+        cached = cached_weights(cfg, cache_dir)
+        if cached is not None:  # also offline: no reachability check for what is here already
+            return cached
         if hub:
             from huggingface_hub import hf_hub_download
 
             repo_id, filename = os.path.split(hub)
-            filename = filename or "open_clip_pytorch_model.bin"
-            try:
-                return hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=True)
-            except Exception:  # not cached yet: download below
-                pass
+            filename = filename or HUB_DEFAULT_FILE
             _check_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
             kwargs = {"tqdm_class": _forwarding_tqdm(progress)} if progress is not None else {}
             log.warning("downloading %s (%s) weights from %s (first run only)", model, tag, where)

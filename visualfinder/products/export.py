@@ -157,3 +157,26 @@ def write_batch_csv(matches: Sequence, dest: str | os.PathLike, *, excel: bool =
                 writer.writerow([neutralise(v) for v in values])
 
     return write_atomically(dest, excel, write)
+
+
+IMPORT_REPORT_COLUMNS = ("line", "status", "reference", "images", "detail")
+
+
+def write_import_report_csv(report, dest: str | os.PathLike, *, excel: bool = False) -> Path:
+    """One row per sheet row an import looked at: matched (with the image paths), unmatched,
+    ambiguous, or with a problem; in the sheet's line order."""
+    rows: list[tuple[int, str, str, str, str]] = []
+    rows += [(line, "matched", ref, " | ".join(paths), "") for line, ref, paths in report.matched]
+    rows += [(line, "unmatched", ref, "", "no image in the library") for line, ref in report.unmatched]
+    rows += [(line, "ambiguous", ref, "", f"matches {count} images; give a longer path")
+             for line, ref, count in report.ambiguous]  # fmt: skip
+    rows += [(line, "problem", "", "", problem) for line, problem in report.problems]
+    rows.sort(key=lambda row: row[0])
+
+    def write(fh) -> None:
+        writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        writer.writerow(IMPORT_REPORT_COLUMNS)
+        for row in rows:
+            writer.writerow([neutralise(v) for v in row])
+
+    return write_atomically(dest, excel, write)

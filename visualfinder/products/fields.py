@@ -50,8 +50,72 @@ class MetadataRow:
     problems: list[str] = field(default_factory=list)
 
 
-def read_metadata_file(path: str | Path) -> list[MetadataRow]:
-    """Rows of a .csv/.tsv/.txt, .json or .jsonl/.ndjson file; raises MetadataError if unreadable."""
+# Roles a column can play in an import (an explicit mapping, or the one suggested from headers).
+IMAGE_ROLE, EXTRA_ROLE, SKIP_ROLE = "image", "extra", "skip"
+ROLES = (IMAGE_ROLE, *FIELDS, "tags", EXTRA_ROLE, SKIP_ROLE)
+# How rows name their images: a path (absolute, or relative to the file's or a catalog folder),
+# a file name, or an sku equal to the image's file name without extension. "auto": the path
+# column if the row has one, else the sku.
+MATCH_MODES = ("auto", "path", "name", "sku")
+
+
+@dataclass
+class ColumnMapping:
+    """What each column of a sheet is (`roles`: column -> one of ROLES) and how rows find images."""
+
+    roles: dict[str, str]
+    match_by: str = "auto"
+
+    def __post_init__(self) -> None:
+        wrong = {c: r for c, r in self.roles.items() if r not in ROLES}
+        if wrong:
+            column, role = next(iter(wrong.items()))
+            raise MetadataError(f"column {column!r}: unknown role {role!r}; use one of {', '.join(ROLES)}")
+        if self.match_by not in MATCH_MODES:
+            raise MetadataError(f"match by must be one of {', '.join(MATCH_MODES)}, not {self.match_by!r}")
+        for role in (IMAGE_ROLE, *FIELDS, "tags"):
+            columns = [c for c, r in self.roles.items() if r == role]
+            if len(columns) > 1:
+                raise MetadataError(f"only one column can be the {role}: {', '.join(columns)}")
+        needed = {"path": IMAGE_ROLE, "name": IMAGE_ROLE, "sku": "sku"}.get(self.match_by)
+        if needed and needed not in self.roles.values():
+            raise MetadataError(
+                f"matching by {self.match_by} needs a column marked as the {needed}"
+                + (" (the image path or file name)" if needed == IMAGE_ROLE else "")
+            )
+
+    def column_for(self, role: str) -> str | None:
+        return next((c for c, r in self.roles.items() if r == role), None)
+
+
+@dataclass
+class Sheet:
+    """A product sheet as read: its columns (first-seen order) and records, before any mapping."""
+
+    path: Path
+    columns: list[str]
+    records: list[tuple[int, dict | None, str]]  # (line, record or None, why it is not a record)
+    format: str  # csv, json, jsonl
+
+
+def suggest_mapping(columns: list[str]) -> ColumnMapping:
+    """The mapping an import without one uses: known headers and their aliases, extras for the rest."""
+    roles: dict[str, str] = {}
+    taken: set[str] = set()
+    for column in columns:
+        key = _column_name(column)
+        role = IMAGE_ROLE if key in IMAGE_COLUMNS else key if key in (*FIELDS, "tags") else EXTRA_ROLE
+        if role != EXTRA_ROLE and role in taken:
+            role = SKIP_ROLE if role == IMAGE_ROLE else EXTRA_ROLE  # the first such column wins
+        if not key:
+            role = SKIP_ROLE
+        taken.add(role)
+        roles[column] = role
+    return ColumnMapping(roles)
+
+
+def read_sheet(path: str | Path) -> Sheet:
+    """Read a .csv/.tsv/.txt, .json or .jsonl/.ndjson file; raises MetadataError if unreadable."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -60,6 +124,8 @@ def read_metadata_file(path: str | Path) -> list[MetadataRow]:
         data = path.read_bytes()
     except FileNotFoundError as exc:
         raise MetadataError(f"metadata file not found: {path}") from exc
+    except IsADirectoryError as exc:
+        raise MetadataError(f"{path} is a folder, not a metadata file") from exc
     except OSError as exc:
         raise MetadataError(f"cannot read {path}: {exc.strerror or exc}") from exc
     text = _decode(data)
@@ -73,17 +139,49 @@ def read_metadata_file(path: str | Path) -> list[MetadataRow]:
     raise MetadataError(f"{path}: unknown metadata format {suffix!r}; use .csv, .json or .jsonl")
 
 
-def row_from_mapping(record: dict, line: int) -> MetadataRow:
-    """A row from one JSON object or CSV record (keys matched case- and space-insensitively)."""
+def read_metadata_file(path: str | Path, mapping: ColumnMapping | None = None) -> list[MetadataRow]:
+    """Rows of a product sheet: by `mapping`, or by its headers (which must then name known columns)."""
+    sheet = read_sheet(path)
+    if mapping is None and sheet.format == "csv":
+        columns = {_column_name(c) for c in sheet.columns if c}
+        if not columns & (set(FIELDS) | set(IMAGE_COLUMNS) | {"tags"}):
+            raise MetadataError(
+                f"{sheet.path}: the first line must name the columns (sku, title, description, tags, url, "
+                f"price, image); found {', '.join(sheet.columns)}"
+            )
+    return sheet_rows(sheet, mapping)
+
+
+def sheet_rows(sheet: Sheet, mapping: ColumnMapping | None = None) -> list[MetadataRow]:
+    roles = mapping.roles if mapping is not None else None
+    rows = []
+    for line, record, problem in sheet.records:
+        if record is None:
+            rows.append(MetadataRow(line, None, problems=[problem]))
+        else:
+            rows.append(row_from_mapping(record, line, roles))
+    return rows
+
+
+def row_from_mapping(record: dict, line: int, roles: dict[str, str] | None = None) -> MetadataRow:
+    """A row from one JSON object or CSV record: by `roles` (column -> role), or by its keys
+    (matched case- and space-insensitively, aliases included)."""
     row = MetadataRow(line, None)
     for raw_key, value in record.items():
         if raw_key is None:  # csv: more cells than headers
             row.problems.append("more cells than the header has columns")
             continue
-        key = _column_name(str(raw_key))
-        if not key:
-            continue
-        if key in IMAGE_COLUMNS:
+        if roles is not None:
+            key = roles.get(str(raw_key), SKIP_ROLE)
+            if key == SKIP_ROLE:
+                continue
+        else:
+            key = _column_name(str(raw_key))
+            if not key:
+                continue
+            if key in IMAGE_COLUMNS:
+                key = IMAGE_ROLE
+        if key == IMAGE_ROLE:
             if row.image is None and _text(value):
                 row.image = _text(value)
         elif key == "tags":
@@ -98,7 +196,7 @@ def row_from_mapping(record: dict, line: int) -> MetadataRow:
                     del row.fields["price"]
         elif key in FIELDS:
             row.fields[key] = _text(value) or None
-        elif key == "extra" and isinstance(value, dict):
+        elif key == EXTRA_ROLE and _column_name(str(raw_key)) == "extra" and isinstance(value, dict):
             row.extra.update({str(k): v for k, v in value.items()})
         else:
             row.extra[str(raw_key).strip()] = value if not isinstance(value, str) else value.strip()
@@ -146,7 +244,7 @@ def _decode(data: bytes) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def _csv(text: str, path: Path) -> list[MetadataRow]:
+def _csv(text: str, path: Path) -> Sheet:
     sample = text[: 64 * 1024]
     try:
         dialect = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|")
@@ -155,19 +253,14 @@ def _csv(text: str, path: Path) -> list[MetadataRow]:
     reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
     if not reader.fieldnames:
         raise MetadataError(f"{path} is empty")
-    columns = {_column_name(c) for c in reader.fieldnames if c}
-    if not columns & (set(FIELDS) | set(IMAGE_COLUMNS) | {"tags"}):
-        raise MetadataError(
-            f"{path}: the first line must name the columns (sku, title, description, tags, url, price, "
-            f"image); found {', '.join(reader.fieldnames)}"
-        )
     try:
-        return [row_from_mapping(record, reader.line_num) for record in reader]
+        records = [(reader.line_num, record, "") for record in reader]
     except csv.Error as exc:
         raise MetadataError(f"{path}, line {reader.line_num}: {exc}") from exc
+    return Sheet(path, [c for c in reader.fieldnames if c], records, "csv")
 
 
-def _json(text: str, path: Path) -> list[MetadataRow]:
+def _json(text: str, path: Path) -> Sheet:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -184,30 +277,33 @@ def _json(text: str, path: Path) -> list[MetadataRow]:
             data = [data]
     if not isinstance(data, list):
         raise MetadataError(f"{path}: expected a list of products (JSON objects)")
-    rows = []
-    for number, item in enumerate(data, start=1):
-        if isinstance(item, dict):
-            rows.append(row_from_mapping(item, number))
-        else:
-            rows.append(MetadataRow(number, None, problems=["not a JSON object"]))
-    return rows
+    records = [
+        (number, item, "") if isinstance(item, dict) else (number, None, "not a JSON object")
+        for number, item in enumerate(data, start=1)
+    ]
+    return Sheet(path, _columns(records), records, "json")
 
 
-def _json_lines(text: str, path: Path) -> list[MetadataRow]:
-    rows = []
+def _json_lines(text: str, path: Path) -> Sheet:
+    records: list[tuple[int, dict | None, str]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            rows.append(MetadataRow(number, None, problems=[f"not valid JSON ({exc.msg})"]))
+            records.append((number, None, f"not valid JSON ({exc.msg})"))
             continue
-        if isinstance(item, dict):
-            rows.append(row_from_mapping(item, number))
-        else:
-            rows.append(MetadataRow(number, None, problems=["not a JSON object"]))
-    return rows
+        records.append((number, item, "") if isinstance(item, dict) else (number, None, "not a JSON object"))
+    return Sheet(path, _columns(records), records, "jsonl")
+
+
+def _columns(records: list[tuple[int, dict | None, str]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for _, record, _ in records:
+        for key in record or ():
+            seen.setdefault(str(key), None)
+    return list(seen)
 
 
 def _column_name(raw: str) -> str:
@@ -221,3 +317,34 @@ def _text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value).strip()
+
+
+@dataclass
+class SheetPreview:
+    """The first records of a sheet, as text, with the mapping an import would use by default."""
+
+    path: Path
+    format: str
+    columns: list[str]
+    rows: list[list[str]]  # the first records, one cell per column
+    total: int  # records in the file
+    suggested: ColumnMapping
+
+
+def preview_sheet(path: str | Path, limit: int = 20) -> SheetPreview:
+    """Read a sheet and keep its first `limit` records for a preview; raises MetadataError."""
+    sheet = read_sheet(path)
+    rows = []
+    for _, record, problem in sheet.records[:limit]:
+        if record is None:
+            rows.append([f"({problem})", *[""] * (len(sheet.columns) - 1)])
+        else:
+            rows.append([_preview_cell(record.get(column)) for column in sheet.columns])
+    return SheetPreview(sheet.path, sheet.format, sheet.columns, rows, len(sheet.records),
+                        suggest_mapping(sheet.columns))  # fmt: skip
+
+
+def _preview_cell(value: object) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return _text(value)

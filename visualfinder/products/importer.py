@@ -4,6 +4,8 @@ and sidecar files (`photo.jpg.json`, `products.csv` in a catalog folder) applied
 A row names its image by absolute path, by a path relative to the metadata file's folder (or
 a catalog folder), or by file name; without an image column, an image whose file name (minus
 extension) equals the row's sku is matched, which suits catalogs named by article number.
+A `ColumnMapping` says instead what each column is and how rows match (by path, file name or
+sku); the CLI's `import-metadata --column/--match` and the app's import dialog both pass one.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from visualfinder.catalog.products import (
     write_products,
 )
 from visualfinder.catalog.store import Catalog
+from visualfinder.errors import Cancelled
+from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
 from visualfinder.paths import normalise
-from visualfinder.products.fields import MetadataError, MetadataRow, read_metadata_file
+from visualfinder.products.fields import ColumnMapping, MetadataError, MetadataRow, read_metadata_file
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,7 @@ class ImportReport:
     source: str
     rows: int = 0
     matched_rows: int = 0
+    matched: list[tuple[int, str, list[str]]] = field(default_factory=list)  # (line, reference, paths)
     images_updated: int = 0
     unmatched: list[tuple[int, str]] = field(default_factory=list)  # (line, reference)
     ambiguous: list[tuple[int, str, int]] = field(default_factory=list)  # (line, reference, images)
@@ -49,6 +54,7 @@ class ImportReport:
         return {
             "source": self.source, "rows": self.rows, "matched_rows": self.matched_rows,
             "images_updated": self.images_updated, "dry_run": self.dry_run,
+            "matched": [{"line": n, "image": ref, "paths": paths} for n, ref, paths in self.matched],
             "unmatched": [{"line": n, "image": ref} for n, ref in self.unmatched],
             "ambiguous": [{"line": n, "image": ref, "matches": c} for n, ref, c in self.ambiguous],
             "problems": [{"line": n, "problem": p} for n, p in self.problems],
@@ -65,17 +71,29 @@ class ImageMatcher:
         self.base_dirs = [os.path.abspath(d) for d in base_dirs]
         self._by_name: dict[str, list[tuple[int, str]]] | None = None
 
-    def match(self, row: MetadataRow) -> list[int]:
+    def match(self, row: MetadataRow, match_by: str = "auto") -> list[int]:
         """Image ids for a row: [] for none; several only for an sku shared by several files.
 
+        `match_by` (fields.MATCH_MODES): "path" reads the image column as a path (then as a file
+        name), "name" as a file name only, "sku" looks for files named like the sku; "auto" uses
+        the image column when the row has one, else the sku.
         Raises _Ambiguous when a file reference fits several images.
         """
-        if row.image:
+        if match_by == "name":
+            return self._by_file_name(row.image) if row.image else []
+        if row.image and match_by in ("auto", "path"):
             return self._by_reference(row.image)
         sku = row.fields.get("sku")
-        if sku:
+        if sku and match_by in ("auto", "sku"):
             return [image_id for image_id, _ in self._names().get(_stem_key(str(sku)), [])]
         return []
+
+    def _by_file_name(self, ref: str) -> list[int]:
+        name = os.path.basename(ref.strip().replace("\\", "/"))
+        hits = {image_id for image_id, _ in self._names().get(_name_key(name), [])}
+        if len(hits) > 1:
+            raise _Ambiguous(len(hits))
+        return sorted(hits)
 
     def _by_reference(self, ref: str) -> list[int]:
         expanded = os.path.expanduser(ref.strip())
@@ -127,35 +145,60 @@ def import_rows(
     replace_tags: bool = False,
     dry_run: bool = False,
     only_ids: set[int] | None = None,
+    match_by: str = "auto",
+    progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
 ) -> ImportReport:
-    """Match rows to images and write them in one transaction (nothing with `dry_run`)."""
+    """Match rows to images and write them in one transaction (nothing with `dry_run`).
+
+    Cancelling stops before anything is written."""
     report = ImportReport(source, rows=len(rows), dry_run=dry_run)
     matcher = ImageMatcher(catalog, base_dirs)
     planned: list[tuple[MetadataRow, list[int]]] = []
-    for row in rows:
+    matched: list[tuple[int, str, list[int]]] = []
+    key = {"sku": "sku", "auto": None}.get(match_by, "image")
+    for number, row in enumerate(rows, start=1):
+        if number % 500 == 0:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("the import was stopped before anything was written")
+            progress(Progress("matching rows", number, len(rows)))
         report.problems += [(row.line, p) for p in row.problems]
-        if row.image is None and not row.fields.get("sku"):
+        has_image, has_sku = row.image is not None, bool(row.fields.get("sku"))
+        if not (has_image or has_sku) or (key == "image" and not has_image) or (key == "sku" and not has_sku):
             if not row.problems:
-                report.problems.append((row.line, "no image column and no sku to match an image by"))
+                what = {"image": "no image path or file name", "sku": "no sku"}.get(
+                    key or "", "no image column and no sku"
+                )
+                report.problems.append((row.line, f"{what} to match an image by"))
             continue
+        reference = row.image if row.image and match_by != "sku" else f"sku {row.fields.get('sku')}"
         try:
-            ids = matcher.match(row)
+            ids = matcher.match(row, match_by)
         except _Ambiguous as exc:
             report.ambiguous.append((row.line, row.image or "", exc.count))
             continue
         if not ids:
-            report.unmatched.append((row.line, row.image or f"sku {row.fields.get('sku')}"))
+            report.unmatched.append((row.line, reference))
             continue
         report.matched_rows += 1
+        matched.append((row.line, reference, ids))
         if only_ids is not None:
             ids = [i for i in ids if i in only_ids]
         if ids:
             planned.append((row, ids))
+    progress(Progress("matching rows", len(rows), len(rows)))
     report.images_updated = len({i for _, ids in planned for i in ids})
+    if cancel is not None and cancel.cancelled:
+        raise Cancelled("the import was stopped before anything was written")
     if planned and not dry_run:
         with catalog.transaction() as conn:
             for row, ids in planned:
                 write_products(catalog, conn, ids, row.fields, row.extra, row.tags, replace_tags=replace_tags)
+    if matched:
+        records = catalog.records(sorted({i for _, _, ids in matched for i in ids}))
+        report.matched = [
+            (line, ref, [records[i].path for i in ids if i in records]) for line, ref, ids in matched
+        ]
     report.without_metadata, report.without_metadata_sample = images_without_metadata(catalog)
     return report
 
@@ -167,12 +210,18 @@ def import_file(
     base_dir: str | None = None,
     replace_tags: bool = False,
     dry_run: bool = False,
+    mapping: ColumnMapping | None = None,
+    progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
 ) -> ImportReport:
-    """Import a CSV / JSON / JSON Lines file of product metadata."""
+    """Import a CSV / JSON / JSON Lines file of product metadata (by `mapping`, or by its headers)."""
     full = normalise(path)
-    rows = read_metadata_file(full)
+    rows = read_metadata_file(full, mapping)
     bases = [base_dir or os.path.dirname(full), *(f.path for f in catalog.folders())]
-    return import_rows(catalog, rows, full, bases, replace_tags=replace_tags, dry_run=dry_run)
+    return import_rows(
+        catalog, rows, full, bases, replace_tags=replace_tags, dry_run=dry_run,
+        match_by=mapping.match_by if mapping else "auto", progress=progress, cancel=cancel,
+    )  # fmt: skip
 
 
 # --- sidecars ------------------------------------------------------------------------------

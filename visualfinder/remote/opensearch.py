@@ -212,6 +212,30 @@ class RemoteCluster:
         except (RemoteError, KeyError, ValueError, TypeError):
             return None
 
+    def info(self, cancel: CancelToken | None = None) -> dict:
+        """GET /: the cluster's name and version (raises when it cannot be reached or refuses us)."""
+        return self._call("read the cluster version", self.client.info, cancel)
+
+    def plugins(self) -> set[str] | None:
+        """The plugins installed on the cluster's nodes; None when the cluster does not say
+        (OpenSearch Serverless and some managed services hide _cat/plugins)."""
+        try:
+            rows = self._call("list the plugins", lambda: self.client.cat.plugins(format="json"))
+        except (RemoteUnavailableError, RemoteAuthError):
+            raise
+        except RemoteError:
+            return None
+        if not isinstance(rows, list):
+            return None
+        return {str(row.get("component", "")) for row in rows if isinstance(row, dict)}
+
+    def index_exists(self) -> bool:
+        return bool(self._call("check the index", lambda: self.client.indices.exists(index=self.index)))
+
+    def mapping(self) -> dict:
+        """The index's mapping (of the concrete index when `index` is an alias)."""
+        return self._mapping()
+
     def delete_index(self) -> None:
         self._call(
             "delete the index", lambda: self.client.indices.delete(index=self.index, ignore_unavailable=True)
@@ -287,8 +311,9 @@ class RemoteCluster:
             after = hits[-1]["sort"]
 
 
-def connect(settings: Settings) -> RemoteCluster:
-    """A RemoteCluster for the configured URL(s), credentials and TLS options."""
+def connect(settings: Settings, password: str | None = None) -> RemoteCluster:
+    """A RemoteCluster for the configured URL(s), credentials and TLS options; `password`
+    instead of the keyring's (the app tests a password before it stores it)."""
     from opensearchpy import OpenSearch
 
     urls = settings.remote_urls
@@ -318,7 +343,8 @@ def connect(settings: Settings) -> RemoteCluster:
     if settings.remote_aws_region:
         options["http_auth"] = _aws_auth(settings.remote_aws_region, settings.remote_aws_service)
     elif settings.remote_user:
-        password = credentials.get_password(settings.remote_user, urls[0])
+        if password is None:
+            password = credentials.get_password(settings.remote_user, urls[0])
         if password is None:
             raise RemoteAuthError(
                 f"no password stored for {settings.remote_user} at {urls[0]}: run `visualfinder sync --ask-password` "
