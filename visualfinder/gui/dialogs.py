@@ -16,6 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QFile, QProcess, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+from send2trash import send2trash
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,16 @@ class Desktop:
 
     def move_to_trash(self, path: str) -> bool:
         """Move a file to the system trash (restorable from there); False when the platform has
-        no trash for it. Never deletes. Safe on a worker thread (plain file system calls)."""
+        no trash for it. Never deletes. Safe on a worker thread (plain file system calls).
+
+        Send2Trash first: it follows the freedesktop trash spec across devices (Qt refuses a
+        file on another file system than the home trash), the macOS Trash and the Windows
+        recycle bin; Qt's own trash when Send2Trash cannot."""
+        try:
+            send2trash(path)
+            return True
+        except OSError as exc:
+            log.info("Send2Trash could not move %s to the trash (%s); trying Qt's trash", path, exc)
         result = QFile.moveToTrash(path)  # PySide6: (moved, path in the trash)
         return bool(result[0] if isinstance(result, tuple) else result)
 
