@@ -226,7 +226,11 @@ class GpuJpegDecoder:
             while len(batch) < self.max_batch:
                 remaining = gather_until - time.monotonic()
                 try:
-                    item = self._queue.get(timeout=max(0.0, remaining)) if remaining > 0 else self._queue.get_nowait()
+                    item = (
+                        self._queue.get(timeout=max(0.0, remaining))
+                        if remaining > 0
+                        else self._queue.get_nowait()
+                    )
                 except queue.Empty:
                     break
                 if item is None:

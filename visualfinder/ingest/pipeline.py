@@ -492,7 +492,6 @@ class IndexingPipeline:
         if self.on_commit is not None:
             self.on_commit()
 
-
     # --- decoding in processes or on the GPU (ingest/decoders.py) ------------------------
 
     def _open_decoder(self, files: int) -> Decoder | None:
@@ -519,7 +518,9 @@ class IndexingPipeline:
         if decoder is not None:
             decoder.close()
 
-    def _decode_offloaded(self, stat: FileStat, row: StatRow | None, data: bytes, digest: str) -> _Prepared | None:
+    def _decode_offloaded(
+        self, stat: FileStat, row: StatRow | None, data: bytes, digest: str
+    ) -> _Prepared | None:
         """Decode in the run's decoder; None when it leaves this file to the calling thread."""
         decoder = self._decoder
         if decoder is None:  # closed by a cancel meanwhile

@@ -125,7 +125,12 @@ class PinnedStager:
             if self._copied is not None:  # the last copy out of the buffer must be done
                 self._copied.synchronize()
             buffer = self._buffer
-            if buffer is None or buffer.shape[1:] != shape[1:] or buffer.shape[0] < shape[0] or buffer.dtype != first.dtype:
+            if (
+                buffer is None
+                or buffer.shape[1:] != shape[1:]
+                or buffer.shape[0] < shape[0]
+                or buffer.dtype != first.dtype
+            ):
                 self._buffer = buffer = torch.empty(shape, dtype=first.dtype, pin_memory=True)
             staged = buffer[: shape[0]]
             torch.stack(list(tensors), out=staged)
