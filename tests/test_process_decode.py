@@ -243,3 +243,37 @@ def test_the_pixel_recipe_makes_the_models_own_tensor(library, size):
     img = product_image(3, size)
     recipe = library.embedder.pixel_recipe()
     np.testing.assert_array_equal(apply_recipe(img, recipe), library.embedder.preprocess(img).numpy())
+
+
+def test_the_gpu_decoder_batches_jpegs_and_leaves_the_rest_to_the_cpu_path(library, tmp_path):
+    """GpuJpegDecoder end to end on the CPU device: torchvision decodes the batch, orientation,
+    preprocessing and thumbnails run as on CUDA; other files are handed back (None)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from visualfinder.ingest.imaging import content_hash, decode_file
+
+    recipe = library.embedder.pixel_recipe()
+    thumbs = tmp_path / "thumbs"
+    files = [write_image(tmp_path / f"p{i}.jpg", 40 + i, (400, 300)) for i in range(6)]
+    png = write_image(tmp_path / "x.png", 50)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(files[0].read_bytes()[:2000])  # a valid header, then nothing
+    decoder = gpu_decode.GpuJpegDecoder(recipe, "cpu", decode_side=64, max_pixels=250_000_000,
+                                        thumbnail_size=128, thumbs_dir=thumbs, max_batch=4)  # fmt: skip
+    try:
+        with ThreadPoolExecutor(6) as pool:
+
+            def run(path):
+                data = path.read_bytes()
+                return decoder.decode(str(path), data, content_hash(data), 30.0)
+
+            results = list(pool.map(run, [*files, png, broken]))
+    finally:
+        decoder.close()
+    assert results[-2:] == [None, None]  # the PNG and the truncated JPEG: the CPU path's
+    assert decoder.decoded == len(files)
+    for path, done in zip(files, results, strict=False):
+        assert (done.width, done.height, done.format) == (400, 300, "JPEG")
+        assert Image.open(done.thumb).size == (128, 96)
+        expected = apply_recipe(decode_file(path, min_side=400).image, recipe)
+        assert np.abs(done.tensor.numpy() - expected).mean() < 0.05

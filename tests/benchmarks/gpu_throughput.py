@@ -105,7 +105,10 @@ def _make_small(args):
 def make_files(root: Path, jpegs: int, small: int, small_format: str) -> dict[str, Path]:
     folders = {"camera": root / "camera", "small": root / "small"}
     work = [(_make_camera, (str(folders["camera"] / f"camera_{i:04d}.jpg"), 1000 + i)) for i in range(jpegs)]
-    work += [(_make_small, (str(folders["small"] / f"product_{i:05d}.{small_format}"), 5000 + i)) for i in range(small)]
+    work += [
+        (_make_small, (str(folders["small"] / f"product_{i:05d}.{small_format}"), 5000 + i))
+        for i in range(small)
+    ]
     with ProcessPoolExecutor(os.cpu_count()) as pool:
         for fn in (_make_camera, _make_small):
             list(pool.map(fn, [a for f, a in work if f is fn], chunksize=8))
@@ -150,7 +153,9 @@ def half_agreement_on_images(embedder: Embedder, folder: Path, count: int) -> di
     from visualfinder.ingest.imaging import decode_file
 
     paths = sorted(folder.iterdir())[:count]
-    pixels = torch.stack([embedder.preprocess(decode_file(p, min_side=embedder.image_size).image) for p in paths])
+    pixels = torch.stack(
+        [embedder.preprocess(decode_file(p, min_side=embedder.image_size).image) for p in paths]
+    )
     engine = embedder._engine
     if getattr(engine, "dtype", None) is None:
         return {"seeded_check": embedder.half_cosine, "images": None, "note": "fp32 weights in use"}
@@ -160,7 +165,9 @@ def half_agreement_on_images(embedder: Embedder, folder: Path, count: int) -> di
     return {"seeded_check": embedder.half_cosine, "images": gpu.min_cosine(ref, half), "count": len(paths)}
 
 
-def index_run(root: Path, folder: Path, label: str, model: str, device: str, backend: str, alone: float) -> dict:
+def index_run(
+    root: Path, folder: Path, label: str, model: str, device: str, backend: str, alone: float
+) -> dict:
     data_dir = root / f"lib-{label}"
     settings = Settings.load(data_dir, model=model, pretrained="none", device=device, backend="torch",
                              decode_backend=backend)  # fmt: skip
@@ -248,12 +255,17 @@ def main(argv: list[str] | None = None) -> dict:
     root = Path(tempfile.mkdtemp(prefix="vf-gpu-"))
     folders = make_files(root, jpegs, small, small_format)
     result["files_made_s"] = time.perf_counter() - started
-    print(f"{jpegs} camera JPEGs and {small} 800x800 {small_format} in {result['files_made_s']:.0f} s", flush=True)
+    print(
+        f"{jpegs} camera JPEGs and {small} 800x800 {small_format} in {result['files_made_s']:.0f} s",
+        flush=True,
+    )
 
     embedder = Embedder(model, "none", device, backend="torch").load()
     result["model_alone"] = model_alone(embedder, device, rounds=5 if smoke else 40)
     if device == "cpu":  # the half check itself, on CPU in bf16 (fp16 kernels are CUDA's)
-        _half, cosine = gpu.half_model_if_it_agrees(embedder._model, embedder.image_size, "cpu", torch.bfloat16)
+        _half, cosine = gpu.half_model_if_it_agrees(
+            embedder._model, embedder.image_size, "cpu", torch.bfloat16
+        )
         result["half_vs_fp32"] = {"seeded_check_bf16_cpu": cosine}
     else:
         result["half_vs_fp32"] = half_agreement_on_images(embedder, folders["camera"], 64)
@@ -269,9 +281,13 @@ def main(argv: list[str] | None = None) -> dict:
             result[label] = run
     for name in ("camera", "small"):
         if (name, "gpu") in vectors and (name, "threads") in vectors:
-            result[f"gpu_vs_cpu_decode_{name}"] = _agreement(vectors[(name, "threads")], vectors[(name, "gpu")])
+            result[f"gpu_vs_cpu_decode_{name}"] = _agreement(
+                vectors[(name, "threads")], vectors[(name, "gpu")]
+            )
         if (name, "processes") in vectors and (name, "threads") in vectors:
-            result[f"processes_vs_threads_{name}"] = _agreement(vectors[(name, "threads")], vectors[(name, "processes")])
+            result[f"processes_vs_threads_{name}"] = _agreement(
+                vectors[(name, "threads")], vectors[(name, "processes")]
+            )
     result["total_s"] = time.perf_counter() - started
     _print_table(result)
     if args.out:

@@ -21,6 +21,7 @@ import math
 import queue
 import threading
 import time
+import warnings
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -177,6 +178,9 @@ class GpuJpegDecoder:
         self.decoded = 0  # files the GPU decoded (the rest: fallback)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._closed = False
+        # torchvision 0.29 deprecates its image codecs for TorchCodec's; they are what ships today.
+        warnings.filterwarnings("ignore", "The image decoding and encoding capabilities of TorchVision",
+                                DeprecationWarning)  # fmt: skip
         self._thread = threading.Thread(target=self._loop, name="vf-gpu-decode", daemon=True)
         self._thread.start()
 
