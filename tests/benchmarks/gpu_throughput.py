@@ -1,6 +1,6 @@
 """GPU indexing throughput: one script, under 6 minutes on a GPU box (not a pytest test).
 
-    python tests/benchmarks/gpu_throughput.py [--out OUT.json]     # on a CUDA machine
+    python tests/benchmarks/gpu_throughput.py [--out OUT.json]     # on a CUDA machine, ~4-5 min
     python tests/benchmarks/gpu_throughput.py --cpu-smoke          # anywhere: small, on CPU
 
 Reports, each with GPU utilisation (pynvml when installed, else nvidia-smi every 100 ms):
@@ -236,7 +236,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="small run on CPU: does the script work?")
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("out_json", nargs="?", help="the same, as the script took it before --out")
     args = parser.parse_args(argv)
+    args.out = args.out or args.out_json
     smoke = args.cpu_smoke
 
     import torch

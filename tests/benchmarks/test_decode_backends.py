@@ -43,6 +43,7 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     return {"camera": root / "camera", "small": root / "small"}
 
 
+@pytest.mark.timeout(4 * 3600)
 def test_decode_backends_same_run(folders, tmp_path):
     rates: dict[tuple[str, str], list[float]] = {}
     cpu_s: dict[tuple[str, str], list[float]] = {}
