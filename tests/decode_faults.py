@@ -17,7 +17,11 @@ BLOCK_NAME = "block.jpg"
 CRASH_CODE = 7
 
 
-def install() -> None:
+def install(no_restart_marker: str | None = None) -> None:
+    """The hooks; with `no_restart_marker`, a crash also leaves that file, and a worker that
+    finds it at start exits at once (a replacement that cannot start)."""
+    if no_restart_marker is not None and os.path.exists(no_restart_marker):
+        os._exit(CRASH_CODE)
     never = threading.Event()
 
     def hook(event: str, args: tuple) -> None:
@@ -25,6 +29,8 @@ def install() -> None:
             return
         name = os.path.basename(os.fsdecode(args[0]))
         if name == CRASH_NAME:
+            if no_restart_marker is not None:
+                open(no_restart_marker, "w").close()
             os._exit(CRASH_CODE)
         if name == BLOCK_NAME:
             never.wait()

@@ -8,6 +8,7 @@ costs its file only, and a cancelled run leaves a consistent catalog. Faults are
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -19,7 +20,7 @@ from PIL import Image
 from visualfinder.errors import SettingsError
 from visualfinder.ingest import gpu_decode
 from visualfinder.ingest.decoders import PROCESS_MIN_FILES, choose_decode_backend
-from visualfinder.ingest.scanner import scan
+from visualfinder.ingest.scanner import FileStat, ScanPlan, scan
 from visualfinder.jobs import CancelToken
 from visualfinder.models import gpu
 from visualfinder.models.pixels import apply_recipe
@@ -67,10 +68,10 @@ def test_processes_index_the_same_vectors_and_thumbnails_as_threads(reopen, tmp_
     assert [reason for _, reason in processes[2]] == [reason for _, reason in threads[2]]
 
 
-def _run_with_faults(lib, roots, cancel=None, progress=None):
+def _run_with_faults(lib, roots, cancel=None, progress=None, hooks=install):
     """Index through the library's pipeline with the fault hooks in every decoder process."""
     pipeline = lib.indexer.pipeline()
-    pipeline.process_initializer = install
+    pipeline.process_initializer = hooks
     with lib.live.writing():
         plan = scan(lib.catalog, roots, lib.embedder.key)
         kwargs = {} if progress is None else {"progress": progress}
@@ -91,6 +92,24 @@ def test_a_decoder_process_that_crashes_costs_its_file_and_the_run_goes_on(reope
     assert lib.catalog.stat_row(str(root / CRASH_NAME)).status == "error"
     # With one worker, the files after the crash were decoded by its replacement.
     assert lib.catalog.count_embedded(lib.embedder.key) == len(good)
+
+
+def test_when_no_decoder_process_can_start_again_the_threads_decode(reopen, tmp_path):
+    root = tmp_path / "catalog"
+    good = make_catalog(root, 8)
+    write_image(root / CRASH_NAME, 77)
+    lib = reopen(decode_backend="processes", decode_workers=1)
+    folder = lib.add_folders([root])[0]
+    # The crash first, so every good file comes after the only worker is gone for good.
+    plan = ScanPlan(new=[FileStat(str(p), p.stat().st_size, p.stat().st_mtime_ns, folder.id)
+                         for p in [root / CRASH_NAME, *good]])  # fmt: skip
+    pipeline = lib.indexer.pipeline()
+    pipeline.process_initializer = functools.partial(install, str(tmp_path / "no-restart"))
+    with lib.live.writing():
+        report = pipeline.run(plan)
+    assert (tmp_path / "no-restart").exists()  # the replacement did exit at start
+    assert report.added == len(good)
+    assert [os.path.basename(e.path) for e in report.errors] == [CRASH_NAME]
 
 
 def test_a_decoder_process_that_blocks_is_stopped_at_the_time_limit(reopen, tmp_path):

@@ -94,6 +94,7 @@ class ProcessDecoder:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._closed = False
+        self._live = 0  # workers started and not lost: when none is left, threads decode
         self.replaced = 0  # workers started in place of one that crashed or overran
         try:
             starting = [self._start(slot) for slot in range(max(1, workers))]
@@ -103,17 +104,21 @@ class ProcessDecoder:
             self.close()
             raise
         self._idle.extend(starting)
+        self._live = len(starting)
 
     # --- the pipeline's side -------------------------------------------------------------
 
-    def decode(self, path: str, digest: str, limit: float | None = None) -> Offloaded:
+    def decode(self, path: str, digest: str, limit: float | None = None) -> Offloaded | None:
         """Decode one file in a worker process (blocks this thread, not the GIL).
 
         Raises ImageDecodeError for a bad file or a worker that died on it, TaskTimedOut when
         the file's deadline passed (its `limit`, counted from the start of the calling pool
-        task), Cancelled when the pool was closed meanwhile.
+        task), Cancelled when the pool was closed meanwhile. None when no worker could be
+        restarted: the caller decodes in its own thread.
         """
         worker = self._checkout()
+        if worker is None:
+            return None
         started = current_task_started() or time.monotonic()
         deadline = None if limit is None else started + limit
         try:
@@ -194,11 +199,13 @@ class ProcessDecoder:
                 f"a decoder process did not start ({_describe_exit(worker.process.exitcode)})"
             ) from None
 
-    def _checkout(self) -> _Worker:
+    def _checkout(self) -> _Worker | None:
         with self._lock:
             while not self._idle:
                 if self._closed:
                     raise Cancelled("indexing cancelled")
+                if not self._live:
+                    return None
                 self._idle_changed.wait(_POLL_S)
             worker = self._idle.pop()
             self._busy.add(worker)
@@ -235,14 +242,17 @@ class ProcessDecoder:
         worker.conn.close()
         with self._lock:
             self._busy.discard(worker)
+            self._live -= 1
             if self._closed:
                 return
-        replacement = self._start(worker.slot)
         try:
+            replacement = self._start(worker.slot)
             self._wait_ready(replacement)
-        except RuntimeError:
-            log.exception("a replacement decoder process did not start")
-            raise
+        except (RuntimeError, OSError):
+            log.exception("a replacement decoder process did not start; its share is decoded in threads")
+            return
+        with self._lock:
+            self._live += 1
         self.replaced += 1
         log.info("decoder process %s replaced", worker.slot)
         self._checkin(replacement)
