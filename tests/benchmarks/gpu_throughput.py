@@ -1,6 +1,6 @@
 """GPU indexing throughput: one script, under 6 minutes on a GPU box (not a pytest test).
 
-    python tests/benchmarks/gpu_throughput.py [--out OUT.json]     # on a CUDA machine, ~4-5 min
+    python tests/benchmarks/gpu_throughput.py [--out OUT.json]     # on a CUDA machine (estimated 2-4 min)
     python tests/benchmarks/gpu_throughput.py --cpu-smoke          # anywhere: small, on CPU
 
 Reports, each with GPU utilisation (pynvml when installed, else nvidia-smi every 100 ms):
