@@ -44,6 +44,7 @@ DEFAULT_PRETRAINED = "datacomp_s34b_b86k"
 METRICS = ("cosine", "ip", "l2")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BACKENDS = ("auto", "torch", "onnx")
+DECODE_BACKENDS = ("auto", "threads", "processes", "gpu")
 INDEX_DTYPES = ("f16", "f32", "i8")
 # How the folder watcher learns about changes: the OS's notifications (inotify, FSEvents,
 # ReadDirectoryChanges), periodic rescans, or notifications with a fallback to rescans where
@@ -94,6 +95,10 @@ class Settings:
     # 0 = choose automatically for the device.
     batch_size: int = 0
     decode_workers: int = 0
+    # Where files are decoded: threads, processes (worker processes, no GIL), gpu (JPEGs on the
+    # CUDA device, the rest in processes) or auto (processes on >= 4 cores or a GPU, the GPU's
+    # JPEG decoder on CUDA, threads on a small CPU box and for a handful of files).
+    decode_backend: str = "auto"
     # Refuse to decode images above this many pixels (decompression-bomb guard).
     max_image_pixels: int = 250_000_000
     # Skip a file still being read and decoded after this many seconds (0 = no limit), so one
@@ -182,6 +187,10 @@ class Settings:
             raise SettingsError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.backend not in BACKENDS:
             raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.decode_backend not in DECODE_BACKENDS:
+            raise SettingsError(
+                f"decode_backend must be one of {', '.join(DECODE_BACKENDS)}, not {self.decode_backend!r}"
+            )
         if self.index_dtype not in INDEX_DTYPES:
             raise SettingsError(
                 f"index_dtype must be one of {', '.join(INDEX_DTYPES)}, not {self.index_dtype!r}"

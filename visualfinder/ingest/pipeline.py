@@ -21,6 +21,7 @@ import numpy as np
 
 from visualfinder.catalog.store import AppliedChanges, Catalog, CatalogChanges, ImageWrite, StatRow
 from visualfinder.errors import Cancelled, ImageDecodeError, StorageError
+from visualfinder.ingest.decoders import Decoder, choose_decode_backend, open_decoder
 from visualfinder.ingest.imaging import (
     content_hash,
     decode_image,
@@ -144,6 +145,7 @@ class IndexingPipeline:
         decode_workers: int = 0,
         file_time_limit: float | None = None,
         on_commit: Callable[[], None] | None = None,
+        decode_backend: str = "auto",
     ):
         self.catalog = catalog
         self.embedder = embedder
@@ -156,6 +158,11 @@ class IndexingPipeline:
         self.file_time_limit = file_time_limit
         self.on_commit = on_commit
         self._reusable_hashes: set[str] = set()
+        # threads | processes | gpu | auto (ingest/decoders.py); the decoder of the current run.
+        self.decode_backend = decode_backend
+        self._decoder: Decoder | None = None
+        # Run in each decoder process as it starts (tests install their faults there).
+        self.process_initializer: Callable[[], None] | None = None
 
     @property
     def _decode_side(self) -> int:
@@ -199,7 +206,8 @@ class IndexingPipeline:
         total = len(work)
         done = 0
         progress(Progress("indexing", 0, total))
-        pool = WorkerPool(self.decode_workers, "vf-decode")
+        self._decoder = self._open_decoder(total)
+        pool = WorkerPool(self._decode_threads(), "vf-decode")
         try:
             for prepared in self._prepare_all(pool, work, cancel):
                 self._route(prepared, run, report)
@@ -212,6 +220,7 @@ class IndexingPipeline:
             self._commit(run, report)
             progress(Progress("indexing", done, total))
         finally:
+            self._close_decoder()
             pool.shutdown(wait=True, timeout=self.file_time_limit)
 
     def _commit(self, run: _Run, report: IndexReport) -> None:
@@ -360,6 +369,10 @@ class IndexingPipeline:
         return self._decode(stat, row, data, digest)
 
     def _decode(self, stat: FileStat, row: StatRow | None, data: bytes, digest: str) -> _Prepared:
+        if self._decoder is not None:
+            offloaded = self._decode_offloaded(stat, row, data, digest)
+            if offloaded is not None:
+                return offloaded
         try:
             decoded = decode_image(
                 data, min_side=self._decode_side, max_pixels=self.max_pixels, path=stat.path
@@ -478,6 +491,55 @@ class IndexingPipeline:
         self.index.generation = applied.generation
         if self.on_commit is not None:
             self.on_commit()
+
+    # --- decoding in processes or on the GPU (ingest/decoders.py) ------------------------
+
+    def _open_decoder(self, files: int) -> Decoder | None:
+        device = self.embedder.device
+        gpu = False
+        if device == "cuda":
+            from visualfinder.ingest.gpu_decode import gpu_decode_available
+
+            gpu = gpu_decode_available()
+        backend = choose_decode_backend(self.decode_backend, device, os.cpu_count() or 1, files, gpu)
+        log.info("decoding %d files with %s (%d workers)", files, backend, self.decode_workers)
+        return open_decoder(backend, self.embedder, self.decode_workers, decode_side=self._decode_side,
+                            max_pixels=self.max_pixels, thumbnail_size=self.thumbnail_size,
+                            thumbs_dir=self.thumbs_dir, initializer=self.process_initializer)  # fmt: skip
+
+    def _decode_threads(self) -> int:
+        """Threads of the run's pool: one per decoder process, or enough to fill a GPU decode batch."""
+        if self._decoder is not None and hasattr(self._decoder, "max_batch"):
+            return max(self.decode_workers, self._decoder.max_batch)
+        return self.decode_workers
+
+    def _close_decoder(self) -> None:
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            decoder.close()
+
+    def _decode_offloaded(
+        self, stat: FileStat, row: StatRow | None, data: bytes, digest: str
+    ) -> _Prepared | None:
+        """Decode in the run's decoder; None when it leaves this file to the calling thread."""
+        decoder = self._decoder
+        if decoder is None:  # closed by a cancel meanwhile
+            raise Cancelled("indexing cancelled")
+        try:
+            done = decoder.decode(stat.path, data, digest, self.file_time_limit)
+        except ImageDecodeError as exc:
+            return _Prepared(stat, row, "error", digest=digest, reason=exc.reason)
+        except TaskTimedOut:
+            return _Prepared(stat, row, "error", digest=digest, reason=self._too_long())
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write thumbnails to {self.thumbs_dir}: {exc.strerror or exc} "
+                "(free some disk space or make the data folder writable; nothing was lost)"
+            ) from exc
+        if done is None:
+            return None
+        return _Prepared(stat, row, "decoded", digest=done.digest, width=done.width, height=done.height,
+                         format=done.format, thumb=done.thumb, tensor=done.tensor)  # fmt: skip
 
 
 def _task_path(task: Task) -> str:

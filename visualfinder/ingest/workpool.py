@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 
 # How often a waiting caller looks at its cancel token.
 _CANCEL_POLL_S = 0.2
+# The task each worker thread is running, so work it hands elsewhere can share its deadline.
+_running = threading.local()
+
+
+def current_task_started() -> float | None:
+    """When the pool task running on this thread started (time.monotonic), None off the pool."""
+    return getattr(_running, "started", None)
 
 
 class TaskTimedOut(Exception):
@@ -152,7 +159,7 @@ class WorkerPool:
             if not task.future.set_running_or_notify_cancel():
                 continue
             task.thread = me
-            task.started = time.monotonic()
+            task.started = _running.started = time.monotonic()
             try:
                 result = task.fn(*task.args)
             except BaseException as exc:  # handed to the caller through the future

@@ -47,6 +47,7 @@ class Indexer:
             self.catalog, embedder or engine.embedder, engine.index, self.thumbs_dir,
             thumbnail_size=s.thumbnail_size, max_pixels=s.max_image_pixels, decode_workers=s.decode_workers,
             file_time_limit=s.file_time_limit_s or None, on_commit=self.live.after_commit,
+            decode_backend=s.decode_backend,
         )  # fmt: skip
 
     def run(

@@ -45,6 +45,8 @@ _open_clip_lock = threading.Lock()
 _configs_registered = False
 # Loaded models by (model key, device): reopening a library (or a test) never loads twice.
 _loaded: dict[tuple[str, str], tuple[object, object, object]] = {}
+# Half-precision copies (or None) and their agreement with fp32, by (model key, device).
+_half_models: dict[tuple[str, str], tuple[object, float]] = {}
 # ONNX engines by (model key, device, export folder, threads), for the same reason.
 _engines: dict[tuple[str, str, str, int], tuple[object, object, object]] = {}
 
@@ -60,20 +62,22 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """The open_clip model itself, under inference_mode (and fp16 autocast on a GPU)."""
+    """The open_clip model itself, under inference_mode: with half-precision weights on CUDA
+    when they agree with fp32 (models/gpu.py), else fp16 autocast on a GPU."""
 
     name = "torch"
 
-    def __init__(self, model, device: str):
+    def __init__(self, model, device: str, dtype=None):
         self.model = model
         self.device = device
+        self.dtype = dtype  # the weights' dtype when it is not fp32 (then no autocast)
 
     def encode_image(self, pixels) -> np.ndarray:
         import torch
 
         batch = torch.as_tensor(pixels)
         with torch.inference_mode(), self._autocast():
-            features = self.model.encode_image(batch.to(self.device, non_blocking=True))
+            features = self.model.encode_image(batch.to(self.device, dtype=self.dtype, non_blocking=True))
         return _normalise(features)
 
     def encode_text(self, tokens) -> np.ndarray:
@@ -86,7 +90,7 @@ class TorchBackend:
     def _autocast(self):
         import torch
 
-        if self.device in ("cuda", "mps"):
+        if self.device in ("cuda", "mps") and self.dtype is None:
             return torch.autocast(self.device, dtype=torch.float16)
         return nullcontext()
 
@@ -211,6 +215,9 @@ class Embedder:
         self._pixel_steps: tuple[list, tuple[np.ndarray, np.ndarray] | None] | None = None
         self._tokenizer = None
         self._device: str | None = None
+        self._vram_batch = 0  # on CUDA: the batch size free VRAM allows (models/gpu.py)
+        self._stager = None  # on CUDA: the pinned host buffer of embed_batch
+        self.half_cosine: float | None = None  # half vs fp32 agreement, when it was checked
         self.key = model_key(model, pretrained)
         cfg = model_config(model)
         self.dim = int(cfg["embed_dim"])
@@ -250,6 +257,8 @@ class Embedder:
     def batch_size(self) -> int:
         if self._batch_size > 0:
             return self._batch_size
+        if self._vram_batch:
+            return self._vram_batch
         return 64 if self.device in ("cuda", "mps") else 16
 
     def load(self, progress: DownloadProgress | None = None) -> Embedder:
@@ -269,9 +278,41 @@ class Embedder:
         engine = self._onnx_engine(progress) if self._wants_onnx() else None
         if engine is None:
             model, self._transform, self._tokenizer = self._torch_parts(progress)
-            engine = TorchBackend(model, self.device)
+            engine = self._cuda_engine(model) if self.device == "cuda" else TorchBackend(model, self.device)
         self._engine = engine
         log.info("loaded %s on %s with the %s backend", self.key, self.device, engine.name)
+
+    def _cuda_engine(self, model) -> TorchBackend:
+        """On CUDA: real half-precision weights when they agree with fp32 (else fp16 autocast),
+        and a batch size from free VRAM unless the settings fix one."""
+        from visualfinder.models import gpu
+
+        cached = _half_models.get((self.key, self.device))
+        if cached is None:
+            cached = _half_models[(self.key, self.device)] = gpu.half_model_if_it_agrees(
+                model, self.image_size, self.device
+            )
+        half, self.half_cosine = cached
+        if half is None:
+            log.warning("half-precision weights of %s disagree with fp32 (cosine %.4f): using fp16 autocast",
+                        self.key, self.half_cosine)  # fmt: skip
+            engine = TorchBackend(model, self.device)
+        else:
+            engine = TorchBackend(half, self.device, dtype=next(half.parameters()).dtype)
+        dtype = engine.dtype or next(model.parameters()).dtype
+        per_image = gpu.bytes_per_image(engine.model, self.image_size, self.device, dtype)
+        self._vram_batch = gpu.batch_for_vram(gpu.free_vram(), per_image)
+        self._stager = gpu.PinnedStager()
+        log.info("CUDA batch %d (%.1f MB per image), weights %s", self._vram_batch, per_image / 1e6, dtype)
+        return engine
+
+    def pixel_recipe(self):
+        """The model's preprocessing as plain data for decoder processes (None: not replicable)."""
+        from visualfinder.models.pixels import recipe_from_transform
+
+        if self._transform is None:
+            self.load()
+        return recipe_from_transform(self._transform, MAX_MODEL_ASPECT)
 
     def _wants_onnx(self) -> bool:
         from visualfinder.models import onnx_backend
@@ -440,6 +481,10 @@ class Embedder:
         import torch
 
         self.load()
+        if self._stager is not None and not isinstance(tensors, torch.Tensor) and not tensors[0].is_cuda:
+            # CPU tensors to CUDA: stacked into a pinned buffer, copied without blocking the host.
+            engine = self._engine
+            return engine.encode_image(self._stager.to_device(tensors, self.device, engine.dtype))
         batch = torch.stack(list(tensors)) if not isinstance(tensors, torch.Tensor) else tensors
         return self._engine.encode_image(batch)
 
