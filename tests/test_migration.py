@@ -50,7 +50,7 @@ def test_a_schema_1_catalog_migrates_forward_with_its_data_intact(tmp_path):
     before = _v1_rows(db)
     catalog = Catalog(db)
     try:
-        assert catalog.schema_version() == SCHEMA_VERSION == 2
+        assert catalog.schema_version() == SCHEMA_VERSION == 3
         assert catalog.integrity_ok()
         conn = catalog.conn
         columns = {r[1] for r in conn.execute("PRAGMA table_info(images)")}

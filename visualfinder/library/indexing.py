@@ -55,13 +55,15 @@ class Indexer:
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
         source: str = "index",
+        retry_skipped: bool = False,
     ) -> IndexReport:
-        """Bring these catalog folders up to date (new, changed, moved and removed files)."""
+        """Bring these catalog folders up to date (new, changed, moved and removed files);
+        `retry_skipped` tries every skipped file again, whatever its kind."""
         with self.live.writing():
             progress(Progress("scanning", 0, 0))
             started = time.perf_counter()
             plan = scan(self.catalog, roots, self.live.engine.model.key, cancel,
-                        on_file=lambda n: progress(Progress("scanning", n, 0)))  # fmt: skip
+                        on_file=lambda n: progress(Progress("scanning", n, 0)), retry_skipped=retry_skipped)  # fmt: skip
             log.info("scan: %d new, %d changed, %d missing, %d unchanged in %.2fs", len(plan.new),
                      len(plan.changed), len(plan.missing), plan.unchanged, time.perf_counter() - started)  # fmt: skip
             report = self.pipeline().run(plan, progress, cancel)
