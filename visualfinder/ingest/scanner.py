@@ -409,7 +409,7 @@ def _file_stat(entry: os.DirEntry, folder_id: int) -> FileStat:
         lst = entry.stat(follow_symlinks=False)
         return FileStat(entry.path, 0, lst.st_mtime_ns, folder_id, "broken symlink (target missing)")
     except OSError as exc:
-        return FileStat(entry.path, 0, 0, folder_id, _os_reason(exc), problem_transient=True)
+        return FileStat(entry.path, 0, 0, folder_id, _os_reason(exc), problem_transient=_may_pass(exc))
     if not stat.S_ISREG(st.st_mode):
         return FileStat(
             entry.path, 0, st.st_mtime_ns, folder_id, "not a regular file (device, pipe or socket)"
@@ -429,7 +429,7 @@ def stat_file(path: str, folder_id: int) -> FileStat | None:
             return FileStat(path, 0, os.lstat(path).st_mtime_ns, folder_id, "broken symlink (target missing)")
         return None
     except OSError as exc:
-        return FileStat(path, 0, 0, folder_id, _os_reason(exc), problem_transient=True)
+        return FileStat(path, 0, 0, folder_id, _os_reason(exc), problem_transient=_may_pass(exc))
     if stat.S_ISDIR(st.st_mode):
         return None
     if not stat.S_ISREG(st.st_mode):
@@ -445,6 +445,11 @@ def _outermost(roots: list[Folder]) -> list[Folder]:
         if not any(is_within(folder.path, outer.path) for outer in kept):
             kept.append(folder)
     return kept
+
+
+def _may_pass(exc: OSError) -> bool:
+    """A stat error that may pass (permission, I/O, a stale handle); a symlink loop will not."""
+    return exc.errno != 40  # ELOOP
 
 
 def _os_reason(exc: OSError) -> str:
