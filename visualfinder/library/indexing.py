@@ -118,7 +118,9 @@ class Indexer:
             report.folder_errors += result.problems
 
     def _announce(self, report: IndexReport, source: str) -> None:
-        if report.changed or report.metadata_updated:
+        # Folder problems too: a watcher batch whose files all wait for a stable size must
+        # still say that a folder could not be read.
+        if report.changed or report.metadata_updated or report.folder_errors:
             self.events.emit(LibraryChanged(report, source))
         if report.metadata_updated:
             self.events.emit(LibraryChanged(None, "metadata"))

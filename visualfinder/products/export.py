@@ -12,8 +12,9 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from visualfinder.search.planner import SearchResult
 
@@ -75,16 +76,24 @@ def write_results_csv(
     results: Sequence[SearchResult], dest: str | os.PathLike, *, excel: bool = False
 ) -> Path:
     """Write results to `dest` atomically; `excel` adds a UTF-8 BOM so Excel detects the encoding."""
+    return write_csv_atomically(dest, lambda fh: write_rows(fh, results), excel=excel)
+
+
+def write_csv_atomically(
+    dest: str | os.PathLike, fill: Callable[[TextIO], None], *, excel: bool = False
+) -> Path:
+    """Write a CSV file through `.NAME.tmp` and a rename: `dest` is whole or untouched, and a
+    failure (a full disk, an error while filling) leaves no temporary file behind."""
     dest = Path(dest)
     tmp = dest.with_name(f".{dest.name}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8-sig" if excel else "utf-8", newline="") as fh:
-            write_rows(fh, results)
+            fill(fh)
         os.replace(tmp, dest)
     except BaseException:
         try:
-            tmp.unlink(missing_ok=True)  # a full disk keeps no half-written file
-        except OSError:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the folder itself may be gone or read-only: nothing more to clean
             pass
         raise
     return dest
@@ -116,9 +125,8 @@ DUPLICATE_COLUMNS = (
 
 def write_duplicates_csv(groups: Sequence, dest: str | os.PathLike, *, excel: bool = False) -> Path:
     """One row per file of each duplicate group; `keep` marks the group's best (first) file."""
-    dest = Path(dest)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    with open(tmp, "w", encoding="utf-8-sig" if excel else "utf-8", newline="") as fh:
+
+    def fill(fh: TextIO) -> None:
         writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
         writer.writerow(DUPLICATE_COLUMNS)
         for number, group in enumerate(groups, start=1):
@@ -129,5 +137,5 @@ def write_duplicates_csv(groups: Sequence, dest: str | os.PathLike, *, excel: bo
                           record.width or "", record.height or "", record.size, round(score, 6),
                           record.sku or "", record.title or ""]  # fmt: skip
                 writer.writerow([neutralise(v) for v in values])
-    os.replace(tmp, dest)
-    return dest
+
+    return write_csv_atomically(dest, fill, excel=excel)
