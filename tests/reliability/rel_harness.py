@@ -179,8 +179,8 @@ def check_catalog_file(data_dir: Path, known_paths: set[str] | None = None) -> C
         ):
             assert vector_gen <= snap.generation, image_id
             vectors.setdefault(image_id, []).append((key, len(blob)))
-        for image_id, path, status, error, thumb in conn.execute(
-            "SELECT id, path, status, error, thumb_path FROM images"
+        for image_id, path, status, error, thumb, size, mtime_ns in conn.execute(
+            "SELECT id, path, status, error, thumb_path, size, mtime_ns FROM images"
         ):
             mine = [n for key, n in vectors.pop(image_id, []) if key == model.key]
             if status == "ok":
@@ -190,7 +190,7 @@ def check_catalog_file(data_dir: Path, known_paths: set[str] | None = None) -> C
                     im.load()  # a committed row never points at a half-written thumbnail
             else:
                 assert mine == [] and error, path
-            snap.rows[path] = (image_id, status, error, sum(mine), thumb)
+            snap.rows[path] = (image_id, status, error, sum(mine), thumb, size, mtime_ns)
         assert vectors == {}  # no embedding without its image
         ids = [r[0] for r in snap.rows.values()]
         assert len(ids) == len(set(ids))

@@ -165,7 +165,9 @@ def test_an_extreme_strip_is_embedded_without_a_giant_resize(library, size):
     image = Image.new("RGB", size, (200, 40, 40))
     started = time.perf_counter()
     tensor = library.embedder.preprocess(image)
-    assert time.perf_counter() - started < 30  # a safety net: a 16-gigapixel intermediate took minutes or the OOM killer
+    assert (
+        time.perf_counter() - started < 30
+    )  # a safety net: a 16-gigapixel intermediate took minutes or the OOM killer
     assert tuple(tensor.shape) == (3, library.embedder.image_size, library.embedder.image_size)
 
 
