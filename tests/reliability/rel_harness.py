@@ -13,7 +13,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,3 +307,34 @@ def catalog_fingerprint(data_dir: Path) -> tuple[int, int, str]:
         return rows, generation, digest.hexdigest()
     finally:
         conn.close()
+
+
+class Workers:
+    """Threads that repeat an action until stopped, collecting every exception."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+        self.counts: Counter = Counter()
+        self.threads: list[threading.Thread] = []
+
+    def repeat(self, name: str, action) -> None:
+        def loop():
+            while not self.stop.is_set():
+                try:
+                    action()
+                    self.counts[name] += 1
+                except Exception:
+                    self.errors.append(f"{name}: {traceback.format_exc()}")
+                    return
+                time.sleep(0.002)  # a busy user, not a spin loop starving the indexer of the GIL
+
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(60)
+            assert not thread.is_alive(), f"{thread.name} hangs"
