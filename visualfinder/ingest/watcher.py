@@ -244,7 +244,7 @@ class Watcher:
             with self._cond:
                 self._working = False
                 self._cond.notify_all()
-        self._defer(report.deferred)
+        self._defer(report.deferred, paths)
         self._failures = 0
         if self._problem is not None:
             self._problem = None
@@ -253,11 +253,19 @@ class Watcher:
             log.info("watcher %s: %s (%.1fs)", what, report.summary(), report.seconds)
         return report
 
-    def _defer(self, deferred: list[str]) -> None:
-        """Look again at held-back paths once their files may have held still long enough."""
+    def _defer(self, deferred: list[str], processed: list[str] = ()) -> None:
+        """Look again at held-back paths once their files may have held still long enough.
+
+        A processed path that was not held back starts afresh: an event that named it again
+        while its batch ran must not inherit the time it was held before (its removal would no
+        longer wait for a file being written, and a rename would become a removal and an addition).
+        """
         now = time.monotonic()
         stable_s = self.settings.watch_stable_s
         with self._cond:
+            for path in set(processed).difference(deferred):
+                self._held_since.pop(path, None)
+                self._unstable.pop(path, None)
             # One time for the whole batch, so that files that arrived together (a folder moved
             # in) are indexed together: the last one to be seen decides.
             due = max([now + stable_s if (seen := self._unstable.get(p)) is None else max(now, seen[1] + stable_s)
