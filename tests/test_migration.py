@@ -50,7 +50,7 @@ def test_a_schema_1_catalog_migrates_forward_with_its_data_intact(tmp_path):
     before = _v1_rows(db)
     catalog = Catalog(db)
     try:
-        assert catalog.schema_version() == SCHEMA_VERSION == 2
+        assert catalog.schema_version() == SCHEMA_VERSION == 3
         assert catalog.integrity_ok()
         conn = catalog.conn
         columns = {r[1] for r in conn.execute("PRAGMA table_info(images)")}
@@ -109,3 +109,24 @@ def test_a_migrated_library_opens_searches_and_keeps_its_metadata(tmp_path, sett
         assert [r.record.tags for r in by_tag.results] == [["brass"]]
     finally:
         library.close()
+
+
+def test_skips_recorded_before_schema_3_get_their_kind_and_transient_ones_are_due(tmp_path):
+    db = tmp_path / "catalog.db"
+    shutil.copyfile(Path(__file__).parent / "fixtures" / "catalog_v2.db", db)
+    conn = sqlite3.connect(db)
+    (broken,) = conn.execute("SELECT path FROM images WHERE status = 'error'").fetchone()
+    # A row as schema 2 recorded a file it could not open (the fixture's own skip is not an image).
+    conn.execute(
+        "INSERT INTO images(path, folder_id, size, mtime_ns, status, error, indexed_at) "
+        "SELECT path || '.locked.jpg', folder_id, 1, 1, 'error', 'permission denied', 0 FROM images WHERE path = ?",
+        (broken,),
+    )
+    conn.commit()
+    conn.close()
+    catalog = Catalog(db)
+    try:
+        kinds = {(f.path, f.kind, f.attempts, f.retry_at) for f in catalog.skipped_files()}
+        assert kinds == {(broken, "permanent", 1, None), (broken + ".locked.jpg", "transient", 1, None)}
+    finally:
+        catalog.close()

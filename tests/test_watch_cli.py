@@ -126,8 +126,8 @@ def test_a_permission_denied_subfolder_is_reported_then_indexed_once_readable(
     prefix = unprivileged_prefix()
     try:
         watcher = watching(str(catalog), prefix=prefix)
-        line = watcher.wait_for("stdout", "2 added")
-        assert f"cannot read {locked}: permission denied" in line
+        watcher.wait_for("stdout", f"cannot read {locked}: permission denied")
+        watcher.wait_for("stdout", "2 added")
         watcher.wait_for("stderr", "watching:")
     finally:
         locked.chmod(0o755)

@@ -289,8 +289,9 @@ def test_an_editor_saving_through_a_temporary_file_makes_one_update(library, wat
 def test_a_file_being_written_is_read_only_once_complete(library_with, watch, tmp_path, polling):
     catalog = tmp_path / "catalog"
     make_catalog(catalog, 1)
-    # Writes every 0.3 s: each pause outlasts the debounce, so only the stable-size rule holds it back.
-    lib = library_with(watch_polling=polling, watch_stable_s=0.6)
+    # Writes every 0.3 s: each pause outlasts the debounce, so only the stable-size rule holds it
+    # back; its 3 s leave a loaded machine ten times the pause before a piece would count as the end.
+    lib = library_with(watch_polling=polling, watch_stable_s=3.0)
     lib.index([catalog], watched=True)
     watcher = watch(lib)
     assert watcher.folders == {str(catalog): "polling" if polling == "always" else "watching"}
@@ -309,6 +310,21 @@ def test_a_file_being_written_is_read_only_once_complete(library_with, watch, tm
     assert lib.catalog.stat_row(str(target)).content_hash == content_hash(data)
     assert events.errors_for(target) == []
     assert (events.total("added"), events.total("updated")) == (1, 0)
+
+
+def test_a_file_whose_mtime_looks_old_still_waits_for_a_stable_size(library, tmp_path):
+    """On a share whose clock lags, a file being written has an mtime far in our past."""
+    catalog = tmp_path / "catalog"
+    make_catalog(catalog, 1)
+    library.index([catalog], watched=True)
+    target = catalog / "half_written.jpg"
+    target.write_bytes(b"\xff\xd8\xff" + bytes(1000))
+    an_hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(target, ns=(an_hour_ago, an_hour_ago))
+    watcher = Watcher(library)  # not started: its rule for one file, as a batch applies it
+    report = library.index_paths([target], accept=watcher._accept)
+    assert report.deferred == [str(target)] and report.errors == []
+    assert library.catalog.id_for_path(str(target)) is None
 
 
 def test_a_file_changed_again_and_again_ends_with_its_last_content(library, watch, tmp_path):

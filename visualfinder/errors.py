@@ -45,11 +45,16 @@ class ModelMismatchError(VisualFinderError):
 
 
 class ImageDecodeError(VisualFinderError):
-    """An image file could not be decoded; `reason` is the short explanation."""
+    """An image file could not be decoded; `reason` is the short explanation.
 
-    def __init__(self, reason: str, path: str | None = None):
+    `transient`: the bytes could not be read now (permission, I/O), so a later try may succeed;
+    otherwise the bytes are not a usable image, which only a change of the file can cure.
+    """
+
+    def __init__(self, reason: str, path: str | None = None, *, transient: bool = False):
         self.reason = reason
         self.path = path
+        self.transient = transient
         super().__init__(f"{path}: {reason}" if path else reason)
 
 

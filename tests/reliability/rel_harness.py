@@ -13,7 +13,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,8 +182,8 @@ def check_catalog_file(data_dir: Path, known_paths: set[str] | None = None) -> C
         ):
             assert vector_gen <= snap.generation, image_id
             vectors.setdefault(image_id, []).append((key, len(blob)))
-        for image_id, path, status, error, thumb in conn.execute(
-            "SELECT id, path, status, error, thumb_path FROM images"
+        for image_id, path, status, error, thumb, size, mtime_ns in conn.execute(
+            "SELECT id, path, status, error, thumb_path, size, mtime_ns FROM images"
         ):
             mine = [n for key, n in vectors.pop(image_id, []) if key == model.key]
             if status == "ok":
@@ -190,7 +193,7 @@ def check_catalog_file(data_dir: Path, known_paths: set[str] | None = None) -> C
                     im.load()  # a committed row never points at a half-written thumbnail
             else:
                 assert mine == [] and error, path
-            snap.rows[path] = (image_id, status, error, sum(mine), thumb)
+            snap.rows[path] = (image_id, status, error, sum(mine), thumb, size, mtime_ns)
         assert vectors == {}  # no embedding without its image
         ids = [r[0] for r in snap.rows.values()]
         assert len(ids) == len(set(ids))
@@ -304,3 +307,34 @@ def catalog_fingerprint(data_dir: Path) -> tuple[int, int, str]:
         return rows, generation, digest.hexdigest()
     finally:
         conn.close()
+
+
+class Workers:
+    """Threads that repeat an action until stopped, collecting every exception."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+        self.counts: Counter = Counter()
+        self.threads: list[threading.Thread] = []
+
+    def repeat(self, name: str, action) -> None:
+        def loop():
+            while not self.stop.is_set():
+                try:
+                    action()
+                    self.counts[name] += 1
+                except Exception:
+                    self.errors.append(f"{name}: {traceback.format_exc()}")
+                    return
+                time.sleep(0.002)  # a busy user, not a spin loop starving the indexer of the GIL
+
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(60)
+            assert not thread.is_alive(), f"{thread.name} hangs"

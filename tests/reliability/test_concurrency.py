@@ -10,12 +10,17 @@ import csv
 import os
 import threading
 import time
-import traceback
-from collections import Counter
 from pathlib import Path
 
 from imagegen import make_catalog, write_image
-from rel_harness import assert_index_matches_catalog, check_catalog_file, files_under, rng_for, scaled
+from rel_harness import (
+    Workers,
+    assert_index_matches_catalog,
+    check_catalog_file,
+    files_under,
+    rng_for,
+    scaled,
+)
 from searching import search_image
 from watchutil import FAST_WATCH
 from watchutil import wait_until as wait_for
@@ -23,37 +28,6 @@ from watchutil import wait_until as wait_for
 from visualfinder.ingest.watcher import Watcher
 from visualfinder.library.facade import open_library
 from visualfinder.products.export import COLUMNS
-
-
-class Workers:
-    """Threads that repeat an action until stopped, collecting every exception."""
-
-    def __init__(self):
-        self.stop = threading.Event()
-        self.errors: list[str] = []
-        self.counts: Counter = Counter()
-        self.threads: list[threading.Thread] = []
-
-    def repeat(self, name: str, action) -> None:
-        def loop():
-            while not self.stop.is_set():
-                try:
-                    action()
-                    self.counts[name] += 1
-                except Exception:
-                    self.errors.append(f"{name}: {traceback.format_exc()}")
-                    return
-                time.sleep(0.002)  # a busy user, not a spin loop starving the indexer of the GIL
-
-        thread = threading.Thread(target=loop, name=name, daemon=True)
-        self.threads.append(thread)
-        thread.start()
-
-    def finish(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(60)
-            assert not thread.is_alive(), f"{thread.name} hangs"
 
 
 def _check_results(results, files: set[str], query: Path | None, indexed_before: set[str]) -> None:

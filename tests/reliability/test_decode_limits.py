@@ -1,7 +1,9 @@
 """Nothing hangs and nothing explodes: the per-file time limit, blocking files, memory bombs.
 
-The time limit is tested with real slow and blocking work: a JPEG of 480 near-empty scans
-(within every size limit, seconds to decode) and a read from a FIFO that has no writer.
+The time limit is tested with reads that block by construction, never with work that is merely
+slow (which a fast machine finishes in time): a read from a FIFO that has no writer, and files
+whose reads stall (tests/stalled_reads.py). The bomb checks refuse before decoding: their
+messages come from the checks that run first; the time bounds below are only safety nets.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 from hostile_files import encode, gif_frame_bomb, many_scans_jpeg, with_sof_size
 from imagegen import make_catalog, product_image, write_image
 from PIL import Image
+from stalled_reads import stalled_reads
 
 from visualfinder.errors import Cancelled, ImageDecodeError
 from visualfinder.ingest.imaging import decode_image, read_image_file
@@ -45,18 +48,21 @@ def test_a_task_past_its_time_limit_is_given_up_and_its_worker_replaced(fifo):
         started = time.monotonic()
         with pytest.raises(TaskTimedOut):
             pool.result(stuck, limit=0.3)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 30  # a safety net: the FIFO never delivers
         # The only worker is stuck: the tasks queued behind it run on its replacement.
         assert [pool.result(t, limit=5) for t in after] == [1, 2, 3]
     # shutdown returned although the stuck thread still waits in open()
 
 
 def test_time_limit_counts_from_the_start_of_the_task_not_its_queueing():
+    gate = threading.Event()
     with WorkerPool(1, "test") as pool:
-        first = pool.submit(time.sleep, 0.4)
-        second = pool.submit(time.sleep, 0.2)
-        assert pool.result(first, limit=2) is None
-        assert pool.result(second, limit=0.35) is None  # queued 0.4 s, ran 0.2 s
+        first = pool.submit(gate.wait, 60)
+        second = pool.submit(sum, [1, 2])
+        time.sleep(1.0)  # `second` waits in the queue at least this long: longer than its limit
+        gate.set()
+        assert pool.result(first, limit=60) is True
+        assert pool.result(second, limit=0.5) == 3  # queued over 1 s, ran for microseconds
 
 
 def test_waiting_on_a_stuck_task_stops_when_cancelled(fifo):
@@ -67,7 +73,7 @@ def test_waiting_on_a_stuck_task_stops_when_cancelled(fifo):
         started = time.monotonic()
         with pytest.raises(Cancelled):
             pool.result(stuck, limit=60, cancel=cancel)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 30  # a safety net: before the 60 s limit
         pool.shutdown(wait=True, timeout=0.5)
 
 
@@ -109,14 +115,17 @@ def _read_reason(path) -> str:
 def test_a_slow_file_is_skipped_after_the_time_limit_and_the_run_goes_on(reopen, tmp_path):
     root = tmp_path / "catalog"
     good = make_catalog(root, 6)
-    (root / "slow.jpg").write_bytes(many_scans_jpeg(5600, 480))  # seconds of decoding, within every limit
-    lib = reopen(file_time_limit_s=0.5, decode_workers=1)
+    write_image(root / "slow.jpg", 99)
+    # Its read blocks until the test ends (stalled_reads), whatever the machine's speed; the
+    # limit is generous for the good files, which a loaded machine decodes in milliseconds.
+    lib = reopen(file_time_limit_s=5.0, decode_workers=1)
     started = time.monotonic()
-    report = lib.index([root])
+    with stalled_reads("slow.jpg"):
+        report = lib.index([root])
     seconds = time.monotonic() - started
     assert report.added == len(good)
-    assert [(os.path.basename(e.path), e.reason) for e in report.errors] == [
-        ("slow.jpg", "took too long to read and decode (over 0.5 s); touch the file to try again")
+    assert [(os.path.basename(e.path), e.reason, e.kind) for e in report.errors] == [
+        ("slow.jpg", "took too long to read and decode (over 5 s); tried again on later scans", "transient")
     ]
     assert lib.catalog.stat_row(str(root / "slow.jpg")).status == "error"
     print(f"indexed {len(good)} images and gave up on the slow one in {seconds:.1f}s")
@@ -128,10 +137,9 @@ def test_jpeg_bombs_aimed_at_memory_and_time_are_refused_before_decoding():
         ImageDecodeError, match="too large to decode safely .40000x40000 pixels in a progressive"
     ):
         decode_image(with_sof_size(progressive, 40000, 40000))
-    started = time.perf_counter()
+    # The scan count is checked before libjpeg decodes anything (minutes for this file).
     with pytest.raises(ImageDecodeError, match=r"too many scans \(5\d\d\d\)"):
         decode_image(many_scans_jpeg(1024, 5000))
-    assert time.perf_counter() - started < 0.5
     # A baseline JPEG of that claimed size is decoded at its draft size, as before.
     baseline = encode(Image.new("RGB", (64, 64), (10, 200, 30)), "JPEG")
     decoded = decode_image(with_sof_size(baseline, 20000, 20000), min_side=256)
@@ -143,7 +151,7 @@ def test_a_gif_frame_claiming_gigapixels_is_refused_before_pillow_allocates_it()
     started = time.perf_counter()
     with pytest.raises(ImageDecodeError, match="too large to decode safely"):
         decode_image(gif_frame_bomb(65535, 65535))
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 30  # a safety net: filling 4.3 GB took minutes or the OOM killer
 
 
 def test_a_real_progressive_photo_is_still_decoded():
@@ -157,7 +165,9 @@ def test_an_extreme_strip_is_embedded_without_a_giant_resize(library, size):
     image = Image.new("RGB", size, (200, 40, 40))
     started = time.perf_counter()
     tensor = library.embedder.preprocess(image)
-    assert time.perf_counter() - started < 1.0  # a 16-gigapixel intermediate took minutes or the OOM killer
+    assert (
+        time.perf_counter() - started < 30
+    )  # a safety net: a 16-gigapixel intermediate took minutes or the OOM killer
     assert tuple(tensor.shape) == (3, library.embedder.image_size, library.embedder.image_size)
 
 

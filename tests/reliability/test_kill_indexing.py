@@ -1,18 +1,21 @@
 """kill -9 at random moments of `visualfinder index`: the catalog survives whole, nothing is duplicated.
 
 Each trial changes the catalog folder (new, changed, renamed, copied and deleted files), starts
-the real CLI in a subprocess and SIGKILLs it at a seeded random point: during start-up, or a
-random time after its n-th committed batch. The index is saved after every batch here, so
-kills land in index saves too. After each kill the catalog file and the index (opened from a
-copy, as the next process would) are checked; after the last one a normal run must finish the
-job, leaving exactly the files on disk, once each.
+the real CLI in a subprocess (tests/reliability/pausing_cli.py) and SIGKILLs it at a seeded
+random point of its progress, never of the clock: during start-up (opening the catalog, the
+scan), or once the files before a randomly chosen one were read, decoded and committed, while
+that one's read never returns. So every trial but those at start-up lands with part of its
+work committed (0 < committed < total), on a fast machine as on a slow one; each trial reports
+where its kill landed. The index is saved after every batch here, so kills land in index saves
+too. After each kill the catalog file and the index (opened from a copy, as the next process
+would) are checked; after the last one a normal run must finish the job, leaving exactly the
+files on disk, once each.
 """
 
 from __future__ import annotations
 
-import math
+import os
 import shutil
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from visualfinder.library.facade import open_library
 
 BATCH = 8
 SIZE = (96, 72)
+PAUSING_CLI = Path(__file__).with_name("pausing_cli.py")
 
 
 class Folder:
@@ -97,9 +101,17 @@ def _format_of(path: Path) -> str:
     return {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[path.suffix[1:]]
 
 
-def _pending_commits(folder: Folder, committed: set[str]) -> int:
-    work = len(files_under(folder.root) - committed) + len(folder.touched)
-    return math.ceil(work / BATCH) + 1
+def _work(folder: Folder, rows: dict[str, tuple], stats: dict[str, tuple]) -> set[str]:
+    """The files on disk a run still has to index: not committed with their current stat."""
+    return {p for p in files_under(folder.root) if (rows[p][5:7] if p in rows else None) != stats.get(p)}
+
+
+def _stats(folder: Folder) -> dict[str, tuple]:
+    out = {}
+    for path in files_under(folder.root):
+        st = os.stat(path)
+        out[path] = (st.st_size, st.st_mtime_ns)
+    return out
 
 
 def test_kill_9_at_random_moments_of_indexing_never_corrupts_or_duplicates(tmp_path, data_dir):
@@ -110,25 +122,32 @@ def test_kill_9_at_random_moments_of_indexing_never_corrupts_or_duplicates(tmp_p
     write_settings(data_dir, batch_size=BATCH, index_save_interval_s=0.0, decode_workers=1)
     outcomes: Counter = Counter()
     healths: Counter = Counter()
+    landings: list[str] = []
     previous: dict[str, tuple] = {}
+    mid_run = 0
     for trial in range(trials):
         if trial:
             folder.mutate()
-        committed = {p for p, r in previous.items() if r[1] == "ok"}
-        start_gen = max(catalog_generation(data_dir), 0)
-        proc = start_cli(["--data-dir", str(data_dir), "index", str(folder.root)], tmp_path / f"trial{trial}")
-        if trial and rng.random() < 0.15:  # during start-up: import, opening, scan
-            point = rng.uniform(0.3, 4.0)
-            _sleep_or_exit(proc, point)
-            plan = f"start-up +{point:.1f}s"
+        before = _stats(folder)
+        work = _work(folder, previous, before)
+        marker = tmp_path / f"trial{trial}.paused"
+        # Enough files before the stall to fill a batch beside the moves and copies (no model).
+        reads = rng.randint(2 * BATCH, len(work) - 1) if len(work) > 2 * BATCH else None
+        if reads is None or (trial and rng.random() < 0.15):
+            point = rng.choice(["event:sqlite3.connect", "event:os.scandir"])
+            plan = f"start-up ({point.split(':')[1]})"
         else:
-            n = rng.randint(0, int(0.7 * _pending_commits(folder, committed)))  # the estimate errs high
-            target = start_gen + n
-            wait_until(lambda target=target: catalog_generation(data_dir) >= target, proc)
-            # As soon as the commit shows (the index save follows it), or a while later.
-            delay = 0.0 if rng.random() < 0.3 else rng.uniform(0.0, 0.3)
-            _sleep_or_exit(proc, delay)
-            plan = f"{n} commits +{delay:.2f}s"
+            point = f"reads:{reads}:{folder.root}{os.sep}"
+            plan = f"after {reads} of {len(work)} files read"
+        start_gen = max(catalog_generation(data_dir), 0)
+        proc = start_cli([str(marker), point, "--", "--data-dir", str(data_dir), "index", str(folder.root)],
+                         tmp_path / f"trial{trial}", script=PAUSING_CLI)  # fmt: skip
+        paused = wait_until(lambda marker=marker: marker.exists() and marker.stat().st_size > 0, proc)
+        if paused and point.startswith("reads"):
+            # The files read before the stall are committed batch by batch; the kill comes after
+            # the first commit (always one: `reads` holds a full batch), at a seeded later one.
+            commits = rng.randint(1, max(1, (reads - 6) // BATCH))
+            wait_until(lambda target=start_gen + commits: catalog_generation(data_dir) >= target, proc)
         killed = kill9(proc)
         rc, _, err = finish(proc)
         outcomes["killed" if killed else "finished first"] += 1
@@ -142,12 +161,18 @@ def test_kill_9_at_random_moments_of_indexing_never_corrupts_or_duplicates(tmp_p
         for path, row in previous.items():
             if path in on_disk and path not in folder.touched and row[1] == "ok":
                 assert snap.rows.get(path, (None,))[0] == row[0], f"trial {trial} ({plan}): lost {path}"
+        committed = len(work) - len(_work(folder, snap.rows, before))
+        if point.startswith("reads"):
+            assert 0 < committed < len(work), f"trial {trial} ({plan}): {committed} of {len(work)} committed"
+        mid_run += 0 < committed < len(work)
         check = check_index_on_a_copy(data_dir, tmp_path / "copy")
         healths[check.health] += 1
         previous = snap.rows
         folder.touched = set()
-        print(f"trial {trial}: killed at {plan}: {killed and 'killed' or 'finished'}, "
-              f"{len(snap.rows)} rows, index {check.health}")  # fmt: skip
+        landing = f"trial {trial}: killed {plan}: {committed}/{len(work)} committed"
+        landings.append(landing)
+        print(f"{landing}, {killed and 'killed' or 'finished'}, {len(snap.rows)} rows, index {check.health}")
+    assert mid_run >= 1, landings
 
     # A normal run finishes the job: exactly the files on disk, once each, all indexed.
     lib = open_library(Settings.load(data_dir))
@@ -168,12 +193,5 @@ def test_kill_9_at_random_moments_of_indexing_never_corrupts_or_duplicates(tmp_p
             assert best.score > 0.999 and Path(best.path).read_bytes() == Path(path).read_bytes()
     finally:
         lib.close()
-    print(f"kill trials: {dict(outcomes)}; index after a kill: {dict(healths)}; final {len(on_disk)} files")
-
-
-def _sleep_or_exit(proc: subprocess.Popen, seconds: float) -> None:
-    """Sleep `seconds` unless the process exits first."""
-    try:
-        proc.wait(seconds)
-    except subprocess.TimeoutExpired:
-        pass
+    print(f"kill trials: {dict(outcomes)}, {mid_run} of {trials} landed with part of their work committed; "
+          f"index after a kill: {dict(healths)}; final {len(on_disk)} files")  # fmt: skip

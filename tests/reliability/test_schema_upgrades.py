@@ -113,6 +113,8 @@ def test_a_catalog_of_each_released_schema_upgrades_opens_and_searches(tmp_path,
         if version >= 2:  # what schema 2 added has rows in its fixture
             assert before["decisions"] and before["fingerprints"] and before["sidecars"]
             assert len({key for _, key, _ in before["vectors"]}) == 2
+        if version >= 3:  # and what schema 3 added: both kinds of skipped file
+            assert {f.kind for f in library.catalog.skipped_files()} == {"permanent", "transient"}
         assert len(library.vector_index) == embedded
         some_id = int(library.catalog.embedded_ids(library.model_key)[0])
         best = library.search(SearchRequest([QueryTerm("similar", some_id)], k=1)).results[0]

@@ -246,3 +246,21 @@ def test_exporting_to_a_missing_folder_or_a_full_disk_is_a_clear_error(library, 
         with pytest.raises(StorageError):
             library.export_csv(many, disk / "out.csv")
         assert sorted(p.name for p in disk.iterdir()) == ["filler", "filler.png"]
+
+
+def test_a_duplicates_export_on_a_full_disk_leaves_no_temporary_file(library, tmp_path):
+    root = tmp_path / "catalog"
+    files = make_catalog(root, 3)
+    for i, source in enumerate(files):
+        shutil.copyfile(source, root / f"copy_{i}.jpg")
+    library.index([root])
+    groups = library.duplicates.find().groups
+    assert groups
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        (disk / "dupes.csv").write_text("the previous export\n")
+        with open(disk / "filler", "wb") as fh:
+            fh.write(bytes(max(0, shutil.disk_usage(disk).free - 512)))
+        with pytest.raises(StorageError, match="cannot write"):
+            library.duplicates.export_csv(groups * 400, disk / "dupes.csv")
+        assert sorted(p.name for p in disk.iterdir()) == ["dupes.csv", "filler"]
+        assert (disk / "dupes.csv").read_text() == "the previous export\n"

@@ -95,13 +95,13 @@ def test_the_worker_waits_out_an_unreachable_cluster_and_catches_up(tmp_path, sy
 
 def test_stop_returns_promptly_while_the_worker_backs_off(synced, proxy):
     proxy.down()
-    lib = synced(proxy.url, remote_max_retries=50, remote_backoff_s=5.0, remote_backoff_max_s=5.0)
+    lib = synced(proxy.url, remote_max_retries=50, remote_backoff_s=60.0, remote_backoff_max_s=60.0)
     worker = SyncWorker(lib).start()
     assert wait_for(lambda: len(proxy.seen) == 0 and worker.state == "pushing")
-    time.sleep(0.2)  # inside a 2.5-5 s backoff pause now
+    time.sleep(0.2)  # inside a 30-60 s backoff pause now (or about to be)
     started = time.monotonic()
     worker.stop()
-    assert time.monotonic() - started < 2.0 and not worker.running
+    assert time.monotonic() - started < 20 and not worker.running  # the pause was cut short
 
 
 def test_live_sync_starts_only_for_a_configured_cluster_with_live_push_on(synced, reopen, osmem_clone):

@@ -87,6 +87,12 @@ class StatRow:
     content_hash: str | None
     model_key: str | None  # the model asked about, when the row has its embedding
     has_embedding: bool
+    # A skipped file's kind ("permanent" | "transient"), failures in a row, when a scan may try
+    # it again (wall clock), and its ctime when it failed (see ingest/retry.py).
+    error_kind: str | None = None
+    attempts: int = 0
+    retry_at: float | None = None
+    ctime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,11 @@ class ImageWrite:
     model_key: str | None = None
     thumb_path: str | None = None
     error: str | None = None
+    # For a skipped file (see ingest/retry.py): its kind, failures in a row, next try, ctime.
+    error_kind: str | None = None
+    attempts: int = 0
+    retry_at: float | None = None
+    ctime_ns: int | None = None
 
     @property
     def status(self) -> str:
@@ -169,6 +180,17 @@ class ImageRecord:
     @property
     def file_name(self) -> str:
         return Path(self.path).name
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file indexing skipped: why, which kind of failure, and when it is tried again."""
+
+    path: str
+    reason: str
+    kind: str  # "permanent" (tried when it changes) | "transient" (tried on later scans)
+    attempts: int
+    retry_at: float | None
 
 
 @dataclass(frozen=True)

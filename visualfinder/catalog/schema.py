@@ -6,7 +6,7 @@ tests, so the upgrade stays proven).
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
@@ -102,6 +102,26 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 size INTEGER NOT NULL,
                 mtime_ns INTEGER NOT NULL,
                 applied_at REAL NOT NULL)""",
+        ],
+    ),
+    (
+        3,
+        "skipped files are permanent (not an image: tried when the file changes) or transient "
+        "(not readable now: tried again on later scans, with a backoff)",
+        [
+            """ALTER TABLE images ADD COLUMN error_kind TEXT
+                CHECK (error_kind IS NULL OR error_kind IN ('permanent', 'transient'))""",
+            "ALTER TABLE images ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE images ADD COLUMN retry_at REAL",  # NULL: due now (transient rows)
+            "ALTER TABLE images ADD COLUMN ctime_ns INTEGER",
+            # Rows skipped before kinds existed, sorted by the reasons ingest/ wrote for what
+            # could not be read (rather than decoded): those are tried on the next scan.
+            """UPDATE images SET attempts = 1, error_kind = CASE
+                   WHEN error = 'permission denied' OR error LIKE 'cannot read file:%'
+                        OR error LIKE 'took too long%' OR error LIKE 'unexpected error%'
+                        OR error LIKE 'file disappeared%' OR error LIKE 'not enough memory%'
+                   THEN 'transient' ELSE 'permanent' END
+               WHERE status = 'error'""",
         ],
     ),
 ]

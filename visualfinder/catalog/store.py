@@ -32,6 +32,7 @@ from visualfinder.catalog.records import (
     ImageRecord,
     ImageWrite,
     ModelRef,
+    SkippedFile,
     StatRow,
     blob_to_embedding,
     embedding_to_blob,
@@ -49,7 +50,7 @@ from visualfinder.paths import normalise
 # The records are written beside the catalog; the rest of the code imports them from here.
 __all__ = [
     "AppliedChanges", "Catalog", "CatalogChanges", "CatalogStats", "EmbeddedSource", "Folder", "ImageRecord",
-    "ImageWrite", "ModelRef", "StatRow", "blob_to_embedding", "embedding_to_blob", "normalise_tags",
+    "ImageWrite", "ModelRef", "SkippedFile", "StatRow", "blob_to_embedding", "embedding_to_blob", "normalise_tags",
     "path_from_db", "path_to_db", "subtree_bounds",
 ]  # fmt: skip
 
@@ -401,8 +402,9 @@ class Catalog(VectorStore):
             for w in changes.inserts:
                 cur = conn.execute(
                     """INSERT INTO images(path, folder_id, size, mtime_ns, content_hash, width, height,
-                           format, status, error, thumb_path, indexed_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                           format, status, error, thumb_path, error_kind, attempts, retry_at, ctime_ns,
+                           indexed_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (*self._write_values(w), now),
                 )
                 inserted.append(cur.lastrowid)
@@ -421,7 +423,7 @@ class Catalog(VectorStore):
                 conn.execute(
                     """UPDATE images SET path = ?, folder_id = ?, size = ?, mtime_ns = ?, content_hash = ?,
                            width = ?, height = ?, format = ?, status = ?, error = ?, thumb_path = ?,
-                           indexed_at = ?
+                           error_kind = ?, attempts = ?, retry_at = ?, ctime_ns = ?, indexed_at = ?
                        WHERE id = ?""",
                     (*self._write_values(w), now, image_id),
                 )
@@ -443,6 +445,7 @@ class Catalog(VectorStore):
         return (
             path_to_db(w.path), w.folder_id, w.size, w.mtime_ns, w.content_hash, w.width, w.height,
             w.format, w.status, w.error, w.thumb_path,
+            *((w.error_kind, w.attempts, w.retry_at, w.ctime_ns) if w.error else (None, 0, None, None)),
         )  # fmt: skip
 
     @staticmethod
@@ -611,11 +614,23 @@ class Catalog(VectorStore):
                 out[image_id].tags.append(tag)
         return out
 
-    def errors(self, limit: int | None = None) -> list[tuple[str, str]]:
-        sql = "SELECT path, error FROM images WHERE status = 'error' ORDER BY path"
+    def skipped_files(self, limit: int | None = None) -> list[SkippedFile]:
+        """Files indexing skipped, transient ones (tried again on later scans) first, by path."""
+        sql = """SELECT path, error, COALESCE(error_kind, 'permanent'), attempts, retry_at FROM images
+                 WHERE status = 'error' ORDER BY error_kind = 'transient' DESC, path"""
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [(path_from_db(p), e or "") for p, e in self.conn.execute(sql)]
+        return [SkippedFile(path_from_db(p), e or "", kind, attempts, retry_at)
+                for p, e, kind, attempts, retry_at in self.conn.execute(sql)]  # fmt: skip
+
+    def skipped_counts(self) -> dict[str, int]:
+        """Skipped files by kind: {"permanent": n, "transient": m}."""
+        rows = self.conn.execute(
+            "SELECT COALESCE(error_kind, 'permanent'), COUNT(*) FROM images WHERE status = 'error' GROUP BY 1"
+        )
+        counts = {"permanent": 0, "transient": 0}
+        counts.update(dict(rows.fetchall()))
+        return counts
 
     def stats(self, model_key: str) -> CatalogStats:
         conn = self.conn
@@ -634,12 +649,17 @@ class Catalog(VectorStore):
         )
 
 
-_STAT_COLUMNS = "i.id, i.path, i.folder_id, i.size, i.mtime_ns, i.status, i.content_hash, e.model_key, e.image_id IS NOT NULL"
+_STAT_COLUMNS = (
+    "i.id, i.path, i.folder_id, i.size, i.mtime_ns, i.status, i.content_hash, e.model_key, e.image_id IS NOT NULL,"
+    " i.error_kind, i.attempts, i.retry_at, i.ctime_ns"
+)
 _STAT_FROM = "images i LEFT JOIN embeddings e ON e.image_id = i.id AND e.model_key = ?"
 
 
 def _stat_row(r: tuple) -> StatRow:
-    return StatRow(r[0], path_from_db(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]))
+    return StatRow(
+        r[0], path_from_db(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9], r[10], r[11], r[12]
+    )
 
 
 def _free_bytes(folder: Path) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from visualfinder.cli.common import cancel_on_sigint, command, open_cli_library, progress_bar
 from visualfinder.config import Settings
+from visualfinder.ingest.retry import PERMANENT, TRANSIENT
 from visualfinder.jobs import CancelToken
 
 
@@ -20,6 +22,11 @@ def add_parsers(sub) -> None:
         "--watch",
         action="store_true",
         help="mark these folders watched (kept indexed by `watch` and the app)",
+    )
+    p.add_argument(
+        "--retry-skipped",
+        action="store_true",
+        help="try every skipped file again, even those that did not change",
     )
 
     p = sub.add_parser("watch", help="keep watched folders indexed until Ctrl+C (headless)")
@@ -48,7 +55,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         cancel = CancelToken()
         with cancel_on_sigint(cancel), progress_bar() as progress:
             report = library.index(args.paths or None, watched=True if args.watch else None,
-                                   progress=progress, cancel=cancel)  # fmt: skip
+                                   progress=progress, cancel=cancel, retry_skipped=args.retry_skipped)  # fmt: skip
         requested, model_key = library.requested_model.key, library.model_key
     for path, reason in report.folder_errors:
         print(f"visualfinder: warning: {path}: {reason}", file=sys.stderr)
@@ -60,7 +67,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     if report.errors:
         print(f"skipped {len(report.errors)} file(s):", file=sys.stderr)
         for error in report.errors:
-            print(f"  {error.path}: {error.reason}", file=sys.stderr)
+            print(f"  {error.path}: {error.reason}{'' if error.kind == PERMANENT else ' (tried again later)'}",
+                  file=sys.stderr)  # fmt: skip
     verb = "cancelled after" if report.cancelled else "done in"
     print(f"{verb} {report.seconds:.1f}s: {report.summary()}")
     if args.watch:
@@ -93,7 +101,13 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         "score = 1 - d²/2, distance = Euclidean" if status.metric == "l2" else "score = cosine similarity"
     )
     print(f"metric:     {status.metric} ({meaning}), index {status.index_dtype}")
-    print(f"images:     {s.ok} indexed, {s.errors} skipped, {s.needs_embedding} awaiting embedding")
+    counts = status.skipped_counts
+    kinds = (
+        f" ({counts.get(TRANSIENT, 0)} could not be read now, {counts.get(PERMANENT, 0)} not images)"
+        if s.errors
+        else ""
+    )
+    print(f"images:     {s.ok} indexed, {s.errors} skipped{kinds}, {s.needs_embedding} awaiting embedding")
     print(f"index:      {status.index_count} vectors, {status.index_health} "
           f"(generation {status.index_generation}/{status.catalog_generation})")  # fmt: skip
     if s.outbox_pending:
@@ -102,13 +116,32 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     for f in status.folders:
         flags = (" watched" if f.folder.watched else "") + ("" if f.exists else " MISSING")
         print(f"  {f.folder.path}: {f.ok} images, {f.errors} skipped{flags}")
-    if status.errors:
-        print("skipped files:")
-        for path, reason in status.errors:
-            print(f"  {path}: {reason}")
-        if s.errors > len(status.errors):
-            print(f"  ... and {s.errors - len(status.errors)} more (--all-errors)")
+    _print_skipped(status.skipped, s.errors)
     return 0
+
+
+_KIND_HEADINGS = {
+    TRANSIENT: "skipped, could not be read now (tried again on later scans; `index --retry-skipped` tries all now):",
+    PERMANENT: "skipped, not a readable image (tried again when the file changes):",
+}
+
+
+def _print_skipped(skipped, total: int) -> None:
+    """The skipped files by kind (transient ones first, as listed), with when each is retried."""
+    for kind in (TRANSIENT, PERMANENT):
+        files = [f for f in skipped if f.kind == kind]
+        if not files:
+            continue
+        print(_KIND_HEADINGS[kind])
+        for f in files:
+            retry = ""
+            if kind == TRANSIENT:
+                when = "next scan" if f.retry_at is None or f.retry_at <= time.time() else (
+                    time.strftime("%Y-%m-%d %H:%M", time.localtime(f.retry_at)))  # fmt: skip
+                retry = f" ({f.attempts} attempt{'s' if f.attempts != 1 else ''}, next: {when})"
+            print(f"  {f.path}: {f.reason}{retry}")
+    if total > len(skipped):
+        print(f"  ... and {total - len(skipped)} more (--all-errors)")
 
 
 @command("rebuild-index")

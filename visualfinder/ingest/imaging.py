@@ -108,13 +108,16 @@ def read_image_file(path: str | os.PathLike) -> bytes:
             if os.path.islink(path)
             else "file disappeared before it was read"
         )
-        raise ImageDecodeError(reason, str(path)) from exc
+        # Gone between the scan and the read: the next scan removes it, or reads it once it is back.
+        raise ImageDecodeError(
+            reason, str(path), transient=reason != "broken symlink (target missing)"
+        ) from exc
     except PermissionError as exc:
-        raise ImageDecodeError("permission denied", str(path)) from exc
+        raise ImageDecodeError("permission denied", str(path), transient=True) from exc
     except IsADirectoryError as exc:
         raise ImageDecodeError("is a folder, not an image file", str(path)) from exc
-    except OSError as exc:
-        raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}", str(path)) from exc
+    except OSError as exc:  # EIO, ESTALE, EMFILE...: the file may read fine later
+        raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}", str(path), transient=True) from exc
     with os.fdopen(fd, "rb") as fh:
         try:
             st = os.fstat(fh.fileno())
@@ -128,7 +131,9 @@ def read_image_file(path: str | os.PathLike) -> bytes:
         except IsADirectoryError as exc:
             raise ImageDecodeError("is a folder, not an image file", str(path)) from exc
         except OSError as exc:
-            raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}", str(path)) from exc
+            raise ImageDecodeError(
+                f"cannot read file: {exc.strerror or exc}", str(path), transient=True
+            ) from exc
 
 
 def library_decode_side(model_image_size: int, thumbnail_size: int) -> int:
@@ -182,8 +187,8 @@ def decode_image(
         raise ImageDecodeError(
             f"image too large to decode safely (over {max_pixels / 1e6:.0f} MP)", path
         ) from exc
-    except MemoryError as exc:
-        raise ImageDecodeError("not enough memory to decode this image", path) from exc
+    except MemoryError as exc:  # the machine's state, not the file's: tried again later
+        raise ImageDecodeError("not enough memory to decode this image", path, transient=True) from exc
     except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, TypeError,
             KeyError, ZeroDivisionError, zlib.error, RuntimeError) as exc:  # fmt: skip
         raise ImageDecodeError(_describe_decode_error(exc), path) from exc

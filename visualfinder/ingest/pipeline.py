@@ -30,6 +30,7 @@ from visualfinder.ingest.imaging import (
     thumbnail_path,
     write_thumbnail,
 )
+from visualfinder.ingest.retry import PERMANENT, kind_of, next_attempt, next_retry_at
 from visualfinder.ingest.scanner import FileStat, ScanPlan
 from visualfinder.ingest.workpool import Task, TaskTimedOut, WorkerPool
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
@@ -48,6 +49,7 @@ PREFETCH_BATCHES = 2
 class FileError:
     path: str
     reason: str
+    kind: str = PERMANENT  # or TRANSIENT: tried again on later scans (see ingest/retry.py)
 
 
 @dataclass
@@ -99,6 +101,7 @@ class _Prepared:
     kind: str  # "decoded" | "known" | "touch" | "error"
     digest: str | None = None
     reason: str | None = None
+    transient: bool = False  # an error that may pass (see ingest/retry.py)
     width: int | None = None
     height: int | None = None
     format: str | None = None
@@ -240,7 +243,7 @@ class IndexingPipeline:
         """Prepared files in input order (see `_ahead`); a file over the time limit is an error."""
 
         def timed_out(stat: FileStat, row: StatRow | None) -> _Prepared:
-            return _Prepared(stat, row, "error", reason=self._too_long())
+            return _Prepared(stat, row, "error", reason=self._too_long(), transient=True)
 
         return self._ahead(pool, work, self._prepare, timed_out, cancel)
 
@@ -281,7 +284,7 @@ class IndexingPipeline:
 
     def _too_long(self) -> str:
         return (
-            f"took too long to read and decode (over {self.file_time_limit:g} s); touch the file to try again"
+            f"took too long to read and decode (over {self.file_time_limit:g} s); tried again on later scans"
         )
 
     # --- re-embedding for another model (the model switch) -------------------------------
@@ -351,15 +354,17 @@ class IndexingPipeline:
             raise
         except Exception as exc:  # a bug must cost one file, not the run: record it and go on
             log.exception("unexpected error while preparing %s", stat.path)
-            return _Prepared(stat, row, "error", reason=f"unexpected error ({type(exc).__name__}: {exc})")
+            return _Prepared(
+                stat, row, "error", reason=f"unexpected error ({type(exc).__name__}: {exc})", transient=True
+            )
 
     def _prepare_file(self, stat: FileStat, row: StatRow | None) -> _Prepared:
         if stat.problem:
-            return _Prepared(stat, row, "error", reason=stat.problem)
+            return _Prepared(stat, row, "error", reason=stat.problem, transient=stat.problem_transient)
         try:
             data = read_image_file(stat.path)
         except ImageDecodeError as exc:
-            return _Prepared(stat, row, "error", reason=exc.reason)
+            return _Prepared(stat, row, "error", reason=exc.reason, transient=exc.transient)
         digest = content_hash(data)
         key = self.embedder.key
         if row is not None and row.content_hash == digest and row.has_embedding and row.model_key == key:
@@ -382,7 +387,7 @@ class IndexingPipeline:
             )
             tensor = self.embedder.preprocess(decoded.image)
         except ImageDecodeError as exc:
-            return _Prepared(stat, row, "error", digest=digest, reason=exc.reason)
+            return _Prepared(stat, row, "error", digest=digest, reason=exc.reason, transient=exc.transient)
         except OSError as exc:
             # The data folder is full or read-only: not this image's fault, so it must not be
             # recorded as a bad file (those are not retried). Stop; the next run picks it up.
@@ -398,8 +403,12 @@ class IndexingPipeline:
         s = p.stat
         write = ImageWrite(s.path, s.folder_id, s.size, s.mtime_ns, content_hash=p.digest)
         if p.kind == "error":
-            write.error = p.reason
-            report.errors.append(FileError(s.path, p.reason or "unknown error"))
+            write.error = p.reason or "unknown error"
+            write.error_kind = kind_of(p.transient)
+            write.attempts = next_attempt(p.row, write.error_kind)
+            write.retry_at = next_retry_at(write.error_kind, write.attempts, time.time())
+            write.ctime_ns = s.ctime_ns or None
+            report.errors.append(FileError(s.path, write.error, write.error_kind))
             if p.row is None:
                 run.changes.inserts.append(write)
             else:
@@ -428,9 +437,10 @@ class IndexingPipeline:
             try:
                 data = read_image_file(p.stat.path)
             except ImageDecodeError as exc:
-                self._route(
-                    _Prepared(p.stat, p.row, "error", digest=p.digest, reason=exc.reason), run, report
+                failed = _Prepared(
+                    p.stat, p.row, "error", digest=p.digest, reason=exc.reason, transient=exc.transient
                 )
+                self._route(failed, run, report)
                 return
             self._route(self._decode(p.stat, p.row, data, p.digest), run, report)
             return

@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from visualfinder.catalog.store import Catalog, Folder, StatRow, path_to_db, subtree_bounds
 from visualfinder.ingest.imaging import has_image_extension, is_candidate_name, is_ignored_name
+from visualfinder.ingest.retry import due_for_retry
 from visualfinder.jobs import CancelToken
 from visualfinder.paths import is_within
 from visualfinder.products.importer import IMAGE_SIDECAR_SUFFIX, TABLE_SIDECARS, is_sidecar_name
@@ -23,13 +25,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FileStat:
-    """A candidate image file on disk. `problem` is set when it cannot be read at all."""
+    """A candidate image file on disk. `problem` is set when it cannot be read at all;
+    `problem_transient` when that may pass (a stat error) rather than not (a pipe)."""
 
     path: str
     size: int
     mtime_ns: int
     folder_id: int
     problem: str | None = None
+    problem_transient: bool = False
+    ctime_ns: int = 0  # a changed ctime makes a transient skip due (see ingest/retry.py)
 
 
 @dataclass
@@ -49,6 +54,10 @@ class ScanPlan:
     deferred: list[str] = field(default_factory=list)
     # Metadata sidecar files seen on the way, as (path, size, mtime_ns): see products.importer.
     sidecars: list[tuple[str, int, int]] = field(default_factory=list)
+    # Try every skipped file again, whatever its kind (`index --retry-skipped`).
+    retry_skipped: bool = False
+    # The wall clock a transient skip's next try is compared with.
+    now: float = field(default_factory=time.time)
 
     @property
     def work(self) -> int:
@@ -61,14 +70,16 @@ def scan(
     model_key: str,
     cancel: CancelToken | None = None,
     on_file: Callable[[int], None] | None = None,
+    retry_skipped: bool = False,
 ) -> ScanPlan:
     """Diff the given catalog folders against the disk.
 
     A root that cannot be read (missing, unreadable, or an empty mount point of an unmounted
     drive) is reported in `folder_errors` and its catalogued images are left alone: only an
-    explicit folder removal forgets them.
+    explicit folder removal forgets them. A skipped file is tried again when it changed, when
+    its transient failure is due (see ingest/retry.py), or always with `retry_skipped`.
     """
-    plan = ScanPlan()
+    plan = ScanPlan(retry_skipped=retry_skipped)
     folder_ids = {f.path: f.id for f in catalog.folders()}
     counter = _Counter(on_file)
     for root in _outermost(roots):
@@ -91,6 +102,7 @@ def scan_paths(
     accept: Callable[[FileStat], bool] | None = None,
     cancel: CancelToken | None = None,
     on_file: Callable[[int], None] | None = None,
+    retry_skipped: bool = False,
 ) -> ScanPlan:
     """Diff just the given paths (files or folders, present or gone) against the catalog.
 
@@ -103,7 +115,7 @@ def scan_paths(
     file has vanished takes that image over (`plan.adopt`), so a move keeps its id even when
     only its destination was named.
     """
-    plan = ScanPlan()
+    plan = ScanPlan(retry_skipped=retry_skipped)
     folders = catalog.folders()
     folder_ids = {f.path: f.id for f in folders}
     outer = _outermost(folders)
@@ -260,6 +272,8 @@ def _classify(
             plan.deferred.append(found.path)
     elif row.status == "ok" and not (row.has_embedding and row.model_key == model_key):
         plan.changed.append((found, row))  # embedded by another model: embed again
+    elif row.status == "error" and (plan.retry_skipped or due_for_retry(row, found.ctime_ns, plan.now)):
+        plan.changed.append((found, row))  # a skip whose cause may be gone: try again
     else:
         plan.unchanged += 1
 
@@ -395,12 +409,12 @@ def _file_stat(entry: os.DirEntry, folder_id: int) -> FileStat:
         lst = entry.stat(follow_symlinks=False)
         return FileStat(entry.path, 0, lst.st_mtime_ns, folder_id, "broken symlink (target missing)")
     except OSError as exc:
-        return FileStat(entry.path, 0, 0, folder_id, _os_reason(exc))
+        return FileStat(entry.path, 0, 0, folder_id, _os_reason(exc), problem_transient=_may_pass(exc))
     if not stat.S_ISREG(st.st_mode):
         return FileStat(
             entry.path, 0, st.st_mtime_ns, folder_id, "not a regular file (device, pipe or socket)"
         )
-    return FileStat(entry.path, st.st_size, st.st_mtime_ns, folder_id)
+    return FileStat(entry.path, st.st_size, st.st_mtime_ns, folder_id, ctime_ns=st.st_ctime_ns)
 
 
 def stat_file(path: str, folder_id: int) -> FileStat | None:
@@ -415,12 +429,12 @@ def stat_file(path: str, folder_id: int) -> FileStat | None:
             return FileStat(path, 0, os.lstat(path).st_mtime_ns, folder_id, "broken symlink (target missing)")
         return None
     except OSError as exc:
-        return FileStat(path, 0, 0, folder_id, _os_reason(exc))
+        return FileStat(path, 0, 0, folder_id, _os_reason(exc), problem_transient=_may_pass(exc))
     if stat.S_ISDIR(st.st_mode):
         return None
     if not stat.S_ISREG(st.st_mode):
         return FileStat(path, 0, st.st_mtime_ns, folder_id, "not a regular file (device, pipe or socket)")
-    return FileStat(path, st.st_size, st.st_mtime_ns, folder_id)
+    return FileStat(path, st.st_size, st.st_mtime_ns, folder_id, ctime_ns=st.st_ctime_ns)
 
 
 def _outermost(roots: list[Folder]) -> list[Folder]:
@@ -431,6 +445,11 @@ def _outermost(roots: list[Folder]) -> list[Folder]:
         if not any(is_within(folder.path, outer.path) for outer in kept):
             kept.append(folder)
     return kept
+
+
+def _may_pass(exc: OSError) -> bool:
+    """A stat error that may pass (permission, I/O, a stale handle); a symlink loop will not."""
+    return exc.errno != 40  # ELOOP
 
 
 def _os_reason(exc: OSError) -> str:

@@ -16,8 +16,9 @@ ReadDirectoryChanges; a polling observer for network drives or when notification
 `Settings.watch_polling`), then reconciled by the same stat diff `Library.index` does, so
 changes made while nothing watched are applied first. Events only name paths: a path is
 queued, and a burst is taken as one batch once no event came for `watch_debounce_s` (or after
-`watch_max_delay_s` during an endless stream). A file is read only when its size and mtime
-have held still for `watch_stable_s`; one still being written waits. Each batch goes through
+`watch_max_delay_s` during an endless stream). A file is read only when the watcher has seen
+its size and mtime hold still for `watch_stable_s` (never trusting an old-looking mtime: a
+share's clock may lag); one still being written waits. Each batch goes through
 `Library.index_paths`: the one indexing pipeline, under the library's writer lock, so a move
 (both ends in one batch, or a vanished source) keeps its id and metadata, a deleted file or
 folder leaves the library, and every change reaches the outbox in the catalog transaction.
@@ -243,7 +244,7 @@ class Watcher:
             with self._cond:
                 self._working = False
                 self._cond.notify_all()
-        self._defer(report.deferred)
+        self._defer(report.deferred, paths)
         self._failures = 0
         if self._problem is not None:
             self._problem = None
@@ -252,16 +253,27 @@ class Watcher:
             log.info("watcher %s: %s (%.1fs)", what, report.summary(), report.seconds)
         return report
 
-    def _defer(self, deferred: list[str]) -> None:
-        """Look again at held-back paths once their files may have held still long enough."""
+    def _defer(self, deferred: list[str], processed: list[str] = ()) -> None:
+        """Look again at held-back paths once their files may have held still long enough.
+
+        A processed path that was not held back starts afresh: an event that named it again
+        while its batch ran must not inherit the time it was held before (its removal would no
+        longer wait for a file being written, and a rename would become a removal and an addition).
+        """
         now = time.monotonic()
         stable_s = self.settings.watch_stable_s
         with self._cond:
+            for path in set(processed).difference(deferred):
+                self._held_since.pop(path, None)
+                self._unstable.pop(path, None)
+            # One time for the whole batch, so that files that arrived together (a folder moved
+            # in) are indexed together: the last one to be seen decides.
+            due = max([now + stable_s if (seen := self._unstable.get(p)) is None else max(now, seen[1] + stable_s)
+                       for p in deferred], default=now)  # fmt: skip
             for path in deferred:
                 self._held_since.setdefault(path, now)
                 if path not in self._pending:
-                    seen = self._unstable.get(path)
-                    self._deferred[path] = max(now, seen[1] + stable_s) if seen else now + stable_s
+                    self._deferred[path] = due
             waiting = self._pending.keys() | self._deferred.keys()
             self._unstable = {p: v for p, v in self._unstable.items() if p in waiting}
             self._held_since = {p: t for p, t in self._held_since.items() if p in waiting}
@@ -281,12 +293,14 @@ class Watcher:
         self._publish_state()
 
     def _accept(self, stat: FileStat) -> bool:
-        """Whether a new or changed file has held still (size, mtime) long enough to be read."""
+        """Whether a new or changed file has held still (size, mtime) long enough to be read.
+
+        Always by our own observation: an old-looking mtime proves nothing on a share whose
+        clock lags ours, where a half-written file would be read at once.
+        """
         stable_s = self.settings.watch_stable_s
         if stat.problem or stable_s <= 0:
             return True
-        if time.time_ns() - stat.mtime_ns >= stable_s * 1e9:
-            return True  # not written for a while (by its own clock; the stat check covers skew)
         now = time.monotonic()
         key = (stat.size, stat.mtime_ns)
         with self._cond:

@@ -213,13 +213,17 @@ class Library:
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
         source: str = "index",
+        retry_skipped: bool = False,
     ) -> IndexReport:
         """Add `paths` as folders (if given) and bring them, or every folder, up to date.
 
         `source` names the caller in the LibraryChanged event ("index", "watcher", ...).
+        Skipped files are tried again when they changed or, for a transient failure, when due
+        (ingest/retry.py); `retry_skipped=True` tries every one (`index --retry-skipped`, the
+        app's "Retry skipped").
         """
         roots = self.add_folders(paths, watched) if paths else self.catalog.folders()
-        return self.indexer.run(roots, progress, cancel, source)
+        return self.indexer.run(roots, progress, cancel, source, retry_skipped)
 
     def index_paths(
         self,

@@ -56,13 +56,15 @@ class Indexer:
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
         source: str = "index",
+        retry_skipped: bool = False,
     ) -> IndexReport:
-        """Bring these catalog folders up to date (new, changed, moved and removed files)."""
+        """Bring these catalog folders up to date (new, changed, moved and removed files);
+        `retry_skipped` tries every skipped file again, whatever its kind."""
         with self.live.writing():
             progress(Progress("scanning", 0, 0))
             started = time.perf_counter()
             plan = scan(self.catalog, roots, self.live.engine.model.key, cancel,
-                        on_file=lambda n: progress(Progress("scanning", n, 0)))  # fmt: skip
+                        on_file=lambda n: progress(Progress("scanning", n, 0)), retry_skipped=retry_skipped)  # fmt: skip
             log.info("scan: %d new, %d changed, %d missing, %d unchanged in %.2fs", len(plan.new),
                      len(plan.changed), len(plan.missing), plan.unchanged, time.perf_counter() - started)  # fmt: skip
             report = self.pipeline().run(plan, progress, cancel)
@@ -117,7 +119,9 @@ class Indexer:
             report.folder_errors += result.problems
 
     def _announce(self, report: IndexReport, source: str) -> None:
-        if report.changed or report.metadata_updated:
+        # Folder problems too: a watcher batch whose files all wait for a stable size must
+        # still say that a folder could not be read.
+        if report.changed or report.metadata_updated or report.folder_errors:
             self.events.emit(LibraryChanged(report, source))
         if report.metadata_updated:
             self.events.emit(LibraryChanged(None, "metadata"))

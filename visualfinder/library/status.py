@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from visualfinder.catalog.records import ModelRef
-from visualfinder.catalog.store import Catalog, CatalogStats, Folder
+from visualfinder.catalog.store import Catalog, CatalogStats, Folder, SkippedFile
 from visualfinder.config import Settings
 from visualfinder.library.live_index import LiveIndex
 from visualfinder.library.model_switch import SwitchState, switch_state
@@ -38,11 +38,17 @@ class LibraryStatus:
     index_generation: int
     catalog_generation: int
     index_health: str
-    errors: list[tuple[str, str]]
+    skipped: list[SkippedFile]  # transient ones first; up to the caller's limit
     schema_version: int
     requested_model_key: str = ""
     switch: SwitchState | None = None
     stored_models: dict[str, int] = field(default_factory=dict)
+    skipped_counts: dict[str, int] = field(default_factory=dict)  # all skipped files, by kind
+
+    @property
+    def errors(self) -> list[tuple[str, str]]:
+        """(path, reason) of the skipped files listed."""
+        return [(f.path, f.reason) for f in self.skipped]
 
     def to_json(self) -> dict:
         s = self.stats
@@ -56,7 +62,9 @@ class LibraryStatus:
             "needs_embedding": s.needs_embedding, "outbox_pending": s.outbox_pending,
             "index": {"count": self.index_count, "generation": self.index_generation,
                       "catalog_generation": self.catalog_generation, "health": self.index_health},
-            "error_files": [{"path": p, "reason": r} for p, r in self.errors],
+            "error_files": [{"path": f.path, "reason": f.reason, "kind": f.kind, "attempts": f.attempts,
+                             "retry_at": f.retry_at} for f in self.skipped],
+            "skipped": self.skipped_counts,
             "schema_version": self.schema_version, "requested_model_key": self.requested_model_key,
             "switch": self.switch.to_json() if self.switch else None, "stored_models": self.stored_models,
         }  # fmt: skip
@@ -79,7 +87,8 @@ def library_status(
         device=settings.device, metric=engine.metric, index_dtype=index.spec.dtype, stats=stats,
         folders=folders, index_count=len(index), index_generation=index.generation,
         catalog_generation=catalog.generation, index_health=live.health,
-        errors=catalog.errors(error_limit), schema_version=catalog.schema_version(),
+        skipped=catalog.skipped_files(error_limit), skipped_counts=catalog.skipped_counts(),
+        schema_version=catalog.schema_version(),
         requested_model_key=requested.key, switch=switch_state(catalog),
         stored_models=catalog.model_counts(),
     )  # fmt: skip

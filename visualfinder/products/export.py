@@ -80,7 +80,8 @@ def write_results_csv(
 
 
 def write_atomically(dest: str | os.PathLike, excel: bool, write: Callable[[TextIO], None]) -> Path:
-    """Write a CSV through a temporary file next to `dest`, renamed over it when complete."""
+    """Write a CSV file through `.NAME.tmp` and a rename: `dest` is whole or untouched, and a
+    failure (a full disk, an error while filling) leaves no temporary file behind."""
     dest = Path(dest)
     tmp = dest.with_name(f".{dest.name}.tmp")
     try:
@@ -89,8 +90,8 @@ def write_atomically(dest: str | os.PathLike, excel: bool, write: Callable[[Text
         os.replace(tmp, dest)
     except BaseException:
         try:
-            tmp.unlink(missing_ok=True)  # a full disk keeps no half-written file
-        except OSError:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the folder itself may be gone or read-only: nothing more to clean
             pass
         raise
     return dest
