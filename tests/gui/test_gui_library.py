@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 
 import torch
 from guihelpers import WAIT_MS, close_window, drop, search_and_wait
@@ -82,6 +83,31 @@ def test_skipped_files_are_reported_with_their_reason(qtbot, make_window, catalo
     assert dialog.table.topLevelItem(0).text(0) == str(catalog_dir / "truncated.jpg")
     assert "truncated" in dialog.table.topLevelItem(0).text(1)
     dialog.close()
+
+
+def test_retry_skipped_reads_a_skipped_file_again_even_when_its_size_and_mtime_are_unchanged(
+    qtbot, make_window, catalog_dir
+):
+    good = (catalog_dir / "product_0000.jpg").read_bytes()
+    broken = catalog_dir / "repaired.jpg"
+    broken.write_bytes(good[:200] + bytes(len(good) - 200))  # same size, not a readable image
+    window = make_window([catalog_dir])
+    assert "1 skipped" in window.folders_panel.errors_button.text()
+    stat = broken.stat()
+    broken.write_bytes(good)  # fixed in place; size and mtime as before: a scan sees no change
+    os.utime(broken, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    job = window.library_actions.reindex_all()
+    qtbot.waitUntil(lambda: job.done, timeout=WAIT_MS)
+    # A permanent skip is retried only when the file changes: the update leaves it alone.
+    assert (job.result.added, job.result.updated, job.result.unchanged) == (0, 0, 13)
+
+    dialog = window.library_actions.show_skipped()
+    assert dialog.retry_button.isEnabled()
+    dialog.retry_button.click()
+    qtbot.waitUntil(lambda: window.session.snapshot.status.stats.errors == 0, timeout=WAIT_MS)
+    assert window.session.snapshot.images == 13
+    assert window.folders_panel.errors_button.text() != "1 skipped"
 
 
 def test_removing_a_folder_asks_first_then_forgets_its_images(qtbot, make_window, catalog_dir, tmp_path):

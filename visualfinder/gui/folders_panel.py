@@ -178,7 +178,10 @@ class FoldersPanel(QWidget):
 
 
 class SkippedFilesDialog(QDialog):
-    """Files that could not be indexed, with the reason for each (non-modal)."""
+    """Files that could not be indexed, with the reason for each (non-modal); *Retry skipped*
+    tries them all again now."""
+
+    retryRequested = Signal()
 
     def __init__(self, errors: list[tuple[str, str]], folder: str = "", truncated: bool = False, parent=None):
         super().__init__(parent)
@@ -208,6 +211,11 @@ class SkippedFilesDialog(QDialog):
         self.table.setColumnWidth(0, 400)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)
+        self.retry_button = buttons.addButton("Retry skipped", QDialogButtonBox.ButtonRole.ActionRole)
+        self.retry_button.setToolTip("Read every skipped file again now, changed or not")
+        self.retry_button.setEnabled(bool(shown))
+        self.retry_button.clicked.connect(self.retryRequested)
+        self.retry_button.clicked.connect(self.accept)
         layout = QVBoxLayout(self)
         layout.addWidget(label)
         layout.addWidget(self.table, 1)

@@ -63,6 +63,12 @@ class LibraryActions(QObject):
             return None
         return self._track_indexing(self.session.index(None), "all folders")
 
+    def retry_skipped(self) -> Job | None:
+        """Every skipped file read again now, whether or not it changed (`index --retry-skipped`)."""
+        if not self.session.is_open:
+            return None
+        return self._track_indexing(self.session.index(None, retry_skipped=True), "skipped files")
+
     def _track_indexing(self, job: Job, name: str) -> Job:
         self.feedback.track(job, f"Indexing {name}")
         job.succeeded.connect(lambda report: self._on_indexed(report, name))
@@ -117,6 +123,7 @@ class LibraryActions(QObject):
             return None
         errors = snapshot.status.errors
         dialog = SkippedFilesDialog(errors, folder, len(errors) >= STATUS_ERROR_LIMIT, self.parent_widget)
+        dialog.retryRequested.connect(self.retry_skipped)
         dialog.open()
         return dialog
 

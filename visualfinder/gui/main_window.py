@@ -109,6 +109,7 @@ class MainWindow(QMainWindow):
             (self.import_action, self.library_actions.import_products),
             (self.refresh_action, self.refresh),
             (self.reindex_action, self.library_actions.reindex_all),
+            (self.retry_skipped_action, self.library_actions.retry_skipped),
             (self.clear_action, self.clear_query),
             (self.focus_search_action, lambda: self.search_field.setFocus()),
             (self.quit_action, self.close),
@@ -153,7 +154,7 @@ class MainWindow(QMainWindow):
 
     def set_library_open(self, is_open: bool) -> None:
         for action in (self.open_image_action, self.paste_action, self.add_folder_action, self.refresh_action,
-                       self.reindex_action, self.duplicates_action, self.batch_action, self.import_action):  # fmt: skip
+                       self.reindex_action, self.duplicates_action, self.batch_action, self.import_action, self.retry_skipped_action):  # fmt: skip
             action.setEnabled(is_open)
         self.export_action.setEnabled(is_open and bool(self.results_model.kept()))
         self.search_field.setEnabled(is_open)

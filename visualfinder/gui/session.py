@@ -313,9 +313,13 @@ class LibrarySession(QObject):
         return self.run(self.reader, "Searching", lambda lib, ctx: lib.search(request), key="search",
                         needs_model=needs_model)  # fmt: skip
 
-    def index(self, paths: Sequence[str | os.PathLike] | None = None, watched: bool | None = None) -> Job:
+    def index(self, paths: Sequence[str | os.PathLike] | None = None, watched: bool | None = None,
+              retry_skipped: bool = False) -> Job:  # fmt: skip
+        """Index `paths` (or every folder); `retry_skipped` tries every skipped file again."""
+
         def run(lib: Library, ctx: JobContext):
-            return lib.index(paths, watched=watched, progress=ctx.progress, cancel=ctx.cancel)
+            return lib.index(paths, watched=watched, progress=ctx.progress, cancel=ctx.cancel,
+                             retry_skipped=retry_skipped)  # fmt: skip
 
         name = f"Indexing {Path(paths[0]).name}" if paths and len(paths) == 1 else "Indexing"
         return self.run(self.writer, name, run, refresh=True, needs_model=True)

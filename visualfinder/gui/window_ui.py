@@ -228,6 +228,9 @@ def _build_actions(self: QMainWindow, watch_new_folders: bool) -> None:
         K("Ctrl+M"),
         "Find the catalog matches of every photo in a folder",
     )
+    self.retry_skipped_action = _action(
+        self, None, "Retry s&kipped files", None, "Read every skipped file again now, changed or not"
+    )
     self.clear_action = _action(self, "clear", "&Clear query", K("Ctrl+Shift+Backspace"))
     self.focus_search_action = _action(self, "search", "&Search by text", K.StandardKey.Find)
     self.quit_action = _action(self, None, "&Quit", K.StandardKey.Quit)
@@ -265,6 +268,7 @@ def build_menus_and_toolbar(
         None,
         self.add_folder_action,
         self.reindex_action,
+        self.retry_skipped_action,
         watch_action,
         self.watch_new_action,
         None,
