@@ -49,11 +49,15 @@ class ModelGate:
                 raise ApiError(429, "busy", f"{self._in_system} searches are queued; try again shortly",
                                retry_after=self.retry_after())  # fmt: skip
             self._in_system += 1
+        loop = asyncio.get_running_loop()
+        turn = asyncio.Event()
         deadline = time.monotonic() + self.timeout_s
         try:
-            future = asyncio.get_running_loop().run_in_executor(self._executor, self._call, deadline, func, args)
+            future = loop.run_in_executor(self._executor, self._call, deadline, turn, loop, func, args)
             try:
-                return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
+                # The limit is on waiting for a turn; a call that has started runs to its end.
+                await asyncio.wait_for(turn.wait(), self.timeout_s)
+                return await future
             except (asyncio.TimeoutError, _Expired):
                 raise ApiError(503, "overloaded", f"no turn for the model within {self.timeout_s:g} s",
                                retry_after=self.retry_after()) from None  # fmt: skip
@@ -61,9 +65,10 @@ class ModelGate:
             with self._lock:
                 self._in_system -= 1
 
-    def _call(self, deadline: float, func: Callable[..., T], args: tuple) -> T:
+    def _call(self, deadline: float, turn: asyncio.Event, loop, func: Callable[..., T], args: tuple) -> T:
         if time.monotonic() > deadline:
             raise _Expired
+        loop.call_soon_threadsafe(turn.set)
         started = time.perf_counter()
         try:
             return func(*args)

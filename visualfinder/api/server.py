@@ -3,9 +3,12 @@ over uvicorn until SIGTERM or Ctrl+C, let the requests in flight finish, close e
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from visualfinder.api.app import create_app
@@ -100,6 +103,23 @@ class _Server:
         import uvicorn
 
         class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):
+                # As uvicorn's, without raising the signal again afterwards: that would end the
+                # process before the library is closed. A second Ctrl+C still forces the exit.
+                if threading.current_thread() is not threading.main_thread():
+                    yield
+                    return
+                previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+                try:
+                    yield
+                finally:
+                    for sig, handler in previous.items():
+                        signal.signal(sig, handler)
+                if self._captured_signals:
+                    print("visualfinder: stopping: finished the requests in flight, closing the library",
+                          file=sys.stderr, flush=True)  # fmt: skip
+
             async def startup(self, sockets=None):
                 await super().startup(sockets)
                 if self.should_exit or not self.servers:
