@@ -47,7 +47,7 @@ class ApiServer:
         self.token: str | None = None
         self.stderr_path = self.data_dir.parent / f"serve-{uuid.uuid4().hex[:6]}.err"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        full_env = subprocess_env(*extra_paths, **TINY_ENV, VISUALFINDER_DATA_DIR=str(data_dir), **(env or {}))
+        full_env = subprocess_env(*extra_paths, **{**TINY_ENV, "VISUALFINDER_DATA_DIR": str(data_dir), **(env or {})})
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "visualfinder", "serve", "--port", "0", *args],

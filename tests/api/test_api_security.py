@@ -212,28 +212,52 @@ def test_private_urls_when_allowed_redirects_limited_and_shutdown_finishes_the_r
     assert proc.returncode == 0 and '"health": "ok"' in proc.stdout
 
 
-def test_the_model_gate_queues_then_answers_429_and_503_with_retry_after():
+def test_the_model_gate_batches_queues_then_answers_429_and_503_with_retry_after():
+    hold = threading.Event()
+    batches: list[list] = []
+
+    def answer(items):
+        batches.append(list(items))
+        if "hold" in items:
+            hold.wait(30)
+        return [ValueError("bad") if item == "bad" else item.upper() for item in items]
+
     async def scenario():
-        gate = ModelGate(queue_size=2, timeout_s=0.5)
-        hold = threading.Event()
-        first = asyncio.ensure_future(gate.run(hold.wait, 30))
-        second = asyncio.ensure_future(gate.run(lambda: "second"))
+        gate = ModelGate(answer, queue_size=3, timeout_s=0.5)
+        first = asyncio.ensure_future(gate.run("hold"))
+        await asyncio.sleep(0.2)  # the model thread is busy with it
+        second = asyncio.ensure_future(gate.run("a"))
+        third = asyncio.ensure_future(gate.run("b"))
         await asyncio.sleep(0.05)
         with pytest.raises(ApiError) as full:
-            await gate.run(lambda: "third")
+            await gate.run("c")
         assert full.value.status == 429 and full.value.retry_after >= 1
-        with pytest.raises(ApiError) as waited:
-            await second  # its turn never came within timeout_s
-        assert waited.value.status == 503 and waited.value.retry_after >= 1
+        for waiting in (second, third):
+            with pytest.raises(ApiError) as waited:
+                await waiting  # their turn never came within timeout_s
+            assert waited.value.status == 503 and waited.value.retry_after >= 1
         hold.set()
-        assert await first is True
-        assert await gate.run(lambda: 42) == 42
+        assert await first == "HOLD"
         gate.close()
+        # Those waiting together go to the model together; a failing item fails alone.
+        hold.clear()
+        patient = ModelGate(answer, queue_size=10, timeout_s=60)
+        busy = asyncio.ensure_future(patient.run("hold"))
+        await asyncio.sleep(0.2)
+        waiting = [asyncio.ensure_future(patient.run(item)) for item in ("x", "bad", "y")]
+        await asyncio.sleep(0.1)
+        hold.set()
+        together = await asyncio.gather(busy, *waiting, return_exceptions=True)
+        assert together[0] == "HOLD" and together[1] == "X" and together[3] == "Y"
+        assert isinstance(together[2], ValueError)
+        patient.close()
         with pytest.raises(ApiError) as closed:
-            await gate.run(lambda: 1)
+            await gate.run("z")
         assert closed.value.status == 503
 
     asyncio.run(scenario())
+    assert batches[0] == ["hold"] and ["a", "b"] not in batches  # expired ones never reach the model
+    assert batches[-1] == ["x", "bad", "y"]
 
 
 def test_public_address_rules():

@@ -44,7 +44,7 @@ def build_router(service: ApiService, auth) -> APIRouter:
     builder = RequestBuilder(service)
 
     async def run_search(request: SearchRequest, threshold: float | None, as_csv: bool) -> Response:
-        response = await service.gate.run(service.search, request)
+        response = await service.gate.run(request)
         results = response.results
         if threshold is not None:
             results = [r for r in results if r.ranked and r.score >= threshold]

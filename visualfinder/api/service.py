@@ -25,7 +25,7 @@ from visualfinder.library.stateless import RemoteOnly
 from visualfinder.products.export import write_rows
 from visualfinder.search.planner import SearchResult
 from visualfinder.search.query_bar import ParsedQuery, parse_query
-from visualfinder.search.request import SearchRequest, SearchResponse
+from visualfinder.search.request import QueryTerm, SearchRequest, SearchResponse
 
 API_PREFIX = "/api/v1"
 # Redirects an image_url may take (each hop's address is checked again).
@@ -40,7 +40,7 @@ class ApiService:
         self.library = library
         self.remote = remote
         self.expose_paths = settings.api_expose_paths
-        self.gate = ModelGate(settings.api_queue_size, settings.api_queue_timeout_s)
+        self.gate = ModelGate(self.search_batch, settings.api_queue_size, settings.api_queue_timeout_s)
         self.jobs = IndexJobs(library, self.expose_paths) if library is not None else None
         self.started = time.time()
 
@@ -76,9 +76,28 @@ class ApiService:
                            allow_private=s.api_allow_private_urls, max_redirects=MAX_URL_REDIRECTS)  # fmt: skip
         return self.decode_query_bytes(data, url)
 
-    def search(self, request: SearchRequest) -> SearchResponse:
-        """Called on the model gate's thread: one query embeds at a time."""
-        return self._searcher.search(request)
+    def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResponse | Exception]:
+        """The searches waiting for the model, on the gate's thread: their texts embedded in one
+        call and their images in another, then each answered by `search` with its vectors."""
+        embedder = self._searcher.embedder
+        texts = [t for r in requests for t in r.terms if t.kind == "text" and str(t.value).strip()]
+        images = [t for r in requests for t in r.terms if t.kind == "pil"]
+        vectors: dict[int, object] = {}
+        try:
+            if len(texts) > 1:
+                vectors.update(zip(map(id, texts), embedder.embed_texts([str(t.value).strip() for t in texts])))
+            if len(images) > 1:
+                vectors.update(zip(map(id, images), embedder.embed_images([t.value for t in images])))
+        except Exception:  # noqa: BLE001 - one bad input must not fail the others: each goes alone
+            vectors = {}
+        answers: list[SearchResponse | Exception] = []
+        for request in requests:
+            terms = [QueryTerm("vector", vectors[id(t)], t.weight) if id(t) in vectors else t for t in request.terms]
+            try:
+                answers.append(self._searcher.search(dataclasses.replace(request, terms=terms)))
+            except Exception as exc:  # noqa: BLE001 - handed to that request's caller
+                answers.append(exc)
+        return answers
 
     # --- answers -------------------------------------------------------------------------
 
