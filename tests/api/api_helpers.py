@@ -42,13 +42,17 @@ class Answer:
 
 
 class ApiServer:
-    def __init__(self, data_dir: Path, *args: str, env: dict | None = None, extra_paths: tuple[str, ...] = ()):
+    def __init__(
+        self, data_dir: Path, *args: str, env: dict | None = None, extra_paths: tuple[str, ...] = ()
+    ):
         self.data_dir = Path(data_dir)
         self.token: str | None = None
         self.stderr_path = self.data_dir.parent / f"serve-{uuid.uuid4().hex[:6]}.err"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        full_env = subprocess_env(*extra_paths, **{**TINY_ENV, "VISUALFINDER_DATA_DIR": str(data_dir), **(env or {})})
-        self._stderr = open(self.stderr_path, "wb")
+        full_env = subprocess_env(
+            *extra_paths, **{**TINY_ENV, "VISUALFINDER_DATA_DIR": str(data_dir), **(env or {})}
+        )
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - open while the server runs
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "visualfinder", "serve", "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=self._stderr, env=full_env, text=True,
@@ -109,11 +113,15 @@ def multipart(files: list[tuple[str, str, bytes]], fields: dict) -> tuple[bytes,
     parts = []
     for name, value in fields.items():
         for item in value if isinstance(value, list) else [value]:
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{item}\r\n'.encode())
+            parts.append(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{item}\r\n'.encode()
+            )
     for name, filename, content in files:
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+            + content
+            + b"\r\n"
         )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"

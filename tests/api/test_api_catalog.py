@@ -32,7 +32,9 @@ def test_an_image_record_its_thumbnail_with_etag_and_similar_images(shop):
     thumb = server.call("GET", f"/api/v1/images/{image_id}/thumbnail")
     assert thumb.status == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert thumb.body[:3] == b"\xff\xd8\xff" and thumb.headers["etag"]
-    again = server.call("GET", f"/api/v1/images/{image_id}/thumbnail", headers={"If-None-Match": thumb.headers["etag"]})
+    again = server.call(
+        "GET", f"/api/v1/images/{image_id}/thumbnail", headers={"If-None-Match": thumb.headers["etag"]}
+    )
     assert again.status == 304 and again.body == b""
 
     similar = server.call("GET", f"/api/v1/images/{image_id}/similar?k=3").json()
@@ -51,8 +53,15 @@ def test_a_product_sheet_upload_goes_through_the_importer(shop):
     assert (report["rows"], report["images_updated"], report["source"]) == (4, 3, "products.csv")
     assert report["unmatched"] == [{"line": 5, "image": "no-such-file.jpg"}]
     record = server.call("GET", f"/api/v1/images/{_id_of(server, chairs[1])}").json()
-    assert (record["sku"], record["title"], record["price"], record["tags"]) == ("CH-1", "Oak chair 1", 101.0, ["oak"])
-    found = server.call("POST", "/api/v1/search", json_body={"filters": {"where": {"sku": "CH-2"}}, "k": 5}).json()
+    assert (record["sku"], record["title"], record["price"], record["tags"]) == (
+        "CH-1",
+        "Oak chair 1",
+        101.0,
+        ["oak"],
+    )
+    found = server.call(
+        "POST", "/api/v1/search", json_body={"filters": {"where": {"sku": "CH-2"}}, "k": 5}
+    ).json()
     assert [r["sku"] for r in found["results"]] == ["CH-2"]
     raw = server.call("POST", "/api/v1/metadata", data=b'[{"image": "nothing.png", "sku": "Z"}]',
                       headers={"Content-Type": "application/json"})  # fmt: skip
@@ -71,7 +80,9 @@ def test_searches_answer_while_a_folder_is_indexed_then_it_can_be_removed(shop):
 
     def one_search(i: int) -> bool:
         if i % 2:
-            return server.call("POST", "/api/v1/search", json_body={"text": f"chair {i}", "k": 5}).status == 200
+            return (
+                server.call("POST", "/api/v1/search", json_body={"text": f"chair {i}", "k": 5}).status == 200
+            )
         answer = server.call("POST", "/api/v1/search", files=[("image", "q.jpg", chairs[i % 8].read_bytes())])
         # Batched with others or not, each upload finds its own file first.
         return answer.status == 200 and answer.json()["results"][0]["path"] == str(chairs[i % 8])

@@ -26,7 +26,9 @@ def test_status_reports_the_library(shop):
 
 def test_an_uploaded_photo_finds_its_own_file_first(shop):
     server, chairs, lamps, root = shop
-    answer = server.call("POST", "/api/v1/search", files=[("image", "query.jpg", _jpeg(chairs[3]))], fields={"k": 3})
+    answer = server.call(
+        "POST", "/api/v1/search", files=[("image", "query.jpg", _jpeg(chairs[3]))], fields={"k": 3}
+    )
     assert answer.status == 200, answer.body
     body = answer.json()
     assert body["plan"] in ("exact", "hnsw") and body["candidates"] == 14 and body["took_ms"] >= 0
@@ -41,7 +43,9 @@ def test_an_uploaded_photo_finds_its_own_file_first(shop):
 def test_json_search_takes_text_filters_similar_and_minus(shop):
     server, chairs, lamps, root = shop
     lamps_dir = str(root / "catalog" / "lamps")
-    answer = server.call("POST", "/api/v1/search", json_body={"text": "a lamp", "k": 20, "filters": {"folder": lamps_dir}})
+    answer = server.call(
+        "POST", "/api/v1/search", json_body={"text": "a lamp", "k": 20, "filters": {"folder": lamps_dir}}
+    )
     assert answer.status == 200, answer.body
     assert {r["path"] for r in answer.json()["results"]} == {str(p) for p in lamps}
     assert answer.json()["plan"] == "exact"
@@ -57,7 +61,9 @@ def test_json_search_takes_text_filters_similar_and_minus(shop):
                         json_body={"similar_to": lamp_id, "minus": ["a red chair"], "k": 2})  # fmt: skip
     assert minus.status == 200 and len(minus.json()["results"]) == 2
 
-    high = server.call("POST", "/api/v1/search", json_body={"similar_to": lamp_id, "k": 14, "threshold": 0.999})
+    high = server.call(
+        "POST", "/api/v1/search", json_body={"similar_to": lamp_id, "k": 14, "threshold": 0.999}
+    )
     assert [r["id"] for r in high.json()["results"]] == [lamp_id]
 
 

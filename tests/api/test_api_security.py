@@ -86,7 +86,6 @@ def test_with_a_token_every_api_request_needs_it(catalog):
     data_dir, files = catalog
     server = ApiServer(data_dir, env={"VISUALFINDER_API_TOKEN": "s3cret-token"})
     try:
-        assert "token required" in server.base or True
         missing = server.call("GET", "/api/v1/status")
         assert (missing.status, missing.error_code) == (401, "unauthorized")
         wrong = server.call("GET", "/api/v1/status", headers={"Authorization": "Bearer s3cret-tokem"})
@@ -140,12 +139,16 @@ def test_a_public_deployment_hides_paths_and_sends_cors_only_to_its_origins(cata
     server = ApiServer(data_dir, env={"VISUALFINDER_API_TOKEN": "t0ken"})
     server.token = "t0ken"
     try:
-        found = server.call("POST", "/api/v1/search", files=[("image", "q.jpg", files[1].read_bytes())]).json()
+        found = server.call(
+            "POST", "/api/v1/search", files=[("image", "q.jpg", files[1].read_bytes())]
+        ).json()
         assert found["results"][0]["path"] == files[1].name
         assert all(os.sep not in r["path"] for r in found["results"])
         status = server.call("GET", "/api/v1/status")
         assert status.json()["folders"] == [] and str(files[0].parent) not in status.body.decode()
-        csv_text = server.call("POST", "/api/v1/search?format=csv", json_body={"text": "x", "k": 5}).body.decode()
+        csv_text = server.call(
+            "POST", "/api/v1/search?format=csv", json_body={"text": "x", "k": 5}
+        ).body.decode()
         assert str(files[0].parent) not in csv_text and files[0].name in csv_text
         record = server.call("GET", f"/api/v1/images/{found['results'][0]['id']}").json()
         assert record["path"] == files[1].name
@@ -188,7 +191,9 @@ def test_private_urls_when_allowed_redirects_limited_and_shutdown_finishes_the_r
         assert four.status == 400 and "more than 3 redirects" in four.json()["error"]["message"]
         cropped = server.call("POST", "/api/v1/search", json_body={
             "image_url": f"{image_site}/photo.jpg", "crop": [0, 0, 0.5, 0.5], "k": 2})  # fmt: skip
-        assert cropped.status == 200 and cropped.json()["results"][0]["score"] < ok.json()["results"][0]["score"]
+        assert (
+            cropped.status == 200 and cropped.json()["results"][0]["score"] < ok.json()["results"][0]["score"]
+        )
 
         answers = []
         in_flight = threading.Thread(target=lambda: answers.append(server.call(

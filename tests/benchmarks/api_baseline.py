@@ -33,7 +33,11 @@ def build(vectors_path: str, model_name: str) -> FastAPI:
         return [{"id": int(i), "score": float(scores[i])} for i in best]
 
     @app.post("/search")
-    def search(image: UploadFile | None = File(None), text: str | None = Form(None), k: int = Form(10)):
+    def search(
+        image: UploadFile | None = File(None),  # noqa: B008 - how FastAPI declares form fields
+        text: str | None = Form(None),  # noqa: B008
+        k: int = Form(10),  # noqa: B008
+    ):
         with torch.no_grad():
             if image is not None:
                 picture = Image.open(io.BytesIO(image.file.read())).convert("RGB")

@@ -91,7 +91,10 @@ def _load(url: str, bodies: list[tuple[bytes, str]], concurrency: int) -> tuple[
 @pytest.mark.timeout(3600)
 def test_api_throughput_against_a_seed_style_baseline(tmp_path_factory):
     root = tmp_path_factory.mktemp("api-bench")
-    print(f"\nAPI throughput: {machine()}; {N} vectors, {MODEL} ({BACKEND}), {REQUESTS} requests per cell", flush=True)
+    print(
+        f"\nAPI throughput: {machine()}; {N} vectors, {MODEL} ({BACKEND}), {REQUESTS} requests per cell",
+        flush=True,
+    )
     started = time.perf_counter()
     data_dir = root / "vf-data"
     data_dir.mkdir()
@@ -106,7 +109,9 @@ def test_api_throughput_against_a_seed_style_baseline(tmp_path_factory):
         return [multipart([], {"text": t, "k": 10}) for t in texts]
 
     def upload_bodies() -> list[tuple[bytes, str]]:
-        return [multipart([("image", "q.jpg", uploads[i % len(uploads)])], {"k": 10}) for i in range(REQUESTS)]
+        return [
+            multipart([("image", "q.jpg", uploads[i % len(uploads)])], {"k": 10}) for i in range(REQUESTS)
+        ]
 
     results: dict[tuple[str, str, int], tuple[float, float, float]] = {}
     env = {"VISUALFINDER_MODEL": MODEL, "VISUALFINDER_PRETRAINED": "none", "VISUALFINDER_BACKEND": BACKEND}

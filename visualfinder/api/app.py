@@ -28,11 +28,14 @@ def create_app(service: ApiService, token: str | None) -> FastAPI:
         if app.openapi_schema is None:
             schema = original()
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for name, part in SearchBody.model_json_schema(ref_template="#/components/schemas/{model}").items():
+            for name, part in SearchBody.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            ).items():
                 if name == "$defs":
                     components.update(part)
             components["SearchBody"] = {
-                k: v for k, v in SearchBody.model_json_schema(ref_template="#/components/schemas/{model}").items()
+                k: v
+                for k, v in SearchBody.model_json_schema(ref_template="#/components/schemas/{model}").items()
                 if k != "$defs"
             }
         return app.openapi_schema

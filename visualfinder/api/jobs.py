@@ -7,8 +7,8 @@ shutdown sets, so a stopping server ends the batch in flight and keeps what it c
 from __future__ import annotations
 
 import itertools
-import os
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor

@@ -96,7 +96,9 @@ class RequestBuilder:
         terms: list[QueryTerm] = []
         for upload in form.getlist("image"):
             if isinstance(upload, str):
-                raise QueryError("the image field must be a file upload (use image_url in a JSON body for URLs)")
+                raise QueryError(
+                    "the image field must be a file upload (use image_url in a JSON body for URLs)"
+                )
             name = upload.filename or "the uploaded image"
             data = upload.file.read()
             terms.append(image_term(self.service.decode_query_bytes(data, name)))
@@ -115,7 +117,9 @@ class RequestBuilder:
             raise QueryError("minus terms need something to search for: an image, a text or similar_to")
         if not terms and filters.is_empty():
             raise QueryError("nothing to search for: give an image, image_url, text, q or similar_to")
-        return SearchRequest(terms, k=k, filters=filters, exact=exact, remote=remote or self.service.remote_only)
+        return SearchRequest(
+            terms, k=k, filters=filters, exact=exact, remote=remote or self.service.remote_only
+        )
 
 
 def _number(value, name: str, kind, default):

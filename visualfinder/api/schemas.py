@@ -21,7 +21,8 @@ class SearchFilters(_Strict):
     after: str | None = Field(None, description="modified on or after: 2025, 2025-01, 2025-01-31, 7d")
     before: str | None = Field(None, description="modified before this date")
     where: dict[str, str | float | int] | None = Field(
-        None, description='product fields, as the query bar: {"sku": "AB-12", "title": "~chair", "price": "<100"}'
+        None,
+        description='product fields, as the query bar: {"sku": "AB-12", "title": "~chair", "price": "<100"}',
     )
 
 
@@ -29,7 +30,9 @@ class SearchBody(_Strict):
     """`POST /api/v1/search` as JSON. Give at least one of image_url, text, similar_to, q."""
 
     image_url: str | None = Field(None, description="an http(s) image to match (public addresses only)")
-    text: str | list[str] | None = Field(None, description="describe what to find (query-bar filters work too)")
+    text: str | list[str] | None = Field(
+        None, description="describe what to find (query-bar filters work too)"
+    )
     similar_to: int | None = Field(None, description="an indexed image's id")
     minus: list[str | int] | None = Field(
         None, description="less like these: texts, image URLs, or indexed image ids"

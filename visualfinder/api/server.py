@@ -110,7 +110,9 @@ class _Server:
                 if threading.current_thread() is not threading.main_thread():
                     yield
                     return
-                previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+                previous = {
+                    sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+                }
                 try:
                     yield
                 finally:

@@ -85,14 +85,25 @@ class ApiService:
         vectors: dict[int, object] = {}
         try:
             if len(texts) > 1:
-                vectors.update(zip(map(id, texts), embedder.embed_texts([str(t.value).strip() for t in texts])))
+                vectors.update(
+                    zip(
+                        map(id, texts),
+                        embedder.embed_texts([str(t.value).strip() for t in texts]),
+                        strict=True,
+                    )
+                )
             if len(images) > 1:
-                vectors.update(zip(map(id, images), embedder.embed_images([t.value for t in images])))
+                vectors.update(
+                    zip(map(id, images), embedder.embed_images([t.value for t in images]), strict=True)
+                )
         except Exception:  # noqa: BLE001 - one bad input must not fail the others: each goes alone
             vectors = {}
         answers: list[SearchResponse | Exception] = []
         for request in requests:
-            terms = [QueryTerm("vector", vectors[id(t)], t.weight) if id(t) in vectors else t for t in request.terms]
+            terms = [
+                QueryTerm("vector", vectors[id(t)], t.weight) if id(t) in vectors else t
+                for t in request.terms
+            ]
             try:
                 answers.append(self._searcher.search(dataclasses.replace(request, terms=terms)))
             except Exception as exc:  # noqa: BLE001 - handed to that request's caller

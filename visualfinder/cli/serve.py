@@ -28,7 +28,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.new_token:
         token = new_token(settings)
         print(token)
-        print(f"saved to {token_path(settings)}; clients send: Authorization: Bearer <token>", file=sys.stderr)
+        print(
+            f"saved to {token_path(settings)}; clients send: Authorization: Bearer <token>", file=sys.stderr
+        )
         if os.environ.get(ENV_TOKEN):
             print(f"note: {ENV_TOKEN} is set and takes precedence over the file", file=sys.stderr)
         return 0

@@ -194,6 +194,8 @@ class _PublicHTTPSHandler(urllib.request.HTTPSHandler):
 
 def _public_http_connection(host, *, url: str, https: bool = False, **kwargs):
     """An http.client connection whose socket goes only to public addresses."""
-    conn = http.client.HTTPSConnection(host, **kwargs) if https else http.client.HTTPConnection(host, **kwargs)
+    conn = (
+        http.client.HTTPSConnection(host, **kwargs) if https else http.client.HTTPConnection(host, **kwargs)
+    )
     conn._create_connection = functools.partial(_public_connection, url=url)
     return conn
