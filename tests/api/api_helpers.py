@@ -59,7 +59,10 @@ class ApiServer:
         )  # fmt: skip
         self._lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read_stdout, daemon=True).start()
-        line = self._lines.get(timeout=START_TIMEOUT_S)
+        try:
+            line = self._lines.get(timeout=start_timeout)
+        except queue.Empty:
+            line = "(no answer within the start timeout)"
         if line is None or "serving http://" not in line:
             self.stop()
             raise RuntimeError(f"serve did not start: {line!r}\n{self.stderr}")
