@@ -43,7 +43,12 @@ class Answer:
 
 class ApiServer:
     def __init__(
-        self, data_dir: Path, *args: str, env: dict | None = None, extra_paths: tuple[str, ...] = ()
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict | None = None,
+        extra_paths: tuple[str, ...] = (),
+        start_timeout: float = START_TIMEOUT_S,
     ):
         self.data_dir = Path(data_dir)
         self.token: str | None = None
