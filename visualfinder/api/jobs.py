@@ -69,7 +69,7 @@ class IndexJobs:
 
     def start(self, path: str, watched: bool) -> IndexJob:
         """Register the folder now (a missing one is refused here) and index it in the background."""
-        folder = self.library.add_folders([path], watched=watched)[0]
+        folder = self.library.add_folders([path], watched=True if watched else None)[0]  # never unwatches
         job = IndexJob(str(next(self._ids)), folder.path, watched)
         with self._lock:
             self._jobs[job.id] = job
@@ -93,7 +93,7 @@ class IndexJobs:
             job.phase, job.done, job.total = p.phase, p.done, p.total
 
         try:
-            report = self.library.index([job.folder], watched=job.watched, progress=progress,
+            report = self.library.index([job.folder], watched=True if job.watched else None, progress=progress,
                                         cancel=job.cancel, source="api")  # fmt: skip
             job.report = report_json(report, self.expose_paths)
             job.state = "cancelled" if report.cancelled else "done"
