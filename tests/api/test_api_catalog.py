@@ -104,3 +104,27 @@ def test_searches_answer_while_a_folder_is_indexed_then_it_can_be_removed(shop):
     missing = server.call("POST", "/api/v1/folders", json_body={"path": str(root / "no-such-folder")})
     assert (missing.status, missing.error_code) == (404, "folder_not_found")
     assert server.call("DELETE", f"/api/v1/folders?path={root / 'no-such-folder'}").status == 404
+
+
+def test_a_folder_added_with_watch_stays_indexed_while_the_server_runs(shop):
+    server, chairs, lamps, root = shop
+    folder = root / "catalog" / "watched"
+    make_catalog(folder, 2, start_seed=300)
+    answer = server.call("POST", "/api/v1/folders", json_body={"path": str(folder), "watch": True})
+    assert _wait_job(server, answer.json()["job"])["report"]["added"] == 2
+    listed = {f["path"]: f for f in server.call("GET", "/api/v1/status").json()["folders"]}
+    assert listed[str(folder)]["watched"] is True
+
+    (new,) = make_catalog(folder, 1, start_seed=333)  # written while the server runs
+    new = new.rename(folder / "new-arrival.jpg")
+    deadline = time.monotonic() + 120  # a safety net: the watcher indexes it within seconds
+    found = None
+    while time.monotonic() < deadline:
+        found = server.call(
+            "POST", "/api/v1/search", files=[("image", "q.jpg", new.read_bytes())], fields={"k": 1}
+        )
+        if found.json()["results"][0]["path"] == str(new):
+            break
+        time.sleep(0.3)
+    assert found.json()["results"][0]["path"] == str(new)
+    assert server.call("DELETE", f"/api/v1/folders?path={folder}").json() == {"removed": 3}
