@@ -154,6 +154,22 @@ class Settings:
     remote_live_push: bool = True
     remote_push_delay_s: float = 1.0
 
+    # --- the HTTP API (`visualfinder serve`, visualfinder.api) -------------------------------
+    # The token is never a setting: VISUALFINDER_API_TOKEN, or the data dir's api-token file.
+    # image_url queries may reach loopback, private and link-local addresses only when set
+    # (off: a public server cannot be made to fetch from its own network).
+    api_allow_private_urls: bool = False
+    # Browser origins allowed to call the API (comma-separated; "*" for any). Empty: no CORS.
+    api_cors_origins: str = ""
+    # False hides where files live: `path` holds the file name alone and status lists no folders.
+    api_expose_paths: bool = True
+    # The largest request body (uploads, product sheets); bigger ones get 413.
+    api_max_upload_bytes: int = 25 * 1024 * 1024
+    # Searches waiting for the model beyond this many get 429; one waiting longer than
+    # api_queue_timeout_s gets 503. Both say when to retry (Retry-After).
+    api_queue_size: int = 32
+    api_queue_timeout_s: float = 30.0
+
     @property
     def settings_path(self) -> Path:
         return self.data_dir / SETTINGS_FILE
@@ -216,6 +232,9 @@ class Settings:
         for name in ("thumbnail_size", "hnsw_connectivity", "hnsw_expansion_add", "hnsw_expansion_search"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
+        for name in ("api_max_upload_bytes", "api_queue_size", "api_queue_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive")
         if self.file_time_limit_s < 0:
             raise SettingsError("file_time_limit_s must not be negative (0 means no limit)")
         self._validate_remote()
@@ -265,6 +284,10 @@ class Settings:
     @property
     def sync_configured(self) -> bool:
         return bool(self.remote_urls)
+
+    @property
+    def api_cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.api_cors_origins.split(",") if o.strip()]
 
     def save(self) -> Path:
         """Write every setting except the data dir (which locates the file) to settings.toml."""

@@ -18,6 +18,7 @@ from visualfinder.cli import catalog as cli_catalog
 from visualfinder.cli import desktop as cli_desktop
 from visualfinder.cli import indexing as cli_indexing
 from visualfinder.cli import search as cli_search
+from visualfinder.cli import serve as cli_serve
 from visualfinder.cli import sync as cli_sync
 from visualfinder.cli.common import COMMANDS, configure_logging, explicit, quiet_unencodable_output
 from visualfinder.config import BACKENDS, DEVICES, ENV_DATA_DIR, ENV_MODEL, ENV_PRETRAINED, METRICS, Settings
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     # Each topic adds its sub-commands; importing it registers its command functions.
-    for topic in (cli_indexing, cli_search, cli_catalog, cli_sync, cli_desktop):
+    for topic in (cli_indexing, cli_search, cli_catalog, cli_sync, cli_serve, cli_desktop):
         topic.add_parsers(sub)
     return parser
 

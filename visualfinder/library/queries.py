@@ -49,6 +49,11 @@ class QueryEncoder:
             return embedder.embed_texts([text])[0]
         if term.kind == "similar":
             return self.indexed_vector(term.value, model_key)
+        if term.kind == "vector":
+            vector = np.asarray(term.value, dtype=np.float32).ravel()
+            if vector.shape != (embedder.dim,):
+                raise QueryError(f"a query vector must have {embedder.dim} values, not {vector.size}")
+            return vector
         if term.kind == "image":
             decoded = self.decode_image_file(term.value, embedder)
         elif term.kind == "url":

@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from visualfinder.catalog.filters import Filters
 from visualfinder.search.planner import Plan, SearchResult
 
-TERM_KINDS = ("image", "url", "pil", "bytes", "text", "similar")
+TERM_KINDS = ("image", "url", "pil", "bytes", "text", "similar", "vector")
 
 
 @dataclass
 class QueryTerm:
     """One part of a query. `kind`: image (file path), url (http/https image), pil (decoded
     image), bytes (image data that is not a file: an upload, a paste), text, similar (an indexed
-    image by path or id).
+    image by path or id), vector (already embedded by the engine's model: the HTTP API embeds
+    the queries waiting for the model in one batch).
 
     weight +1 means "more like this", -1 "less like this". `crop` is (x, y, w, h) in pixels or
     fractions of the image.

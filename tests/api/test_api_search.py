@@ -1,0 +1,154 @@
+"""The search contract over real HTTP: JSON and multipart bodies, CSV, filters, the error shape."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from imagegen import huge_png_header
+
+
+def _jpeg(path) -> bytes:
+    return path.read_bytes()
+
+
+def test_status_reports_the_library(shop):
+    server, chairs, lamps, root = shop
+    answer = server.call("GET", "/api/v1/status")
+    assert answer.status == 200
+    status = answer.json()
+    assert (status["images"], status["skipped"], status["metric"]) == (14, 0, "cosine")
+    assert status["model"].startswith("vf-tiny") and status["remote"] is None
+    assert status["index"]["count"] == 14
+    assert sorted(f["path"] for f in status["folders"]) == [str(root / "catalog" / "chairs"),
+                                                          str(root / "catalog" / "lamps")]  # fmt: skip
+
+
+def test_an_uploaded_photo_finds_its_own_file_first(shop):
+    server, chairs, lamps, root = shop
+    answer = server.call(
+        "POST", "/api/v1/search", files=[("image", "query.jpg", _jpeg(chairs[3]))], fields={"k": 3}
+    )
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    assert body["plan"] in ("exact", "hnsw") and body["candidates"] == 14 and body["took_ms"] >= 0
+    first = body["results"][0]
+    assert first["path"] == str(chairs[3]) and first["score"] > 0.999 and first["rank"] == 1
+    assert set(first) >= {"rank", "id", "path", "score", "distance", "title", "tags", "description", "sku",
+                          "url", "price", "width", "height", "thumbnail_url"}  # fmt: skip
+    assert first["thumbnail_url"] == f"/api/v1/images/{first['id']}/thumbnail"
+    assert len(body["results"]) == 3
+
+
+def test_json_search_takes_text_filters_similar_and_minus(shop):
+    server, chairs, lamps, root = shop
+    lamps_dir = str(root / "catalog" / "lamps")
+    answer = server.call(
+        "POST", "/api/v1/search", json_body={"text": "a lamp", "k": 20, "filters": {"folder": lamps_dir}}
+    )
+    assert answer.status == 200, answer.body
+    assert {r["path"] for r in answer.json()["results"]} == {str(p) for p in lamps}
+    assert answer.json()["plan"] == "exact"
+
+    answer = server.call("POST", "/api/v1/search", json_body={"q": "type:png", "k": 20})
+    assert {r["path"] for r in answer.json()["results"]} == {str(p) for p in lamps}
+
+    first = server.call("POST", "/api/v1/search", files=[("image", "q.png", lamps[0].read_bytes())]).json()
+    lamp_id = first["results"][0]["id"]
+    similar = server.call("POST", "/api/v1/search", json_body={"similar_to": lamp_id, "k": 2}).json()
+    assert similar["results"][0]["id"] == lamp_id
+    minus = server.call("POST", "/api/v1/search",
+                        json_body={"similar_to": lamp_id, "minus": ["a red chair"], "k": 2})  # fmt: skip
+    assert minus.status == 200 and len(minus.json()["results"]) == 2
+
+    high = server.call(
+        "POST", "/api/v1/search", json_body={"similar_to": lamp_id, "k": 14, "threshold": 0.999}
+    )
+    assert [r["id"] for r in high.json()["results"]] == [lamp_id]
+
+
+def test_results_come_as_csv_from_the_one_exporter(shop):
+    server, chairs, lamps, root = shop
+    for headers, path in (({"Accept": "text/csv"}, "/api/v1/search"), ({}, "/api/v1/search?format=csv")):
+        answer = server.call("POST", path, json_body={"text": "chair", "k": 4}, headers=headers)
+        assert answer.status == 200 and answer.headers["content-type"].startswith("text/csv")
+        rows = list(csv.reader(io.StringIO(answer.body.decode())))
+        assert rows[0][:4] == ["rank", "score", "distance", "path"] and len(rows) == 5
+
+
+def test_image_url_to_loopback_is_refused(shop):
+    server, *_ = shop
+    for url in ("http://127.0.0.1:1/photo.jpg", "http://localhost:1/photo.jpg", "http://[::1]:1/a.jpg",
+                "http://169.254.169.254/latest/meta-data", "http://10.0.0.1/a.jpg"):  # fmt: skip
+        answer = server.call("POST", "/api/v1/search", json_body={"image_url": url})
+        assert answer.status == 400, url
+        assert "public addresses" in answer.json()["error"]["message"], answer.body
+
+
+def test_hostile_uploads_get_a_clear_error_never_a_traceback(shop):
+    server, chairs, *_ = shop
+    good = chairs[0].read_bytes()
+    cases = {
+        "zero bytes": (b"", 415, "empty"),
+        "truncated": (good[: len(good) // 3], 415, "truncated"),
+        "text named .jpg": (b"hello, I am not a picture\n" * 20, 415, "not an image"),
+        "decompression bomb": (huge_png_header(60000, 60000), 413, "too large"),
+    }
+    for what, (content, status, words) in cases.items():
+        answer = server.call("POST", "/api/v1/search", files=[("image", "photo.jpg", content)])
+        assert answer.status == status, (what, answer.body)
+        assert answer.headers["content-type"] == "application/json", what
+        assert words in answer.json()["error"]["message"], (what, answer.body)
+        assert "Traceback" not in answer.body.decode()
+
+
+def test_a_100_mb_body_is_refused_with_413_before_it_is_read(shop):
+    import http.client
+
+    server, *_ = shop
+    host, port = server.base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.putrequest("POST", "/api/v1/search")
+    conn.putheader("Content-Type", "multipart/form-data; boundary=x")
+    conn.putheader("Content-Length", str(100 * 1024 * 1024))
+    conn.endheaders()
+    conn.send(b"--x\r\n" + b"\0" * 65536)  # a first part; the answer comes without the rest
+    response = conn.getresponse()
+    assert response.status == 413
+    assert b'"too_large"' in response.read()
+    conn.close()
+
+
+def test_errors_have_one_json_shape(shop):
+    server, *_ = shop
+    cases = [
+        (("GET", "/api/v1/nothing-here"), 404, "not_found"),
+        (("GET", "/api/v1/images/999999"), 404, "not_found"),
+        (("GET", "/api/v1/images/abc"), 422, "invalid_request"),
+        (("POST", "/api/v1/search"), 400, "bad_query"),  # an empty JSON body: nothing to search for
+        (("DELETE", "/api/v1/status"), 405, "method_not_allowed"),
+        (("GET", "/api/v1/jobs/12345"), 404, "not_found"),
+    ]
+    for (method, path), status, code in cases:
+        answer = server.call(method, path)
+        assert (answer.status, answer.error_code) == (status, code), (path, answer.body)
+        assert set(answer.json()["error"]) == {"code", "message"}
+    bad = server.call("POST", "/api/v1/search", json_body={"text": "x", "k": "many"})
+    assert bad.status == 422 and "k" in bad.json()["error"]["message"]
+    unknown = server.call("POST", "/api/v1/search", json_body={"txt": "x"})
+    assert unknown.status == 422
+    plain = server.call("POST", "/api/v1/search", data=b"chair", headers={"Content-Type": "text/plain"})
+    assert (plain.status, plain.error_code) == (415, "unsupported_media_type")
+
+
+def test_openapi_and_docs_are_served(shop):
+    server, *_ = shop
+    spec = server.call("GET", "/openapi.json").json()
+    for path in ("/api/v1/status", "/api/v1/search", "/api/v1/images/{image_id}", "/api/v1/images/{image_id}/thumbnail",
+                 "/api/v1/images/{image_id}/similar", "/api/v1/folders", "/api/v1/jobs/{job_id}", "/api/v1/metadata"):  # fmt: skip
+        assert path in spec["paths"], path
+    search_body = spec["paths"]["/api/v1/search"]["post"]["requestBody"]["content"]
+    assert set(search_body) == {"application/json", "multipart/form-data"}
+    assert "image_url" in spec["components"]["schemas"]["SearchBody"]["properties"]
+    docs = server.call("GET", "/docs")
+    assert docs.status == 200 and b"swagger" in docs.body.lower()
