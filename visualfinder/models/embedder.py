@@ -577,7 +577,11 @@ class Embedder:
         else:
             import torch
 
-            batch = tensors if isinstance(tensors, torch.Tensor) else torch.stack([torch.as_tensor(t) for t in tensors])
+            batch = (
+                tensors
+                if isinstance(tensors, torch.Tensor)
+                else torch.stack([torch.as_tensor(t) for t in tensors])
+            )
         return self._engine.encode_image(batch)
 
     def embed_images(self, images: Sequence) -> np.ndarray:

@@ -240,7 +240,9 @@ class OnnxBackend:
         path = self.cache.path(tower)
         if not path.is_file():
             if self.cache.meta() is not None:
-                log.warning("the ONNX %s tower of %s is missing; exporting it again", tower, self.cache.model_key)
+                log.warning(
+                    "the ONNX %s tower of %s is missing; exporting it again", tower, self.cache.model_key
+                )
             self._export(tower)
         optimized = self.cache.optimized_path(tower, self.providers)
         if optimized.is_file():

@@ -48,7 +48,11 @@ def vocab_path() -> Path | None:
 @lru_cache(maxsize=1)
 def _bytes_to_unicode() -> dict[int, str]:
     """CLIP's reversible byte -> printable character table (as open_clip builds it)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(2**8):
@@ -208,7 +212,10 @@ def lean_tokenizer(model_name: str, model_cfg: dict) -> ClipTokenizer | None:
         log.info("text of %s goes through open_clip's tokenizer: %s", model_name, reason)
         return None
     text_cfg = model_cfg.get("text_cfg", {}) or {}
-    key = (int(text_cfg.get("context_length", 77)), (text_cfg.get("tokenizer_kwargs") or {}).get("clean", "lower"))
+    key = (
+        int(text_cfg.get("context_length", 77)),
+        (text_cfg.get("tokenizer_kwargs") or {}).get("clean", "lower"),
+    )
     with _tokenizers_lock:  # one vocabulary per process, whatever the number of models
         if key not in _tokenizers:
             _tokenizers[key] = ClipTokenizer(*key)
