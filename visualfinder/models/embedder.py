@@ -138,7 +138,7 @@ def gpu_possible() -> bool:
     if sys.platform == "darwin":
         return platform.machine() == "arm64"
     if sys.platform == "win32":
-        system = Path(os.environ.get("SystemRoot", r"C:\Windows")) / "System32"
+        system = Path(os.environ.get("SYSTEMROOT", r"C:\Windows")) / "System32"
         return (system / "nvcuda.dll").is_file() or shutil.which("nvidia-smi") is not None
     return any(os.path.exists(p) for p in _GPU_DRIVER_FILES) or shutil.which("nvidia-smi") is not None
 

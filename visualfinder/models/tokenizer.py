@@ -60,7 +60,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(2**8 + n)
             n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
+    return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
 def _fix_text(text: str) -> str:
@@ -111,7 +111,7 @@ class ClipTokenizer:
             with gzip.open(path) as fh:
                 merges = fh.read().decode("utf-8").split("\n")[1 : MERGES + 1]
         # Merges keyed by their line ("a b"): no tuple per merge.
-        self._ranks = dict(zip(merges, range(len(merges))))
+        self._ranks = dict(zip(merges, range(len(merges)), strict=True))
         byte_chars = list(_bytes_to_unicode().values())
         self._base_ids = {c: i for i, c in enumerate(byte_chars + [c + "</w>" for c in byte_chars])}
         self._first_merge_id = len(self._base_ids)
@@ -138,7 +138,7 @@ class ClipTokenizer:
         ranks = self._ranks
         missing = len(ranks) + 1
         while len(word) > 1:
-            pairs = {f"{a} {b}" for a, b in zip(word, word[1:])}
+            pairs = {f"{a} {b}" for a, b in zip(word, word[1:], strict=False)}
             best = min(pairs, key=lambda pair: ranks.get(pair, missing))
             rank = ranks.get(best)
             if rank is None:
