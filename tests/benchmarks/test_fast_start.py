@@ -85,6 +85,7 @@ def _fresh_library(prepared: Path, dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.timeout(4 * 3600)
 def test_fast_start(tmp_path):
     from visualfinder.models.embedder import model_config, model_key
 
