@@ -291,11 +291,8 @@ def test_a_cpu_machine_searches_indexes_and_watches_without_torch(tmp_path, data
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "settings.toml").write_text(tomli_w.dumps(FAST_WATCH))
     env = subprocess_env(VISUALFINDER_BACKEND="onnx", VISUALFINDER_DEVICE="auto")
-    from conftest import run_cli
-
-    prepared = run_cli(
-        "index", str(catalog), "--watch", env={"VISUALFINDER_BACKEND": "onnx", "VISUALFINDER_DEVICE": "auto"}
-    )
+    prepared = subprocess.run([sys.executable, "-m", "visualfinder", "index", str(catalog), "--watch"],
+                              capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
     assert prepared.returncode == 0, prepared.stderr
     assert "preparing vf-tiny/random-seed0 for this machine" in prepared.stderr
     query = write_image(tmp_path / "query.jpg", 3, size=(4000, 3000))

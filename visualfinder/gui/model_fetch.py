@@ -64,7 +64,9 @@ def show_progress(bar: QProgressBar, progress: Progress) -> None:
     if progress.phase != DOWNLOAD_PHASE:  # preparing the model: export, backend timing
         bar.setRange(0, progress.total)
         bar.setValue(progress.done)
-        bar.setFormat(f"Preparing the model: {progress.message}" if progress.message else "Preparing the model")
+        bar.setFormat(
+            f"Preparing the model: {progress.message}" if progress.message else "Preparing the model"
+        )
         return
     if progress.total:
         bar.setRange(0, 1000)
