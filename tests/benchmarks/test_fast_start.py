@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,10 +54,14 @@ def _env(tree: Path, data_dir: Path, model: str, pyc: Path) -> dict[str, str]:
     return env
 
 
+# Outside any checkout: `python -m` puts the working directory first on sys.path, before PYTHONPATH.
+NEUTRAL_CWD = Path(tempfile.gettempdir())
+
+
 def _run(env: dict, *args: str) -> float:
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "visualfinder", *args], capture_output=True, text=True, env=env,
-                         timeout=3600)  # fmt: skip
+                         timeout=3600, cwd=NEUTRAL_CWD)  # fmt: skip
     seconds = time.perf_counter() - start
     assert out.returncode == 0, out.stderr[-2000:]
     return seconds
