@@ -47,6 +47,7 @@ def hook(event, args):
         seen[args[0]] = os.environ.get("OMP_WAIT_POLICY")
 sys.addaudithook(hook)
 import visualfinder.cli.main
+import visualfinder.library.facade  # what a command imports after parsing (--help stops before)
 from visualfinder.models.embedder import Embedder
 Embedder("vf-tiny", "none", "cpu", backend="torch").load()
 import onnxruntime

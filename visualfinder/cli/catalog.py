@@ -9,7 +9,6 @@ import argparse
 import json
 import sys
 
-from visualfinder.catalog.filters import Filters
 from visualfinder.cli.common import cancel_on_sigint, command, open_cli_library, progress_bar, usage
 from visualfinder.config import METRICS, Settings
 from visualfinder.jobs import CancelToken
@@ -156,6 +155,8 @@ def cmd_duplicates(args: argparse.Namespace, settings: Settings) -> int:
             for d in library.duplicates.decisions():
                 print(f"{d.decision:<9}  {d.path_a}  {d.path_b}")
             return 0
+        from visualfinder.catalog.filters import Filters  # not needed by --help (numpy)
+
         filters = Filters(folders=[normalise(f) for f in args.folder])
         cancel = CancelToken()
         with cancel_on_sigint(cancel), progress_bar() as progress:

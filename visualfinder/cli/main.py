@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 
 from visualfinder import __version__
 from visualfinder.cli import catalog as cli_catalog
 from visualfinder.cli import desktop as cli_desktop
 from visualfinder.cli import indexing as cli_indexing
+from visualfinder.cli import prepare as cli_prepare
 from visualfinder.cli import search as cli_search
 from visualfinder.cli import serve as cli_serve
 from visualfinder.cli import sync as cli_sync
@@ -51,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     # Each topic adds its sub-commands; importing it registers its command functions.
-    for topic in (cli_indexing, cli_search, cli_catalog, cli_sync, cli_serve, cli_desktop):
+    for topic in (cli_indexing, cli_search, cli_catalog, cli_sync, cli_serve, cli_desktop, cli_prepare):
         topic.add_parsers(sub)
     return parser
 
@@ -122,6 +121,9 @@ def split_image_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> t
 def _local_path(word: str) -> str:
     """File managers may pass file:// URLs; the app wants paths."""
     if word.startswith("file://"):
+        import urllib.parse
+        import urllib.request
+
         return urllib.request.url2pathname(urllib.parse.urlparse(word).path)
     return word
 

@@ -8,15 +8,14 @@ import logging
 import os
 import re
 import sys
+from typing import TYPE_CHECKING
 
-from visualfinder.catalog.filters import Filters
 from visualfinder.cli.common import cancel_on_sigint, command, open_cli_library, progress_bar, usage
 from visualfinder.config import Settings
-from visualfinder.ingest.fetch import is_url
-from visualfinder.jobs import CancelToken
-from visualfinder.paths import normalise
-from visualfinder.search.query_bar import field_conditions, parse_date, parse_size
-from visualfinder.search.request import QueryTerm, SearchRequest
+
+if TYPE_CHECKING:  # imported where used: `--help` loads neither numpy nor the search stack
+    from visualfinder.catalog.filters import Filters
+    from visualfinder.search.request import QueryTerm
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +65,8 @@ def add_parsers(sub) -> None:
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     if args.batch:
         return _batch(args, settings)
+    from visualfinder.search.request import SearchRequest
+
     with open_cli_library(settings) as library:
         terms, filters = _query_terms(args, library)
         request = SearchRequest(
@@ -96,6 +97,8 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
         raise usage("--batch takes its query photos from FOLDER: give no IMAGE, --text, --query or --similar")
     if args.remote:
         raise usage("--batch searches this library, not --remote")
+    from visualfinder.jobs import CancelToken
+
     cancel = CancelToken()
     with open_cli_library(settings) as library:
         with cancel_on_sigint(cancel), progress_bar() as progress:
@@ -136,6 +139,10 @@ def _print_batch(report) -> None:
 
 def _query_terms(args: argparse.Namespace, library) -> tuple[list[QueryTerm], Filters]:
     """The query terms and the filters typed among the words of --query / --text."""
+    from visualfinder.catalog.filters import Filters
+    from visualfinder.ingest.fetch import is_url
+    from visualfinder.search.request import QueryTerm
+
     terms: list[QueryTerm] = []
     filters = Filters()
     if args.crop and len(args.images) != 1:
@@ -158,6 +165,10 @@ def _query_terms(args: argparse.Namespace, library) -> tuple[list[QueryTerm], Fi
 
 
 def _filters(args: argparse.Namespace) -> Filters:
+    from visualfinder.catalog.filters import Filters
+    from visualfinder.paths import normalise
+    from visualfinder.search.query_bar import parse_date, parse_size
+
     fields = []
     for cond in args.where:
         fields += _where(cond)
@@ -180,6 +191,8 @@ def _where(cond: str) -> list:
     if not match:
         raise usage(f"--where {cond!r}: use FIELD=VALUE, FIELD~TEXT or FIELD<NUMBER")
     name, op, value = match.groups()
+    from visualfinder.search.query_bar import field_conditions
+
     return field_conditions(name, op + value) if op != "=" else field_conditions(name, "=" + value)
 
 

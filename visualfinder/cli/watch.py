@@ -37,6 +37,8 @@ def run_watch(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         from visualfinder.remote.worker import start_live_sync
 
+        # The model loads while the watcher starts, so the first changed file does not wait for it.
+        library.embedder.warm_in_background(("image",))
         watcher = Watcher(library, args.paths or None)
         stop = threading.Event()
         unsubscribe = library.events.subscribe(_EventPrinter())

@@ -92,7 +92,7 @@ class FirstRunDialog(QDialog):
         if self._job is not None:
             return None
         self._set_busy(True, text)
-        job = self._queue.submit(model_job(chosen, "Getting the model", key="first-run-model"))
+        job = self._queue.submit(model_job(chosen, "Getting the model", key="first-run-model", prepare=True))
         job.progressed.connect(lambda progress: show_progress(self.progress, progress))
         job.succeeded.connect(lambda _: self._on_ready(chosen))
         job.failed.connect(self._on_failed)

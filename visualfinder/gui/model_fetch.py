@@ -18,9 +18,12 @@ from visualfinder.models.weights import cached_weights, weights_source
 DOWNLOAD_PHASE = "downloading model"
 
 
-def model_job(chosen: Settings, name: str = "Checking the model", key: str = "settings-model") -> Job:
+def model_job(chosen: Settings, name: str = "Checking the model", key: str = "settings-model",
+              prepare: bool = False) -> Job:  # fmt: skip
     """A job that loads `chosen`'s model, downloading its weights with progress if needed; it
-    returns 'key on device with backend'. The loaded model is kept, so the library opens on it at once."""
+    returns 'key on device with backend'. The loaded model is kept, so the library opens on it at once.
+    `prepare`: also export it and choose its backend on this machine (Embedder.prepare), as the
+    first run does, so that later starts need no torch on a CPU."""
 
     def run(ctx: JobContext) -> str:
         def downloaded(done: int, total: int | None) -> None:
@@ -29,7 +32,10 @@ def model_job(chosen: Settings, name: str = "Checking the model", key: str = "se
         # As the library will build it: device, batch size, backend (an ONNX export), threads.
         embedder = Embedder.for_settings(chosen, chosen.model, chosen.pretrained)
         try:
-            embedder.load(progress=downloaded)
+            if prepare:
+                embedder.prepare(ctx.progress)
+            else:
+                embedder.load(progress=downloaded)
         except ModelUnavailableError as exc:
             if _offline(exc):
                 raise ModelUnavailableError(offline_message(chosen.model, chosen.pretrained, exc)) from exc
@@ -53,6 +59,13 @@ def progress_widgets(parent: QWidget) -> tuple[QProgressBar, QLabel]:
 
 def show_progress(bar: QProgressBar, progress: Progress) -> None:
     """Bytes downloaded so far on `bar` (busy indicator while the size is unknown)."""
+    if progress.phase != DOWNLOAD_PHASE:  # preparing the model: export, backend timing
+        bar.setRange(0, progress.total)
+        bar.setValue(progress.done)
+        bar.setFormat(
+            f"Preparing the model: {progress.message}" if progress.message else "Preparing the model"
+        )
+        return
     if progress.total:
         bar.setRange(0, 1000)
         bar.setValue(round(1000 * progress.done / progress.total))

@@ -469,7 +469,8 @@ class LibrarySession(QObject):
             def downloaded(done: int, total: int | None) -> None:
                 ctx.progress(Progress("downloading model", done, total or 0))
 
-            library.embedder.load(progress=downloaded)
+            # Both towers' sessions open now, so the first query and the first indexed file do not wait.
+            library.embedder.load(progress=downloaded).warm()
             return library.embedder.key
 
         return self._submit(self.background, Job("Loading the model", run))

@@ -13,7 +13,11 @@ import json
 import logging
 import os
 import pickle
+import platform
+import shutil
+import sys
 import threading
+import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,6 +27,7 @@ import numpy as np
 
 from visualfinder.errors import ModelUnavailableError
 from visualfinder.ingest.imaging import crop_to_aspect
+from visualfinder.jobs import Progress, ProgressCallback
 from visualfinder.models.weights import DownloadProgress, fetch_pretrained
 
 log = logging.getLogger(__name__)
@@ -122,8 +127,32 @@ def _open_clip_config_dir() -> Path | None:
     return Path(list(spec.submodule_search_locations)[0]) / "model_configs"
 
 
+# Files whose presence means an NVIDIA (or AMD ROCm) driver is installed: only then can torch
+# find a GPU, so only then is torch imported to ask (importing it costs ~1.3 s on a small CPU).
+_GPU_DRIVER_FILES = (
+    "/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd", "/usr/lib/wsl/lib/libcuda.so",
+    "/usr/lib/x86_64-linux-gnu/libcuda.so.1", "/usr/lib/aarch64-linux-gnu/libcuda.so.1",
+    "/usr/lib64/libcuda.so.1", "/usr/lib/libcuda.so.1",
+)  # fmt: skip
+
+
+def gpu_possible() -> bool:
+    """True when this machine may have a GPU torch can use: an NVIDIA (or ROCm) driver, or
+    Apple silicon (MPS). Looks at files only: no torch, no subprocess."""
+    if sys.platform == "darwin":
+        return platform.machine() == "arm64"
+    if sys.platform == "win32":
+        system = Path(os.environ.get("SYSTEMROOT", r"C:\Windows")) / "System32"
+        return (system / "nvcuda.dll").is_file() or shutil.which("nvidia-smi") is not None
+    return any(os.path.exists(p) for p in _GPU_DRIVER_FILES) or shutil.which("nvidia-smi") is not None
+
+
 def resolve_device(requested: str = "auto") -> str:
-    """'auto' picks cuda, then Apple mps, then cpu; an explicit device must be available."""
+    """'auto' picks cuda, then Apple mps, then cpu; an explicit device must be available.
+
+    torch is imported only to look for a GPU that may be there (`gpu_possible`)."""
+    if requested == "cpu" or (requested == "auto" and not gpu_possible()):
+        return "cpu"
     import torch
 
     if requested == "auto":
@@ -213,6 +242,7 @@ class Embedder:
         self._engine: Backend | None = None
         self._transform = None
         self._pixel_steps: tuple[list, tuple[np.ndarray, np.ndarray] | None] | None = None
+        self._preprocessor = None  # the numpy preprocessing (ONNX backend), instead of _transform
         self._tokenizer = None
         self._device: str | None = None
         self._vram_batch = 0  # on CUDA: the batch size free VRAM allows (models/gpu.py)
@@ -271,13 +301,10 @@ class Embedder:
         return self
 
     def _load(self, progress: DownloadProgress | None) -> None:
-        if self.threads > 0:
-            import torch
-
-            torch.set_num_threads(self.threads)
         engine = self._onnx_engine(progress) if self._wants_onnx() else None
         if engine is None:
             model, self._transform, self._tokenizer = self._torch_parts(progress)
+            self._preprocessor = None
             engine = self._cuda_engine(model) if self.device == "cuda" else TorchBackend(model, self.device)
         self._engine = engine
         log.info("loaded %s on %s with the %s backend", self.key, self.device, engine.name)
@@ -312,7 +339,32 @@ class Embedder:
 
         if self._transform is None:
             self.load()
+        if self._transform is None:  # the lean ONNX path preprocesses in numpy: threads decode
+            return None
         return recipe_from_transform(self._transform, MAX_MODEL_ASPECT)
+
+    def warm(self, towers: Sequence[str] = ("image", "text")) -> Embedder:
+        """Load the model and open the sessions of `towers` now (the watcher and the app call
+        this in the background at start, so the first file or query does not wait)."""
+        self.load()
+        prepare = getattr(self._engine, "prepare", None)
+        if prepare is not None:
+            for tower in towers:
+                prepare(tower)
+        return self
+
+    def warm_in_background(self, towers: Sequence[str] = ("image", "text")) -> threading.Thread:
+        """`warm` on a daemon thread. A failure is left to the first real use, which reports it."""
+
+        def run() -> None:
+            try:
+                self.warm(towers)
+            except Exception as exc:  # noqa: BLE001 - reported again, properly, by the first use
+                log.debug("background model load of %s failed: %s", self.key, exc)
+
+        thread = threading.Thread(target=run, name=f"load {self.model_name}", daemon=True)
+        thread.start()
+        return thread
 
     def _wants_onnx(self) -> bool:
         from visualfinder.models import onnx_backend
@@ -336,6 +388,10 @@ class Embedder:
 
     def _torch_parts(self, progress: DownloadProgress | None = None) -> tuple[object, object, object]:
         """The torch model, its preprocessing and tokenizer (created once per process)."""
+        if self.threads > 0:
+            import torch
+
+            torch.set_num_threads(self.threads)
         cached = _loaded.get((self.key, self.device))
         if cached is None:
             cached = self._create(progress)
@@ -343,29 +399,62 @@ class Embedder:
         self._model = cached[0]
         return cached
 
-    def _onnx_engine(self, progress: DownloadProgress | None) -> Backend | None:
-        """The ONNX Runtime engine, exporting and checking it first if needed; None means torch."""
+    def _onnx_cache(self):
         from visualfinder.models import onnx_backend
 
         assert self.onnx_dir is not None
         weights = str(Path(self.pretrained).expanduser()) if weights_are_file(self.pretrained) else None
-        cache = onnx_backend.OnnxCache(self.onnx_dir, self.key, onnx_backend.fingerprint(self.key, weights))
+        return onnx_backend.OnnxCache(self.onnx_dir, self.key, onnx_backend.fingerprint(self.key, weights))
+
+    def _needs_preparing(self, meta: dict | None, cache) -> bool:
+        """No verdict yet for this model on this machine, or the verdict's export is gone."""
+        if meta is None:
+            return True
+        if self.requested_backend == "auto" and meta.get("machine") != machine_id():
+            return True  # another machine's race (a copied data dir) says nothing about this one
+        if self.requested_backend == "auto" and meta.get("choice") == "torch":
+            return False
+        if not cache.path("image").is_file():
+            log.warning("the ONNX export of %s is missing; exporting it again", self.key)
+            return True
+        return False
+
+    def _onnx_engine(self, progress: DownloadProgress | None) -> Backend | None:
+        """The ONNX Runtime engine, preparing the model first if needed; None means torch.
+
+        With the model prepared this imports neither torch nor open_clip: the preprocessing and
+        the tokenizer are the numpy ones (models/preprocess.py, models/tokenizer.py), driven by
+        the preprocess config stored with the export."""
+        from visualfinder.models import onnx_backend
+
+        cache = self._onnx_cache()
         engine_key = (self.key, self.device, str(cache.dir), self.threads)
         if engine_key in _engines and cache.meta() is not None:
-            engine, self._transform, self._tokenizer = _engines[engine_key]
+            engine, self._transform, self._tokenizer, self._preprocessor = _engines[engine_key]
             return engine
         meta = cache.meta()
-        if meta is not None and self.requested_backend == "auto" and meta.get("choice") == "torch":
-            return None
-        if meta is None or not cache.path("image").is_file():
-            meta = self._export_image_tower(cache, progress)
-            if meta is None or (self.requested_backend == "auto" and meta.get("choice") == "torch"):
+        if self._needs_preparing(meta, cache):
+            log.warning(
+                "preparing %s for this machine: exporting it to ONNX Runtime%s (first use only; "
+                "`visualfinder prepare-model` does it ahead)", self.key,
+                " and timing the backends" if self.requested_backend == "auto" else "",
+            )  # fmt: skip
+            meta = self._prepare_onnx(cache, progress)
+            if meta is None:
                 return None
-        from open_clip.transform import PreprocessCfg, image_transform_v2
+        if self.requested_backend == "auto" and meta.get("choice") == "torch":
+            return None
+        self._preprocessor = _lean_preprocessor(self.key, meta["preprocess"])
+        if self._preprocessor is None:
+            from open_clip.transform import PreprocessCfg, image_transform_v2
 
-        pp = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["preprocess"].items()}
-        self._transform = image_transform_v2(PreprocessCfg(**pp), is_train=False)
-        self._tokenizer = _open_clip().get_tokenizer(self.model_name)
+            pp = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["preprocess"].items()}
+            self._transform = image_transform_v2(PreprocessCfg(**pp), is_train=False)
+        from visualfinder.models.tokenizer import lean_tokenizer
+
+        self._tokenizer = lean_tokenizer(self.model_name, model_config(self.model_name))
+        if self._tokenizer is None:
+            self._tokenizer = _open_clip().get_tokenizer(self.model_name)
         engine = onnx_backend.OnnxBackend(
             cache,
             lambda: self._torch_parts()[0],
@@ -374,36 +463,77 @@ class Embedder:
             self.image_size,
             self.context_length,
         )
-        _engines[engine_key] = (engine, self._transform, self._tokenizer)
+        _engines[engine_key] = (engine, self._transform, self._tokenizer, self._preprocessor)
         return engine
 
-    def _export_image_tower(self, cache, progress: DownloadProgress | None) -> dict | None:
-        """First use of ONNX for this model: export the image tower, check it, and (auto) time it."""
+    def prepare(self, progress: ProgressCallback | None = None) -> dict:
+        """Get the model ready on this machine once: download the weights, export both towers
+        to ONNX (checked against torch), time the backends (auto) and store the verdict beside
+        the export, so that later starts load only what they use. Returns what was decided:
+        {"model", "device", "backend", "seconds", "timings"?}."""
+        started = time.perf_counter()
+        report = progress or (lambda p: None)
+        download = _progress_to_download(report)
+        meta = None
+        if self._wants_onnx():
+            cache = self._onnx_cache()
+            meta = cache.meta()
+            if self._needs_preparing(meta, cache) or (
+                meta.get("choice", "onnx") == "onnx" and not cache.path("text").is_file()
+            ):
+                meta = self._prepare_onnx(cache, download, report)
+        else:
+            self._torch_parts(download)
+        with self._lock:  # what load() now picks: the new verdict, and nothing stale
+            self._engine = None
+            _engines.clear()
+        self.load(download)
+        result = {"model": self.key, "device": self.device, "backend": self.backend,
+                  "seconds": time.perf_counter() - started}  # fmt: skip
+        if meta and meta.get("timings"):
+            result["timings"] = meta["timings"]
+        return result
+
+    def _prepare_onnx(self, cache, download: DownloadProgress | None,
+                      report: ProgressCallback | None = None) -> dict | None:  # fmt: skip
+        """Export both towers (reusing a valid export), check them and (auto) time them on
+        this machine; write the verdict. None means torch (the export failed under auto)."""
         from visualfinder.models import onnx_backend
 
-        model, transform, _ = self._torch_parts(progress)
-        cache.clear()
-        log.warning("preparing %s for ONNX Runtime (first use of this model only; takes a moment)", self.key)
+        report = report or (lambda p: None)
+        model, _, _ = self._torch_parts(download)
+        old = cache.meta()
+        if old is None:
+            cache.clear()
         engine = onnx_backend.OnnxBackend(cache, lambda: model, self.device, self.threads, self.image_size,
                                           self.context_length)  # fmt: skip
         try:
-            engine.prepare("image")
+            for step, tower in enumerate(("image", "text")):
+                report(Progress("preparing model", step, 3, f"exporting the {tower} tower"))
+                engine.prepare(tower)
         except onnx_backend.OnnxExportError as exc:
             if self.requested_backend == "onnx":
                 raise ModelUnavailableError(f"cannot use ONNX Runtime for {self.key}: {exc}") from exc
             log.warning("using torch for %s: %s", self.key, exc)
             cache.clear()
+            cache.write_meta({"preprocess": dict(model.visual.preprocess_cfg), "choice": "torch",
+                              "machine": machine_id(), "reason": str(exc)})  # fmt: skip
             return None
-        meta: dict = {"preprocess": dict(model.visual.preprocess_cfg)}
+        meta: dict = {"preprocess": dict(model.visual.preprocess_cfg), "machine": machine_id()}
         if self.requested_backend == "auto":
+            report(Progress("preparing model", 2, 3, "timing the backends"))
             meta["timings"] = _race(
                 TorchBackend(model, self.device), engine, self.image_size, self.batch_size
             )
             meta["choice"] = "onnx" if meta["timings"]["onnx"] <= meta["timings"]["torch"] else "torch"
             log.info("backend self-benchmark for %s: %s -> %s", self.key, meta["timings"], meta["choice"])
             if meta["choice"] == "torch":  # keep the verdict, not 100s of MB of unused export
-                cache.path("image").unlink(missing_ok=True)
+                engine.close()
+                cache.clear(keep_meta=True)
+        else:
+            meta["choice"] = "onnx"
         cache.write_meta(meta)
+        report(Progress("preparing model", 3, 3, f"{meta['choice']} chosen"))
         return meta
 
     def _create(self, progress: DownloadProgress | None) -> tuple[object, object, object]:
@@ -459,14 +589,18 @@ class Embedder:
     # --- embedding -----------------------------------------------------------------------
 
     def preprocess(self, image) -> object:
-        """PIL RGB image -> model input tensor (thread-safe; runs in decode workers)."""
-        if self._transform is None:
+        """PIL RGB image -> model input (thread-safe; runs in decode workers): a float32 numpy
+        array on the ONNX backend, a torch tensor on the torch backend."""
+        if self._transform is None and self._preprocessor is None:
             self.load()
-        if _resizes_shortest_side(self._transform):
+        lean = self._preprocessor
+        if lean.resizes_shortest_side if lean is not None else _resizes_shortest_side(self._transform):
             # The model sees only the centre square; a 65000x1 strip resized by its short side
             # would otherwise become billions of pixels. Cutting the far ends first leaves the
             # centre (up to resampling at its edges); images up to 32:1 are not touched at all.
             image = crop_to_aspect(image, MAX_MODEL_ASPECT)
+        if lean is not None:
+            return lean(image)
         if self._pixel_steps is None:
             self._pixel_steps = _split_transform(self._transform)
         pil_steps, mean_std = self._pixel_steps
@@ -477,15 +611,28 @@ class Embedder:
         return _to_normalised_tensor(image, *mean_std)
 
     def embed_batch(self, tensors: Sequence) -> np.ndarray:
-        """Preprocessed image tensors -> (n, dim) float32 unit vectors."""
-        import torch
-
+        """Preprocessed images (numpy arrays or torch tensors) -> (n, dim) float32 unit vectors."""
         self.load()
-        if self._stager is not None and not isinstance(tensors, torch.Tensor) and not tensors[0].is_cuda:
+        if (
+            self._stager is not None
+            and isinstance(tensors, (list, tuple))
+            and not getattr(tensors[0], "is_cuda", True)
+        ):
             # CPU tensors to CUDA: stacked into a pinned buffer, copied without blocking the host.
             engine = self._engine
             return engine.encode_image(self._stager.to_device(tensors, self.device, engine.dtype))
-        batch = torch.stack(list(tensors)) if not isinstance(tensors, torch.Tensor) else tensors
+        if isinstance(tensors, np.ndarray):
+            batch = tensors
+        elif len(tensors) and all(isinstance(t, np.ndarray) for t in tensors):
+            batch = np.stack(list(tensors))
+        else:
+            import torch
+
+            batch = (
+                tensors
+                if isinstance(tensors, torch.Tensor)
+                else torch.stack([torch.as_tensor(t) for t in tensors])
+            )
         return self._engine.encode_image(batch)
 
     def embed_images(self, images: Sequence) -> np.ndarray:
@@ -502,6 +649,31 @@ class Embedder:
         """Texts -> (n, dim) float32 unit vectors from the CLIP text tower."""
         self.load()
         return self._engine.encode_text(self._tokenizer(list(texts)))
+
+
+def machine_id() -> str:
+    """What a backend verdict holds for: this host, its CPU architecture and core count."""
+    return f"{platform.node()} {platform.machine()} {os.cpu_count()}"
+
+
+def _lean_preprocessor(key: str, cfg: dict):
+    """The numpy preprocessing of a model's preprocess config, or None (open_clip's then)."""
+    from visualfinder.models.preprocess import Preprocessor, PreprocessSpec
+
+    try:
+        return Preprocessor(PreprocessSpec.from_config(cfg))
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        log.info("images for %s go through open_clip's preprocessing: %s", key, exc)
+        return None
+
+
+def _progress_to_download(report: ProgressCallback) -> DownloadProgress:
+    """Byte counts of a weights download as the job's progress."""
+
+    def downloaded(done: int, total: int | None) -> None:
+        report(Progress("downloading model", done, total or 0))
+
+    return downloaded
 
 
 def _split_transform(transform) -> tuple[list, tuple[np.ndarray, np.ndarray] | None]:

@@ -7,7 +7,10 @@ before it is used; under `backend = "auto"` the first export also times both bac
 a batch and keeps the faster one (the verdict is cached with the export). onnxruntime runs on
 CPU, and on CUDA or CoreML where its build has that execution provider.
 
-The towers are exported lazily: an indexing run never pays for the text tower.
+Each tower's session opens only when a command needs it (an indexing run never opens the text
+tower), from the graph onnxruntime optimised the first time and saved beside the export (one
+per host and onnxruntime version: the optimised graph may hold CPU-specific layouts). A
+missing or damaged export is exported again, with one line in the log.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import importlib.util
 import json
 import logging
 import os
+import platform
 import re
 import threading
 import time
@@ -116,11 +120,24 @@ class OnnxCache:
         tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
         os.replace(tmp, self.dir / META_FILE)
 
-    def clear(self) -> None:
+    def optimized_path(self, tower: str, providers: list[str]) -> Path:
+        """Where onnxruntime's optimised graph of a tower is kept for this host and build."""
+        import onnxruntime as ort
+
+        what = f"{platform.node()} {platform.machine()} {ort.__version__} {','.join(providers)}"
+        return self.dir / f"{tower}.opt-{hashlib.sha1(what.encode('utf-8')).hexdigest()[:10]}.onnx"
+
+    def forget_optimized(self, tower: str) -> None:
+        for path in self.dir.glob(f"{tower}.opt-*.onnx"):
+            path.unlink(missing_ok=True)
+
+    def clear(self, keep_meta: bool = False) -> None:
         """Forget the export (a stale or failed one) so the next use starts over."""
         for tower in ("image", "text"):
             self.path(tower).unlink(missing_ok=True)
-        (self.dir / META_FILE).unlink(missing_ok=True)
+            self.forget_optimized(tower)
+        if not keep_meta:
+            (self.dir / META_FILE).unlink(missing_ok=True)
 
     def export(self, tower: str, model, example) -> Path:
         """Export one tower of a torch open_clip model and check it against torch."""
@@ -152,6 +169,8 @@ class OnnxCache:
             deviation = float(np.abs(got - expected).max())
             if not deviation <= MAX_DEVIATION:
                 raise OnnxExportError(f"the {tower} export differs from torch by {deviation:.2e}")
+            del session
+            self.forget_optimized(tower)
             os.replace(tmp, dest)
         except OnnxExportError:
             raise
@@ -201,17 +220,46 @@ class OnnxBackend:
         out = self._session("text").run(None, {"tokens": np.ascontiguousarray(tokens, dtype=np.int64)})[0]
         return _unit(out)
 
+    def close(self) -> None:
+        """Drop the open sessions (their files can then be deleted, on Windows too)."""
+        with self._lock:
+            self._sessions.clear()
+
     def _session(self, tower: str):
         session = self._sessions.get(tower)
         if session is not None:
             return session
         with self._lock:
             if tower not in self._sessions:
-                path = self.cache.path(tower)
-                if not path.is_file():
-                    self._export(tower)
-                self._sessions[tower] = _session(path, self.providers, self.threads)
+                self._sessions[tower] = self._open(tower)
             return self._sessions[tower]
+
+    def _open(self, tower: str):
+        """The tower's session: its saved optimised graph, else the export (saving the
+        optimised graph for next time), else a new export when the file is missing or damaged."""
+        path = self.cache.path(tower)
+        if not path.is_file():
+            if self.cache.meta() is not None:
+                log.warning(
+                    "the ONNX %s tower of %s is missing; exporting it again", tower, self.cache.model_key
+                )
+            self._export(tower)
+        optimized = self.cache.optimized_path(tower, self.providers)
+        if optimized.is_file():
+            try:
+                return _session(optimized, self.providers, self.threads, optimized=True)
+            except Exception as exc:  # onnxruntime's errors have no common type; a damaged copy
+                log.info("ignoring the damaged optimised graph %s: %s", optimized, _first_line(exc))
+                optimized.unlink(missing_ok=True)
+        try:
+            return _session(path, self.providers, self.threads, save_to=optimized)
+        except Exception as exc:  # a damaged export: another export replaces it
+            log.warning("the ONNX %s tower of %s is damaged (%s); exporting it again", tower,
+                        self.cache.model_key, _first_line(exc))  # fmt: skip
+            path.unlink(missing_ok=True)
+            self.cache.forget_optimized(tower)
+            self._export(tower)
+            return _session(path, self.providers, self.threads, save_to=optimized)
 
     def _export(self, tower: str) -> None:
         import torch
@@ -244,18 +292,40 @@ def _tower_module(model, tower: str):
     return Tower()
 
 
-def _session(path: Path, providers: list[str], threads: int):
+def _session(path: Path, providers: list[str], threads: int, *, optimized: bool = False,
+             save_to: Path | None = None):  # fmt: skip
+    """An InferenceSession. `optimized`: the graph was optimised already (loads without redoing
+    it); `save_to`: keep the optimised graph there (written aside, then moved into place)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL if optimized else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
+    tmp = save_to.with_name(f".{save_to.name}.{os.getpid()}.{threading.get_ident()}.tmp") if save_to else None
+    if tmp is not None:
+        options.optimized_model_filepath = str(tmp)
+        # Its one warning (the saved graph may be specific to this CPU) is why the name holds the host.
+        options.log_severity_level = 3
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
     if threads > 0:
         options.intra_op_num_threads = threads
     # Spinning workers burn a core while the pipeline's decoders need it; yield instead.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=providers)
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+        if tmp is not None and save_to is not None and tmp.is_file():
+            os.replace(tmp, save_to)
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    return session
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _unit(features: np.ndarray) -> np.ndarray:
