@@ -182,3 +182,10 @@ def test_the_cli_takes_the_same_mapping_and_writes_the_report(shop, tmp_path, ca
 
     assert main(["import-metadata", str(sheet), "--column", "Nope=sku"]) == 2
     assert "no column 'Nope'" in capsys.readouterr().err
+
+
+def test_the_cli_role_names_are_the_catalog_product_fields():
+    from visualfinder.catalog.records import META_FIELDS
+    from visualfinder.products.roles import PRODUCT_FIELDS
+
+    assert PRODUCT_FIELDS == META_FIELDS

@@ -59,13 +59,17 @@ def test_processes_index_the_same_vectors_and_thumbnails_as_threads(reopen, tmp_
         lib = reopen(data_dir=tmp_path / f"data-{backend}", decode_backend=backend, decode_workers=2)
         report = lib.index([root])
         assert (report.added, [os.path.basename(e.path) for e in report.errors]) == (15, ["text.jpg"])
-        results[backend] = (_vectors(lib), _thumbs(lib), lib.catalog.errors())
+        results[backend] = (
+            _vectors(lib),
+            _thumbs(lib),
+            [(f.path, f.reason, f.kind) for f in lib.catalog.skipped_files()],
+        )
     threads, processes = results["threads"], results["processes"]
     assert sorted(processes[0]) == sorted(threads[0])
     for name, vector in threads[0].items():
         np.testing.assert_array_equal(processes[0][name], vector, err_msg=name)
     assert processes[1] == threads[1]
-    assert [reason for _, reason in processes[2]] == [reason for _, reason in threads[2]]
+    assert [(reason, kind) for _, reason, kind in processes[2]] == [(r, k) for _, r, k in threads[2]]
 
 
 def _run_with_faults(lib, roots, cancel=None, progress=None, hooks=install):
@@ -87,7 +91,7 @@ def test_a_decoder_process_that_crashes_costs_its_file_and_the_run_goes_on(reope
     assert report.added == len(good)
     assert [(os.path.basename(e.path), e.reason) for e in report.errors] == [
         (CRASH_NAME, f"the decoder process stopped while decoding this file (exit code {CRASH_CODE}); "
-                     "touch the file to try again"),
+                     "tried again on later scans"),
     ]  # fmt: skip
     assert lib.catalog.stat_row(str(root / CRASH_NAME)).status == "error"
     # With one worker, the files after the crash were decoded by its replacement.
@@ -120,7 +124,7 @@ def test_a_decoder_process_that_blocks_is_stopped_at_the_time_limit(reopen, tmp_
     report = _run_with_faults(lib, lib.add_folders([root]))
     assert report.added == len(good)
     assert [(os.path.basename(e.path), e.reason) for e in report.errors] == [
-        (BLOCK_NAME, "took too long to read and decode (over 2 s); touch the file to try again")
+        (BLOCK_NAME, "took too long to read and decode (over 2 s); tried again on later scans")
     ]
 
 

@@ -13,7 +13,7 @@ from visualfinder.cli.common import cancel_on_sigint, command, open_cli_library,
 from visualfinder.config import METRICS, Settings
 from visualfinder.jobs import CancelToken
 from visualfinder.paths import normalise
-from visualfinder.products.fields import MATCH_MODES, ROLES, ColumnMapping
+from visualfinder.products.roles import MATCH_MODES, ROLES
 
 
 def add_parsers(sub) -> None:
@@ -102,8 +102,11 @@ def cmd_import_metadata(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _column_mapping(library, args: argparse.Namespace) -> ColumnMapping | None:
-    """--column and --match on top of what the headers suggest; None: the headers alone decide."""
+def _column_mapping(library, args: argparse.Namespace):
+    """--column and --match on top of what the headers suggest (a ColumnMapping); None: the
+    headers alone decide."""
+    from visualfinder.products.fields import ColumnMapping
+
     if not args.column and args.match == "auto":
         return None
     preview = library.products.preview_sheet(args.file, 0)

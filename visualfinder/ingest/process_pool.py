@@ -131,8 +131,9 @@ class ProcessDecoder:
             if lost.overran:
                 raise TaskTimedOut(time.monotonic() - started) from None
             raise ImageDecodeError(
-                f"the decoder process stopped while decoding this file ({lost.how}); touch the file to try again",
+                f"the decoder process stopped while decoding this file ({lost.how}); tried again on later scans",
                 path,
+                transient=True,  # an out-of-memory kill passes; a file that always crashes it backs off
             ) from None
         try:
             return self._outcome(reply, worker, path)

@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
-from visualfinder.catalog.records import StatRow
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI's --help imports this module: no numpy for a type
+    from visualfinder.catalog.records import StatRow
 
 PERMANENT = "permanent"
 TRANSIENT = "transient"

@@ -335,12 +335,12 @@ class Embedder:
 
     def pixel_recipe(self):
         """The model's preprocessing as plain data for decoder processes (None: not replicable)."""
-        from visualfinder.models.pixels import recipe_from_transform
+        from visualfinder.models.pixels import recipe_from_spec, recipe_from_transform
 
-        if self._transform is None:
+        if self._transform is None and self._preprocessor is None:
             self.load()
-        if self._transform is None:  # the lean ONNX path preprocesses in numpy: threads decode
-            return None
+        if self._preprocessor is not None:  # the lean ONNX path: the numpy preprocessing's spec
+            return recipe_from_spec(self._preprocessor.spec, MAX_MODEL_ASPECT)
         return recipe_from_transform(self._transform, MAX_MODEL_ASPECT)
 
     def warm(self, towers: Sequence[str] = ("image", "text")) -> Embedder:

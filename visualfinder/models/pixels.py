@@ -83,6 +83,20 @@ def recipe_from_transform(transform: object, max_aspect: float) -> PixelRecipe |
     )  # fmt: skip
 
 
+def recipe_from_spec(spec, max_aspect: float) -> PixelRecipe | None:
+    """The recipe of the lean path's preprocessing (`models.preprocess.PreprocessSpec`): a square
+    input resized by its short side and centre-cropped, as open_clip's eval transform does; None
+    for the other resize modes."""
+    height, width = spec.size
+    if spec.resize_mode != "shortest" or height != width:
+        return None
+    resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "random": Image.BICUBIC}[
+        spec.interpolation
+    ]
+    return PixelRecipe(resize=(height,), max_size=None, resample=int(resample), crop=(height, width),
+                       mean=tuple(spec.mean), std=tuple(spec.std), max_aspect=max_aspect)  # fmt: skip
+
+
 def apply_recipe(image: Image.Image, recipe: PixelRecipe, out: np.ndarray | None = None) -> np.ndarray:
     """RGB PIL image -> float32 (3, H, W), written into `out` when given (a shared-memory slot)."""
     if recipe.max_aspect is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from visualfinder.catalog.records import META_FIELDS as FIELDS
 from visualfinder.catalog.records import normalise_tags
 from visualfinder.errors import VisualFinderError
+from visualfinder.products.roles import EXTRA_ROLE, IMAGE_ROLE, MATCH_MODES, ROLES, SKIP_ROLE
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +49,6 @@ class MetadataRow:
     tags: list[str] | None = None
     extra: dict[str, object] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-
-
-# Roles a column can play in an import (an explicit mapping, or the one suggested from headers).
-IMAGE_ROLE, EXTRA_ROLE, SKIP_ROLE = "image", "extra", "skip"
-ROLES = (IMAGE_ROLE, *FIELDS, "tags", EXTRA_ROLE, SKIP_ROLE)
-# How rows name their images: a path (absolute, or relative to the file's or a catalog folder),
-# a file name, or an sku equal to the image's file name without extension. "auto": the path
-# column if the row has one, else the sku.
-MATCH_MODES = ("auto", "path", "name", "sku")
 
 
 @dataclass
