@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from visualfinder.gui import icons
 from visualfinder.library.facade import FolderStatus
+from visualfinder.paths import is_within, normalise
 
 COL_FOLDER, COL_IMAGES, COL_WATCH = range(3)
 PathRole = Qt.ItemDataRole.UserRole + 1
@@ -187,7 +187,7 @@ class SkippedFilesDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Skipped files")
         self.resize(760, 420)
-        shown = [(p, r) for p, r in errors if not folder or _is_under(p, folder)]
+        shown = [(p, r) for p, r in errors if not folder or is_within(normalise(p), normalise(folder))]
         where = f" in {folder}" if folder else ""
         text = (
             f"{len(shown):,} file{'s' if len(shown) != 1 else ''}{where} could not be indexed. "
@@ -221,10 +221,3 @@ class SkippedFilesDialog(QDialog):
         layout.addWidget(self.table, 1)
         layout.addWidget(buttons)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-
-
-def _is_under(path: str, folder: str) -> bool:
-    try:
-        return os.path.commonpath([os.path.abspath(path), os.path.abspath(folder)]) == os.path.abspath(folder)
-    except ValueError:  # different drives (Windows)
-        return False
