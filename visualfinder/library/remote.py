@@ -42,12 +42,13 @@ class Remote:
                 self._cluster = connect(self.settings)
             return self._cluster
 
-    def spec(self) -> RemoteSpec:
-        """What the remote index must hold: this library's model, dimension and metric."""
+    def spec(self, settings: Settings | None = None) -> RemoteSpec:
+        """What the remote index must hold: this library's model, dimension and metric (under
+        `settings`' index name and options; by default the library's own)."""
         from visualfinder.remote.sync import remote_spec
 
         engine = self.live.engine
-        return remote_spec(self.settings, engine.embedder.dim, engine.metric, engine.model.key)
+        return remote_spec(settings or self.settings, engine.embedder.dim, engine.metric, engine.model.key)
 
     def check(self, settings: Settings | None = None, password: str | None = None) -> ConnectionCheck:
         """Test the connection: server version, k-NN plugin, and whether the index fits this library.
@@ -56,16 +57,13 @@ class Remote:
         page); without them, the library's own connection is tested."""
         from visualfinder.remote.check import check_connection
         from visualfinder.remote.opensearch import connect
-        from visualfinder.remote.sync import remote_spec
 
         if settings is None and password is None:
             return check_connection(self.cluster(), self.spec())
         settings = settings or self.settings
-        engine = self.live.engine
-        spec = remote_spec(settings, engine.embedder.dim, engine.metric, engine.model.key)
         cluster = connect(settings, password=password)
         try:
-            return check_connection(cluster, spec)
+            return check_connection(cluster, self.spec(settings))
         finally:
             cluster.close()
 
