@@ -240,6 +240,16 @@ def assert_index_matches_catalog(lib) -> None:
     assert lib.vector_index.generation == lib.catalog.generation
 
 
+def assert_each_finds_its_files(libraries, files: list[str], rng: random.Random, samples: int = 10) -> None:
+    """Each library finds a sample of `files` as themselves: score ~1 and the same bytes."""
+    from searching import search_image
+
+    for lib in libraries:
+        for query in rng.sample(files, samples):
+            best = search_image(lib, query, k=1)[0]
+            assert best.score > 0.999 and Path(best.path).read_bytes() == Path(query).read_bytes()
+
+
 def files_under(root: Path) -> set[str]:
     return {str(p) for p in root.rglob("*") if p.is_file()}
 

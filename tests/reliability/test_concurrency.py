@@ -15,6 +15,7 @@ from pathlib import Path
 from imagegen import make_catalog, write_image
 from rel_harness import (
     Workers,
+    assert_each_finds_its_files,
     assert_index_matches_catalog,
     check_catalog_file,
     files_under,
@@ -162,10 +163,7 @@ def test_the_watcher_indexes_changes_while_searches_and_exports_run(settings, tm
     try:
         assert workers.errors == [], workers.errors[0]
         assert min(workers.counts[n] for n in ("search", "search-other", "export", "tags")) > 0
-        for lib in (library, other):
-            for query in rng.sample(sorted(files_under(root)), 10):
-                best = search_image(lib, query, k=1)[0]
-                assert best.score > 0.999 and Path(best.path).read_bytes() == Path(query).read_bytes()
+        assert_each_finds_its_files((library, other), sorted(files_under(root)), rng)
         assert_index_matches_catalog(library)
     finally:
         library.close()

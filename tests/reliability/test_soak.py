@@ -15,11 +15,17 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from imagegen import make_catalog, write_image
-from rel_harness import Workers, assert_index_matches_catalog, check_catalog_file, files_under, rng_for
+from rel_harness import (
+    Workers,
+    assert_each_finds_its_files,
+    assert_index_matches_catalog,
+    check_catalog_file,
+    files_under,
+    rng_for,
+)
 from searching import search_image
 from watchutil import FAST_WATCH
 from watchutil import wait_until as wait_for
@@ -137,10 +143,7 @@ def test_the_watcher_soaks_with_arrivals_searches_exports_and_tag_edits(settings
         assert locked.records == [], locked.records[:3]
         for image, labels in tags_added.items():
             assert labels <= set(library.catalog.tags_of(library.catalog.image_id(image))), image
-        for lib in (library, other):
-            for query in rng.sample(sorted(files_under(root)), 10):
-                best = search_image(lib, query, k=1)[0]
-                assert best.score > 0.999 and Path(best.path).read_bytes() == Path(query).read_bytes()
+        assert_each_finds_its_files((library, other), sorted(files_under(root)), rng)
         assert_index_matches_catalog(library)
     finally:
         library.close()
