@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 from imagegen import make_catalog, product_image, write_image
 from searching import search_image
+from stalled_reads import stalled_reads
 from watchutil import FAST_WATCH, EventLog, wait_until
 
 from visualfinder.errors import FolderNotFoundError
 from visualfinder.events import JobProgress, LibraryChanged, WatcherStatus
+from visualfinder.ingest import retry
+from visualfinder.ingest import watcher as watcher_module
 from visualfinder.ingest.imaging import content_hash
 from visualfinder.ingest.watcher import Watcher
 from visualfinder.library.facade import open_library
@@ -448,6 +451,50 @@ def test_polling_sees_new_changed_moved_and_removed_files(library_with, watch, t
     assert wait_until(lambda: lib.catalog.id_for_path(str(catalog / "renamed.jpg")) == old_id)
     files[1].unlink()
     assert wait_until(lambda: lib.catalog.id_for_path(str(files[1])) is None)
+
+
+def test_a_file_skipped_for_a_transient_reason_is_tried_again_without_any_event(
+    library_with, watch, tmp_path, monkeypatch
+):
+    """A stalled share sends no file event when it recovers: the watcher itself looks again when
+    each backoff ends, and indexes the file once it reads."""
+    monkeypatch.setattr(retry, "BACKOFF_BASE_S", 0.3)  # 0.3 s, 0.6 s, 1.2 s... instead of minutes
+    monkeypatch.setattr(watcher_module, "_SKIP_RETRY_SPACING_S", 0.2)
+    root = tmp_path / "share"
+    root.mkdir()
+    stalled = write_image(root / "stalled.jpg", 3)
+    lib = library_with(file_time_limit_s=1.0, decode_workers=1)
+
+    def attempts() -> int:
+        return lib.catalog.stat_row(str(stalled)).attempts
+
+    with stalled_reads("stalled.jpg"):
+        lib.index([root], watched=True)
+        assert attempts() == 1
+        watch(lib)  # its start-up reconcile is the second try; later ones come from the backoff
+        assert wait_until(lambda: attempts() >= 4, timeout=60), attempts()
+    assert wait_until(lambda: lib.catalog.stat_row(str(stalled)).status == "ok", timeout=60)
+    assert lib.status().skipped == [] and lib.catalog.stats(lib.model_key).ok == 1
+
+
+def test_a_transient_skip_in_a_missing_folder_is_left_alone(library_with, watch, tmp_path, monkeypatch):
+    """An unmounted drive keeps its images and its skipped files: a retry queued there would
+    read as a deletion."""
+    monkeypatch.setattr(retry, "BACKOFF_BASE_S", 0.1)
+    monkeypatch.setattr(watcher_module, "_SKIP_RETRY_SPACING_S", 0.1)
+    drive = tmp_path / "drive"
+    make_catalog(drive, 2)
+    stalled = write_image(drive / "stalled.jpg", 3)
+    lib = library_with(file_time_limit_s=1.0, decode_workers=1)
+    with stalled_reads("stalled.jpg"):
+        lib.index([drive], watched=True)
+        watcher = watch(lib)
+    os.rename(drive, tmp_path / "elsewhere")
+    assert wait_until(lambda: watcher.folders[str(drive)] == "missing")
+    time.sleep(1.0)  # ten retry periods: long enough for a wrongly queued retry to have run
+    row = lib.catalog.stat_row(str(stalled))
+    assert row is not None and row.status == "error" and row.error_kind == retry.TRANSIENT
+    assert lib.catalog.stats(lib.model_key).ok == 2
 
 
 def test_a_busy_library_delays_changes_without_losing_them(library, watch, tmp_path, data_dir):

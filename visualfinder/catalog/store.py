@@ -632,6 +632,13 @@ class Catalog(VectorStore):
         counts.update(dict(rows.fetchall()))
         return counts
 
+    def transient_retries(self) -> list[tuple[str, float | None]]:
+        """Each file skipped for a transient reason and when it is due again (None: at once)."""
+        rows = self.conn.execute(
+            "SELECT path, retry_at FROM images WHERE status = 'error' AND error_kind = 'transient'"
+        )
+        return [(path_from_db(p), at) for p, at in rows]
+
     def stats(self, model_key: str) -> CatalogStats:
         conn = self.conn
         ok, errors = conn.execute(

@@ -4,7 +4,8 @@
   format). Only a change of the file (size, mtime) can cure that, so it waits for one.
 - *transient*: the bytes could not be read now (permission denied, I/O error, a stale handle,
   too many open files, the per-file time limit, an unexpected internal error). It is tried again
-  on every later scan, with a capped backoff for a file that keeps failing; a ctime change
+  on every later scan (and by a running watcher when its backoff ends), with a capped backoff
+  for a file that keeps failing; a ctime change
   (`chmod`, `chown`, a restored file) makes it due at once, so a permission fix is noticed.
 
 `visualfinder index --retry-skipped` (and the app's "Retry skipped") tries every skipped file.

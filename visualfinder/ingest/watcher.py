@@ -42,6 +42,7 @@ from visualfinder.events import JobProgress, LibraryChanged, WatcherStatus
 from visualfinder.ingest import watchfs
 from visualfinder.ingest.imaging import is_candidate_name, is_ignored_name
 from visualfinder.ingest.pipeline import IndexReport
+from visualfinder.ingest.retry import TRANSIENT
 from visualfinder.ingest.scanner import FileStat
 from visualfinder.ingest.watch_roots import WatchedRoots
 from visualfinder.jobs import CancelToken, Progress
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 
 _IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})
 _MAX_RETRY_DELAY_S = 60.0
+# A file skipped for a transient reason is looked at again when its backoff ends (no file event
+# will name it), but never sooner than this after the last look: a stalled share must not cost
+# one time limit after another.
+_SKIP_RETRY_SPACING_S = 5.0
 
 
 class _Handler(FileSystemEventHandler):
@@ -85,6 +90,7 @@ class Watcher:
         self._flags = {"refresh": False, "check": False, "new_dirs": False}
         self._rewatch: set[str] = set()  # roots to schedule again (a folder's permissions changed)
         self._next_check = 0.0
+        self._next_skip_retry = math.inf  # wall clock: when transient skips are next looked at
         self._working = False
         self._ready = False
         self._stop = threading.Event()
@@ -169,6 +175,7 @@ class Watcher:
             fresh = self._roots.sync(self._desired_roots())
             if self._reconcile_on_start:
                 self._reconcile(fresh)
+            self._next_skip_retry = time.time() + _SKIP_RETRY_SPACING_S
             with self._cond:
                 self._ready = True
                 self._cond.notify_all()
@@ -195,7 +202,7 @@ class Watcher:
                         del self._deferred[path]
                         self._pending.setdefault(path, now - s.watch_debounce_s)
                         self._oldest = min(self._oldest, now - s.watch_debounce_s)
-            wake = [self._next_check]
+            wake = [self._next_check, now + max(0.0, self._next_skip_retry - time.time())]
             if self._pending:
                 oldest = self._oldest  # a lower bound: exact after each cut
                 quiet = now - self._last_event >= s.watch_debounce_s
@@ -245,6 +252,8 @@ class Watcher:
                 self._working = False
                 self._cond.notify_all()
         self._defer(report.deferred, paths)
+        if any(error.kind == TRANSIENT for error in report.errors):
+            self._next_skip_retry = min(self._next_skip_retry, time.time() + _SKIP_RETRY_SPACING_S)
         self._failures = 0
         if self._problem is not None:
             self._problem = None
@@ -390,9 +399,34 @@ class Watcher:
                         ", ".join(watched))  # fmt: skip
             catch_up += watched
         self._reconcile(list(dict.fromkeys(catch_up)))
+        if time.time() >= self._next_skip_retry:
+            self._queue_due_skips()
         self._publish_state()
         if due:
             self._next_check = time.monotonic() + self.settings.watch_check_interval_s
+
+    def _queue_due_skips(self) -> None:
+        """Queue the transient skips in watched folders whose backoff has ended."""
+        now = time.time()
+        present = [path for path, mode in self._roots.folders().items() if mode != "missing"]
+        due, later = [], math.inf
+        for path, retry_at in self.library.catalog.transient_retries():
+            # Never in a missing folder: its files are kept, and a queued path would read as gone.
+            if not any(is_within(path, root) for root in present):
+                continue
+            if retry_at is None or retry_at <= now:
+                due.append(path)
+            else:
+                later = min(later, retry_at)
+        self._next_skip_retry = max(later if not due else now, now + _SKIP_RETRY_SPACING_S)
+        if not due:
+            return
+        log.info("watcher: trying %s again", _count(len(due), "skipped file"))
+        queued_at = time.monotonic() - self.settings.watch_debounce_s  # due now: no debounce
+        with self._cond:
+            for path in due:
+                self._pending.setdefault(path, queued_at)
+            self._oldest = min(self._oldest, queued_at)
 
     def _desired_roots(self) -> list[str]:
         paths = (
