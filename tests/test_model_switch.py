@@ -9,6 +9,7 @@ from imagegen import make_catalog, write_image
 from searching import query_vector
 
 from visualfinder.errors import QueryError
+from visualfinder.ingest.retry import PERMANENT, TRANSIENT
 from visualfinder.jobs import CancelToken
 from visualfinder.search.request import QueryTerm, SearchRequest
 
@@ -101,6 +102,8 @@ def test_a_switch_skips_unreadable_files_and_the_next_index_run_heals(library, t
     report = library.models.switch("vf-tiny-b", "none")
     assert report.swapped and report.embedded == 2
     assert sorted(e.path for e in report.skipped) == sorted([str(files[1]), str(files[2])])
+    kinds = {e.path: e.kind for e in report.skipped}  # the gone file could not be read now
+    assert kinds == {str(files[1]): PERMANENT, str(files[2]): TRANSIENT}
     assert library.status().stats.needs_embedding == 2
     result = library.index()
     assert result.removed == 1 and result.updated == 1

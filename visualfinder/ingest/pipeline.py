@@ -118,6 +118,7 @@ class _Reembed:
     digest: str | None
     tensor: object = None
     error: str | None = None
+    transient: bool = False  # the error may pass (see ingest/retry.py)
 
 
 @dataclass
@@ -303,13 +304,13 @@ class IndexingPipeline:
         skipped: list[tuple[int, FileError]] = []
 
         def timed_out(image_id: int, path: str, digest: str | None) -> _Reembed:
-            return _Reembed(image_id, path, digest, error=self._too_long())
+            return _Reembed(image_id, path, digest, error=self._too_long(), transient=True)
 
         pool = WorkerPool(self.decode_workers, "vf-reembed")
         try:
             for item in self._ahead(pool, rows, self._prepare_for_model, timed_out, cancel):
                 if item.error:
-                    skipped.append((item.id, FileError(item.path, item.error)))
+                    skipped.append((item.id, FileError(item.path, item.error, kind_of(item.transient))))
                 else:
                     batch.append(item)
                 if len(batch) >= self.embedder.batch_size:
@@ -331,10 +332,10 @@ class IndexingPipeline:
             decoded = decode_image(data, min_side=self._decode_side, max_pixels=self.max_pixels, path=path)
             item.tensor = self.embedder.preprocess(decoded.image)
         except ImageDecodeError as exc:
-            item.error = exc.reason
+            item.error, item.transient = exc.reason, exc.transient
         except Exception as exc:  # a bug must cost one file, not the switch
             log.exception("unexpected error while preparing %s", path)
-            item.error = f"unexpected error ({type(exc).__name__}: {exc})"
+            item.error, item.transient = f"unexpected error ({type(exc).__name__}: {exc})", True
         return item
 
     def _embed_for_model(self, batch: list[_Reembed]) -> list[tuple[int, str | None, np.ndarray]]:
