@@ -80,7 +80,8 @@ class ApiServer:
 
     @property
     def stderr(self) -> str:
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def call(self, method: str, path: str, *, json_body=None, data: bytes | None = None,
