@@ -178,7 +178,8 @@ def test_the_text_tower_runs_only_the_positions_the_texts_use_with_the_same_vect
     texts = ["red", "a red leather armchair with oak legs, seen from the left side", "", "lamp"]
     torch_side = Embedder("vf-tiny", "none", "cpu", backend="torch")
     onnx_side = Embedder("vf-tiny", "none", "cpu", backend="onnx", onnx_dir=tmp_path / "onnx")
-    tokens = torch_side._tokenizer(texts) if torch_side.load() else None
+    torch_side.load()
+    tokens = torch_side._tokenizer(texts)
     assert 3 < used_length(tokens) < 20 and used_length(tokens[:1]) == 3  # start, "red", end
     model = torch_side._model
     with torch.inference_mode():
