@@ -166,3 +166,29 @@ def test_onnx_runs_on_a_gpu_provider_only_where_the_build_has_it():
     assert onnx_backend.accelerates("cuda") == (
         "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     )
+
+
+def test_the_text_tower_runs_only_the_positions_the_texts_use_with_the_same_vectors(tmp_path):
+    """A causal, argmax-pooled CLIP text tower gives the same vectors over the used positions
+    (models/short_text.py) as over the whole padded context, on torch and on ONNX."""
+    import torch
+
+    from visualfinder.models.short_text import short_text_tower, used_length
+
+    texts = ["red", "a red leather armchair with oak legs, seen from the left side", "", "lamp"]
+    torch_side = Embedder("vf-tiny", "none", "cpu", backend="torch")
+    onnx_side = Embedder("vf-tiny", "none", "cpu", backend="onnx", onnx_dir=tmp_path / "onnx")
+    torch_side.load()
+    tokens = torch_side._tokenizer(texts)
+    assert 3 < used_length(tokens) < 20 and used_length(tokens[:1]) == 3  # start, "red", end
+    model = torch_side._model
+    with torch.inference_mode():
+        full = model.encode_text(torch.as_tensor(tokens)).numpy()
+        short = short_text_tower(model)(torch.as_tensor(tokens[:, : used_length(tokens)])).numpy()
+    np.testing.assert_allclose(short, full, atol=1e-5)
+    full_unit = full / np.linalg.norm(full, axis=1, keepdims=True)
+    np.testing.assert_allclose(torch_side.embed_texts(texts), full_unit, atol=1e-5)
+    np.testing.assert_allclose(onnx_side.embed_texts(texts), full_unit, atol=1e-4)
+    assert onnx_side._engine._short_text is True  # the export takes any sequence length
+    # One text alone, or beside a long one, gets the same vector.
+    np.testing.assert_allclose(onnx_side.embed_texts(texts[:1])[0], full_unit[0], atol=1e-4)

@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -80,7 +81,8 @@ class ApiServer:
 
     @property
     def stderr(self) -> str:
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def call(self, method: str, path: str, *, json_body=None, data: bytes | None = None,
@@ -102,6 +104,15 @@ class ApiServer:
                 return Answer(response.status, dict(response.headers), response.read())
         except urllib.error.HTTPError as exc:
             return Answer(exc.code, dict(exc.headers), exc.read())
+
+    def accepting(self) -> bool:
+        """Whether the server still takes new connections (it stops at once when shutting down)."""
+        host, port = self.base.removeprefix("http://").rsplit(":", 1)
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+        except ConnectionRefusedError:
+            return False
+        return True
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 120) -> int:
         if self.proc.poll() is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 from imagegen import huge_png_header
 
@@ -152,3 +153,53 @@ def test_openapi_and_docs_are_served(shop):
     assert "image_url" in spec["components"]["schemas"]["SearchBody"]["properties"]
     docs = server.call("GET", "/docs")
     assert docs.status == 200 and b"swagger" in docs.body.lower()
+
+
+def _chunked_post(server, path: str, content_type: str, first: bytes, total: int) -> tuple[int, dict, bytes]:
+    """POST with Transfer-Encoding: chunked (no Content-Length): `first`, then zeros up to `total`
+    bytes. The server may answer and close before the body ends; the answer is read either way."""
+    import http.client
+
+    host, port = server.base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    conn.putrequest("POST", path)
+    conn.putheader("Content-Type", content_type)
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    sent, chunk = 0, b"\0" * 65536
+    extra = max(0, -(-(total - len(first)) // len(chunk)))  # whole chunks after `first`
+    try:
+        for piece in (first, *[chunk] * extra):
+            conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+            sent += len(piece)
+        conn.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused while it arrived: the answer is waiting
+    response = conn.getresponse()
+    answer = (response.status, dict(response.getheaders()), response.read())
+    conn.close()
+    assert sent > 0
+    return answer
+
+
+def test_a_chunked_body_over_the_limit_is_refused_with_413_json_while_it_arrives(shop):
+    server, chairs, *_ = shop
+    limit = 25 * 1024 * 1024  # api_max_upload_bytes' default
+    head = (b'--x\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n" + chairs[0].read_bytes())  # fmt: skip
+    for content_type, first in (
+        ("multipart/form-data; boundary=x", head),
+        ("application/json", b'{"text": "'),
+    ):
+        status, headers, body = _chunked_post(
+            server, "/api/v1/search", content_type, first, limit + 2 * 65536
+        )
+        assert status == 413, (content_type, body[:300])
+        assert headers["content-type"] == "application/json"
+        error = json.loads(body)["error"]
+        assert error["code"] == "too_large" and "larger than this server accepts" in error["message"]
+    # Below the limit, a chunked upload is answered as any other.
+    status, _, body = _chunked_post(
+        server, "/api/v1/search", "multipart/form-data; boundary=x", head + b"\r\n--x--\r\n", 0
+    )
+    assert status == 200 and json.loads(body)["results"][0]["path"] == str(chairs[0])

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -201,7 +203,12 @@ def test_private_urls_when_allowed_redirects_limited_and_shutdown_finishes_the_r
         in_flight.start()
         assert _ImageSite.arrived.wait(60)  # the server is fetching: the request is in flight
         server.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.5)  # a safety margin for the signal to land; the test holds either way
+        # The shutdown has begun once the server takes no new connections; only then may the
+        # request in flight end. No fixed sleep: the order is observed, whatever the speed.
+        deadline = time.monotonic() + 120  # a safety net only
+        while server.accepting() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not server.accepting() and in_flight.is_alive() and not answers
         _ImageSite.release.set()
         in_flight.join(120)
         assert server.proc.wait(120) == 0, server.stderr
@@ -279,3 +286,42 @@ def test_fetch_refuses_private_addresses_only_when_asked(image_site):
     for target in (url, url.replace("127.0.0.1", "localhost"), f"{image_site}/r/1"):
         with pytest.raises(QueryError, match="public addresses"):
             fetch_image(target, max_bytes=10**7, timeout=10, allow_private=False)
+
+
+def test_a_flooded_server_answers_429_and_503_with_retry_after_then_recovers(catalog):
+    """A real server with a tiny queue (4 searches, 0.2 s to get a turn), flooded by 24 clients
+    at once: those beyond the queue get 429 busy, those whose turn does not come in time 503
+    overloaded, each with Retry-After and the one error shape; the others are answered. Each
+    round's requests carry more texts (a longer model call) until both refusals were seen, so
+    the outcome does not depend on the machine's speed."""
+    data_dir, files = catalog
+    write_settings(data_dir, api_queue_size=4, api_queue_timeout_s=0.2)
+    server = ApiServer(data_dir)
+    seen: Counter = Counter()
+    try:
+        texts = 16
+        for round_ in range(10):
+            bodies = [{"text": [f"chair {round_} {c} {i}" for i in range(texts)], "k": 3} for c in range(24)]
+            with ThreadPoolExecutor(len(bodies)) as pool:
+                answers = list(pool.map(lambda b: server.call("POST", "/api/v1/search", json_body=b), bodies))
+            for answer in answers:
+                seen[answer.status] += 1
+                if answer.status == 200:
+                    assert answer.json()["results"], answer.body
+                    continue
+                assert answer.status in (429, 503), answer.body
+                assert answer.headers["content-type"] == "application/json"
+                assert answer.json() == {"error": {"code": {429: "busy", 503: "overloaded"}[answer.status],
+                                                   "message": answer.json()["error"]["message"]}}  # fmt: skip
+                assert int(answer.headers["retry-after"]) >= 1
+            if seen[429] and seen[503]:
+                break
+            texts *= 2
+        print(f"flood: {dict(seen)} in {round_ + 1} rounds, up to {texts} texts per request")
+        assert seen[200] and seen[429] and seen[503], seen
+        # The flood over, the server answers again and holds nothing queued.
+        assert server.call("POST", "/api/v1/search", json_body={"text": "chair", "k": 1}).status == 200
+        assert server.call("GET", "/api/v1/status").json()["server"]["queued"] == 0
+        assert "Traceback" not in server.stderr
+    finally:
+        server.stop()

@@ -9,7 +9,9 @@ uploads, warm, at concurrency 1, 4 and 16.
     pytest tests/benchmarks/test_api_throughput.py -s
 
 Environment: VF_BENCH_N (100000), VF_BENCH_MODEL (ViT-B-32-256, random weights: the same
-compute as the trained ones), VF_BENCH_BACKEND (torch), VF_BENCH_REQUESTS (per concurrency: 24).
+compute as the trained ones), VF_BENCH_BACKEND (ours only: onnx, the lean CPU path that
+`backend = auto` is for; torch to compare; the baseline is always open_clip torch),
+VF_BENCH_REQUESTS (per concurrency: 24). Every text query is distinct (no cache can answer it).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from visualfinder.models.embedder import model_key  # noqa: E402
 
 N = env_int("VF_BENCH_N", 100_000)
 MODEL = os.environ.get("VF_BENCH_MODEL", "ViT-B-32-256")
-BACKEND = os.environ.get("VF_BENCH_BACKEND", "torch")
+BACKEND = os.environ.get("VF_BENCH_BACKEND", "onnx")
 REQUESTS = env_int("VF_BENCH_REQUESTS", 24)
 CONCURRENCY = (1, 4, 16)
 HERE = Path(__file__).resolve().parent

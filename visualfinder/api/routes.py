@@ -44,7 +44,8 @@ def build_router(service: ApiService, auth) -> APIRouter:
     builder = RequestBuilder(service)
 
     async def run_search(request: SearchRequest, threshold: float | None, as_csv: bool) -> Response:
-        response = await service.gate.run(request)
+        embedded = await service.gate.run(request)  # the model's work, batched with others
+        response = await run_in_threadpool(service.search, embedded)
         results = response.results
         if threshold is not None:
             results = [r for r in results if r.ranked and r.score >= threshold]

@@ -56,6 +56,7 @@ def serve(
         from visualfinder.library.stateless import open_remote_only
 
         service = ApiService(settings, remote=open_remote_only(settings))
+        service.remote.embedder.warm()  # both towers' sessions open before the first request
     else:
         from visualfinder.ingest.watcher import Watcher
         from visualfinder.library.facade import open_library
@@ -63,7 +64,7 @@ def serve(
 
         library = open_library(settings, progress)
         try:
-            library.embedder.load()  # warm before the first request, not during it
+            library.embedder.warm()  # loaded, both towers' sessions open: before the first request
             service = ApiService(settings, library=library)
             watcher = Watcher(library)
             watcher.start()

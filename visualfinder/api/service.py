@@ -1,7 +1,8 @@
 """ApiService: what the endpoints call, over a Library (local) or RemoteOnly (`serve --remote`).
 
-Searches go through the model gate; everything else runs on FastAPI's worker threads and goes
-straight to the facade. Paths are hidden here when `api_expose_paths` is off.
+Searches have their texts and images embedded through the model gate (batched, on one thread),
+then run on FastAPI's worker threads like everything else, straight to the facade. Paths are
+hidden here when `api_expose_paths` is off.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class ApiService:
         self.library = library
         self.remote = remote
         self.expose_paths = settings.api_expose_paths
-        self.gate = ModelGate(self.search_batch, settings.api_queue_size, settings.api_queue_timeout_s)
+        self.gate = ModelGate(self.embed_batch, settings.api_queue_size, settings.api_queue_timeout_s)
         self.jobs = IndexJobs(library, self.expose_paths) if library is not None else None
         self.started = time.time()
 
@@ -76,39 +77,46 @@ class ApiService:
                            allow_private=s.api_allow_private_urls, max_redirects=MAX_URL_REDIRECTS)  # fmt: skip
         return self.decode_query_bytes(data, url)
 
-    def search_batch(self, requests: Sequence[SearchRequest]) -> list[SearchResponse | Exception]:
-        """The searches waiting for the model, on the gate's thread: their texts embedded in one
-        call and their images in another, then each answered by `search` with its vectors."""
+    def embed_batch(self, requests: Sequence[SearchRequest]) -> list[SearchRequest | Exception]:
+        """The searches waiting for the model, on the gate's thread: every text and uploaded
+        image among them turned into a vector, the texts in one call and the images in another
+        (each alone when a batched call fails, so a bad input fails its own search only). The
+        searches themselves (`search`) then run on the request threads, off the model's."""
         embedder = self._searcher.embedder
         texts = [t for r in requests for t in r.terms if t.kind == "text" and str(t.value).strip()]
         images = [t for r in requests for t in r.terms if t.kind == "pil"]
         vectors: dict[int, object] = {}
-        try:
-            if len(texts) > 1:
-                vectors.update(
-                    zip(
-                        map(id, texts),
-                        embedder.embed_texts([str(t.value).strip() for t in texts]),
-                        strict=True,
-                    )
-                )
-            if len(images) > 1:
-                vectors.update(
-                    zip(map(id, images), embedder.embed_images([t.value for t in images]), strict=True)
-                )
-        except Exception:  # noqa: BLE001 - one bad input must not fail the others: each goes alone
-            vectors = {}
-        answers: list[SearchResponse | Exception] = []
+        failed: dict[int, Exception] = {}
+        for terms, embed in (
+            (texts, lambda ts: embedder.embed_texts([str(t.value).strip() for t in ts])),
+            (images, lambda ts: embedder.embed_images([t.value for t in ts])),
+        ):
+            if not terms:
+                continue
+            try:
+                vectors.update(zip(map(id, terms), embed(terms), strict=True))
+            except Exception:  # noqa: BLE001 - one bad input must not fail the others: each goes alone
+                for term in terms:
+                    try:
+                        vectors[id(term)] = embed([term])[0]
+                    except Exception as exc:  # noqa: BLE001 - handed to that request's caller
+                        failed[id(term)] = exc
+        answers: list[SearchRequest | Exception] = []
         for request in requests:
+            error = next((failed[id(t)] for t in request.terms if id(t) in failed), None)
+            if error is not None:
+                answers.append(error)
+                continue
             terms = [
                 QueryTerm("vector", vectors[id(t)], t.weight) if id(t) in vectors else t
                 for t in request.terms
             ]
-            try:
-                answers.append(self._searcher.search(dataclasses.replace(request, terms=terms)))
-            except Exception as exc:  # noqa: BLE001 - handed to that request's caller
-                answers.append(exc)
+            answers.append(dataclasses.replace(request, terms=terms))
         return answers
+
+    def search(self, request: SearchRequest) -> SearchResponse:
+        """A search whose texts and images are vectors already (`embed_batch`), by the facade."""
+        return self._searcher.search(request)
 
     # --- answers -------------------------------------------------------------------------
 

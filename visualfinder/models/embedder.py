@@ -76,6 +76,7 @@ class TorchBackend:
         self.model = model
         self.device = device
         self.dtype = dtype  # the weights' dtype when it is not fp32 (then no autocast)
+        self._short_text = None  # models/short_text.py's tower, False where it does not hold
 
     def encode_image(self, pixels) -> np.ndarray:
         import torch
@@ -88,8 +89,15 @@ class TorchBackend:
     def encode_text(self, tokens) -> np.ndarray:
         import torch
 
+        from visualfinder.models.short_text import short_text_tower, trimmed
+
+        if self._short_text is None:  # the tower over the used positions only, where it holds
+            self._short_text = short_text_tower(self.model) or False
         with torch.inference_mode(), self._autocast():
-            features = self.model.encode_text(torch.as_tensor(tokens).to(self.device))
+            if self._short_text:
+                features = self._short_text(torch.as_tensor(trimmed(tokens)).to(self.device))
+            else:
+                features = self.model.encode_text(torch.as_tensor(tokens).to(self.device))
         return _normalise(features)
 
     def _autocast(self):

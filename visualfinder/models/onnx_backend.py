@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from visualfinder.models.short_text import short_text_tower, trimmed
+
 log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = 1
@@ -148,6 +150,7 @@ class OnnxCache:
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         module = _tower_module(model, tower).eval()
         name = "pixels" if tower == "image" else "tokens"
+        axes = {0: "batch", 1: "length"} if getattr(module, "short_text", False) else {0: "batch"}
         # The model may live on a GPU (CUDA/CoreML providers run the export there); the check
         # runs onnxruntime on CPU, so inputs go to the model's device and outputs come back.
         example = example.to(next(module.parameters()).device)
@@ -159,7 +162,7 @@ class OnnxCache:
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
                     module, (example,), str(tmp), input_names=[name], output_names=["features"],
-                    dynamic_axes={name: {0: "batch"}, "features": {0: "batch"}}, opset_version=OPSET,
+                    dynamic_axes={name: axes, "features": {0: "batch"}}, opset_version=OPSET,
                     do_constant_folding=True, dynamo=False,
                 )  # fmt: skip
             session = _session(tmp, ["CPUExecutionProvider"], threads=0)
@@ -167,6 +170,12 @@ class OnnxCache:
                 expected = _unit(module(example).float().cpu().numpy())
             got = _unit(session.run(None, {name: example.cpu().numpy()})[0])
             deviation = float(np.abs(got - expected).max())
+            if 1 in axes:  # the same over a shorter sequence
+                short = example[:, :9]
+                with torch.inference_mode():
+                    expected = _unit(module(short).float().cpu().numpy())
+                got = _unit(session.run(None, {name: short.cpu().numpy()})[0])
+                deviation = max(deviation, float(np.abs(got - expected).max()))
             if not deviation <= MAX_DEVIATION:
                 raise OnnxExportError(f"the {tower} export differs from torch by {deviation:.2e}")
             del session
@@ -204,6 +213,7 @@ class OnnxBackend:
         self.image_size = image_size
         self.context_length = context_length
         self._sessions: dict[str, object] = {}
+        self._short_text: bool | None = None  # does the text session take any sequence length
         self._lock = threading.Lock()
 
     def prepare(self, tower: str) -> None:
@@ -216,8 +226,14 @@ class OnnxBackend:
         return _unit(out)
 
     def encode_text(self, tokens: np.ndarray) -> np.ndarray:
-        """(n, context) int64 tokens -> (n, dim) unit vectors."""
-        out = self._session("text").run(None, {"tokens": np.ascontiguousarray(tokens, dtype=np.int64)})[0]
+        """(n, context) int64 tokens -> (n, dim) unit vectors; an export with a dynamic sequence
+        axis (models/short_text.py) runs only the positions the texts use."""
+        session = self._session("text")
+        if self._short_text is None:
+            self._short_text = not isinstance(session.get_inputs()[0].shape[1], int)
+        if self._short_text:
+            tokens = trimmed(tokens)
+        out = session.run(None, {"tokens": np.ascontiguousarray(tokens, dtype=np.int64)})[0]
         return _unit(out)
 
     def close(self) -> None:
@@ -278,8 +294,15 @@ class OnnxBackend:
 
 
 def _tower_module(model, tower: str):
-    """A torch module running one tower of an open_clip model (what gets exported)."""
+    """A torch module running one tower of an open_clip model (what gets exported); the text
+    tower over any sequence length where models/short_text.py says it holds."""
     import torch
+
+    if tower == "text":
+        short = short_text_tower(model)
+        if short is not None:
+            short.short_text = True
+            return short
 
     class Tower(torch.nn.Module):
         def __init__(self):
