@@ -40,6 +40,7 @@ from visualfinder.ingest.scanner import LIBRARY_MARKER, FileStat
 from visualfinder.jobs import CancelToken, JobList, ProgressCallback, no_progress
 from visualfinder.library.batch import BatchReport, PhotoMatches, match_photos, photos_in
 from visualfinder.library.duplicates import Duplicates
+from visualfinder.library.duplicates_worker import DuplicatesWorker
 from visualfinder.library.indexing import Indexer
 from visualfinder.library.live_index import LiveIndex
 from visualfinder.library.models import Models
@@ -87,7 +88,8 @@ class Library:
         self.indexer = Indexer(settings, catalog, live, self.events)
         self.queries = QueryEncoder(settings, catalog)
         self.products = Products(catalog, self.events)
-        self.duplicates = Duplicates(settings, catalog, live, self.events, self.indexer)
+        self.duplicates = Duplicates(settings, catalog, live, self.events, self.indexer,
+                                     DuplicatesWorker(settings, open_library))  # fmt: skip
         self.models = Models(settings, catalog, live, self.indexer, self.events, self.jobs)
         self.remote = Remote(settings, catalog, live)
 
@@ -146,6 +148,7 @@ class Library:
     def close(self) -> None:
         """Stop background jobs, save pending index changes (if we may write), release the catalog."""
         self.jobs.stop_all()
+        self.duplicates.close()
         try:
             self.live.close()
         finally:
