@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 
 import pytest
 from imagegen import huge_png_header, make_catalog, write_image
@@ -12,6 +13,7 @@ from visualfinder.cli.main import main
 from visualfinder.errors import FolderNotFoundError
 from visualfinder.jobs import CancelToken
 from visualfinder.products.export import unneutralise
+from visualfinder.search.request import QueryTerm, SearchRequest
 
 
 @pytest.fixture
@@ -48,6 +50,42 @@ def test_each_photo_gets_its_top_k_and_bad_files_are_reported(library, tmp_path,
     assert set(failed) == {"bomb.png", "corrupt.jpg"}
     assert all("cannot use" in e for e in failed.values())
     assert seen[-1].done == seen[-1].total == 5
+
+
+def test_photos_are_decoded_on_the_decode_pool_and_embedded_in_batches(reopen, tmp_path, photos):
+    library = reopen(batch_size=4)
+    catalog = make_catalog(tmp_path / "catalog", 8)
+    library.index([tmp_path / "catalog"])
+    for seed in (0, 1, 3, 4):
+        write_image(photos / f"photo_{seed}.jpg", seed, quality=60)
+    embedder = library.live.engine.embedder
+    batches, threads = [], set()
+    embed_batch, preprocess = embedder.embed_batch, embedder.preprocess
+
+    def counting_embed(tensors):
+        batches.append(len(tensors))
+        return embed_batch(tensors)
+
+    def noting_preprocess(image):
+        threads.add(threading.current_thread().name)
+        return preprocess(image)
+
+    embedder.embed_batch, embedder.preprocess = counting_embed, noting_preprocess
+    report = library.match_folder(photos, 3)
+    assert batches == [4, 3] and threads and all(t.startswith("vf-batch-decode") for t in threads)
+    assert len(report.matches) == 9 and {m.photo.rsplit("/", 1)[-1] for m in report.failed} == {
+        "bomb.png", "corrupt.jpg"}  # fmt: skip
+    # The same matches and scores as one photo searched at a time.
+    for match in report.matches:
+        if not match.error:
+            alone = library.search(SearchRequest([QueryTerm("image", match.photo)], k=3)).results
+            assert [r.path for r in match.results] == [r.path for r in alone]
+            assert [r.score for r in match.results] == pytest.approx([r.score for r in alone], abs=1e-4)
+    assert good_best(report) == {f"photo_{s}.jpg": str(catalog[s]) for s in (0, 1, 2, 3, 4, 5, 7)}
+
+
+def good_best(report):
+    return {m.photo.rsplit("/", 1)[-1]: m.best.path for m in report.matches if not m.error}
 
 
 def test_a_batch_stops_between_photos_when_cancelled(library, tmp_path, photos):

@@ -10,12 +10,14 @@ for its mechanics; its meaning needs real CLIP weights.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
 from imagegen import product_image, studio_image
 
-from visualfinder.errors import QueryError
+from visualfinder.errors import Cancelled, QueryError
+from visualfinder.jobs import CancelToken
 from visualfinder.search.perceptual import (
     MAX_CELL_DIFFERENCE,
     MAX_HAMMING,
@@ -135,6 +137,42 @@ def test_groups_larger_than_the_neighbour_list_stay_whole(library, tmp_path):
     library.index([root])
     same = library.duplicates.find().tier("same_picture")
     assert len(same) == 1 and [r.path for r in same[0].members] == [str(p) for p in paths]
+
+
+def _ids(groups):
+    return [(g.tier, [r.id for r in g.members], g.similarity) for g in groups]
+
+
+def test_groups_stream_tier_by_tier_and_the_worker_process_finds_the_same(library, dupes):
+    root, files = dupes
+    library.index([root])
+    streamed = []
+    here = library.duplicates.find(on_groups=streamed.append)
+    assert streamed and [g for part in streamed for g in part] == here.groups
+    assert {g.tier for g in streamed[0]} == {"identical"}  # before any index search
+    tiers = [g.tier for part in streamed for g in part]
+    assert tiers == sorted(tiers, key=["identical", "same_picture", "similar"].index)
+
+    worker = library.duplicates.worker
+    arrived = []
+    there = library.duplicates.find(on_groups=arrived.append, in_worker=True)
+    assert worker._process is not None and worker._process.pid != os.getpid()
+    assert _ids(there.groups) == _ids(here.groups) and there.images == here.images == 28
+    assert _ids(g for part in arrived for g in part) == _ids(here.groups)
+    # A decision made here reaches the worker's next search (it reads the same catalog).
+    assert library.duplicates.mark_not_duplicates([files[0]["base"], files[0]["copy"]]) == 1
+    again = library.duplicates.find(in_worker=True)
+    assert len(again.tier("identical")) == 2 and again.suppressed >= 1
+    # Stop reaches the worker; a worker that died is replaced by the next search.
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        library.duplicates.find(in_worker=True, cancel=cancel)
+    worker._process.kill()
+    worker._process.join()
+    assert _ids(library.duplicates.find(in_worker=True).groups) == _ids(again.groups)
+    library.duplicates.close()
+    assert worker._process is None
 
 
 def test_duplicates_csv_and_json_from_the_cli(dupes, tmp_path, capsys):

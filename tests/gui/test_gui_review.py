@@ -158,6 +158,44 @@ def test_finding_shows_progress_with_stop_and_a_stop_keeps_the_last_groups(qtbot
     qtbot.waitUntil(lambda: not view.progress.tasks, timeout=WAIT_MS)
 
 
+def test_groups_are_listed_while_the_search_runs_and_stop_keeps_those_found(qtbot, make_window, dupes):
+    root, _ = dupes
+    window = make_window([root])
+    view = open_duplicates(qtbot, window)
+    complete = [[r.path for r in g.members] for g in view.report.groups]
+    arrived, states = [], []
+
+    def on_arrived(groups):
+        arrived.extend(groups)
+        states.append(view.job.state)
+
+    view.groupsArrived.connect(on_arrived)
+    with qtbot.waitSignal(view.groupsShown, timeout=WAIT_MS):
+        qtbot.mouseClick(view.find_button, Qt.MouseButton.LeftButton)
+    # Each part reached the list while the job was still running, identical files first.
+    assert len(states) >= 2 and set(states) == {"running"} and arrived[0].tier == "identical"
+    assert (
+        [[r.path for r in g.members] for g in arrived]
+        == complete
+        == [[r.path for r in g.members] for g in view.model.groups()]
+    )
+    # The first group can be chosen before the search ends; Stop then keeps the groups found so far.
+    view.groupsArrived.disconnect(on_arrived)
+    first = []
+
+    def stop_at_first(groups):
+        first.append((groups, view.current))
+        view.job.cancel()  # the Stop button's call
+
+    view.groupsArrived.connect(stop_at_first)
+    job = view.find()
+    qtbot.waitUntil(lambda: job.done, timeout=WAIT_MS)
+    assert job.state == "cancelled" and len(first) == 1
+    groups, current = first[0]
+    assert current is groups[0] and view.model.groups() == groups and len(groups) < len(complete)
+    assert "found before Stop" in view.statusBar().currentMessage()
+
+
 def _fake_group(n: int) -> DuplicateGroup:
     members = [ImageRecord(id=n * 2 + i, path=f"/c/{n}_{i}.jpg", folder_id=1, size=1000 + i, mtime_ns=0, width=10,
                            height=10, format="JPEG", thumb_path=None, content_hash=None) for i in range(2)]  # fmt: skip

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from visualfinder.catalog.filters import Filters
-from visualfinder.catalog.records import path_from_db
+from visualfinder.catalog.records import path_from_db, sql_chunks
 from visualfinder.catalog.store import Catalog
 from visualfinder.errors import QueryError
 
@@ -32,11 +32,15 @@ def embedded_images(
         yield (r[0], path_from_db(r[1]), *r[2:])
 
 
-def stored_fingerprint(catalog: Catalog, content_hash: str) -> bytes | None:
-    row = catalog.conn.execute(
-        "SELECT hashes FROM fingerprints WHERE content_hash = ?", (content_hash,)
-    ).fetchone()
-    return row[0] if row else None
+def stored_fingerprints(catalog: Catalog, content_hashes: Iterable[str]) -> dict[str, bytes]:
+    """The stored fingerprints of these contents (content hash -> hashes); missing ones are left out."""
+    found: dict[str, bytes] = {}
+    for part in sql_chunks(sorted(set(content_hashes))):
+        marks = ",".join("?" * len(part))
+        found.update(catalog.conn.execute(
+            f"SELECT content_hash, hashes FROM fingerprints WHERE content_hash IN ({marks})", part
+        ).fetchall())  # fmt: skip
+    return found
 
 
 def save_fingerprints(catalog: Catalog, prints: dict[str, bytes]) -> None:

@@ -2,7 +2,8 @@
 
 A report may hold thousands of groups; the view asks for the next page as it scrolls to the
 end, so the list never builds thousands of rows at once, and thumbnails are asked for only for
-the rows it paints. Resolved groups leave the list.
+the rows it paints. Groups found while the search runs join the end (`add_groups`); resolved
+groups leave the list.
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ class DuplicateGroupsModel(QAbstractListModel):
         self._all = list(groups)
         self._refilter()
 
+    def add_groups(self, groups: list[DuplicateGroup]) -> None:
+        """More groups of the running search: they join the end of the list, filling the first
+        page at once; beyond it they come with the next fetchMore."""
+        self._all.extend(groups)
+        fresh = [g for g in groups if self.tier is None or g.tier == self.tier]
+        self._groups.extend(fresh)
+        show = min(PAGE, len(self._groups)) - self._shown
+        if show > 0:
+            self.beginInsertRows(QModelIndex(), self._shown, self._shown + show - 1)
+            self._shown += show
+            self.endInsertRows()
+
     def set_tier(self, tier: str | None) -> None:
         self.tier = tier
         self._refilter()
@@ -58,9 +71,10 @@ class DuplicateGroupsModel(QAbstractListModel):
 
     def counts(self) -> dict[str | None, int]:
         """Groups left per tier (None: all)."""
-        counts: dict[str | None, int] = {None: len(self._all)}
-        for tier in TIER_NAMES:
-            counts[tier] = sum(1 for g in self._all if g.tier == tier)
+        counts: dict[str | None, int] = dict.fromkeys(TIER_NAMES, 0)
+        for group in self._all:
+            counts[group.tier] += 1
+        counts[None] = len(self._all)
         return counts
 
     @property

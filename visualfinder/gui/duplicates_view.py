@@ -1,7 +1,9 @@
 """The duplicates window: groups on the left (paged), the chosen group's copies side by side.
 
 Finding runs as a job on the session's review queue with progress and Stop in this window's
-status bar; a new threshold (the slider) finds again and supersedes the run in flight. For each
+status bar; the groups are listed as the job finds them (identical files first, within a moment;
+the first group can be resolved while the rest are still being found), and a new threshold
+(the slider) finds again and supersedes the run in flight. For each
 group the user keeps one copy (the core's suggestion is preselected) and moves the others to
 the system trash after a confirmation with counts, or keeps all, which the library remembers
 as the CLI's `duplicates --keep-both` does (or `--distinct`: "not duplicates"). Resolved groups
@@ -128,7 +130,8 @@ def _elide_middle(text: str, limit: int) -> str:
 class DuplicatesWindow(QMainWindow):
     """Find duplicate groups and resolve them one by one."""
 
-    groupsShown = Signal(object)  # DuplicateReport: the list holds its groups
+    groupsShown = Signal(object)  # DuplicateReport: the search is complete, the list holds its groups
+    groupsArrived = Signal(object)  # list[DuplicateGroup]: groups the running search just found
     groupResolved = Signal(object)  # DuplicateGroup
 
     def __init__(self, session: LibrarySession, dialogs: Dialogs, desktop: Desktop, export_dir: str = "",
@@ -140,6 +143,7 @@ class DuplicatesWindow(QMainWindow):
         self.export_dir = export_dir
         self.report: DuplicateReport | None = None
         self.job: Job | None = None
+        self._listing: Job | None = None  # the search whose groups the list holds, while it runs
         self.cards: list[CopyCard] = []
         self.current: DuplicateGroup | None = None
         self.setWindowTitle("Duplicates — visualfinder")
@@ -281,7 +285,8 @@ class DuplicatesWindow(QMainWindow):
         self.job = job
         self.feedback.track(job, "Finding duplicates")
         self.find_button.setEnabled(False)
-        job.succeeded.connect(self._on_found)
+        job.partial.connect(lambda groups, job=job: self._on_groups(job, groups))
+        job.succeeded.connect(lambda report, job=job: self._on_found(job, report))
         job.failed.connect(self.feedback.error)
         job.cancelled.connect(lambda job=job: self._on_stopped(job))
         job.finished.connect(lambda job=job: self._on_finished(job))
@@ -292,14 +297,41 @@ class DuplicatesWindow(QMainWindow):
             self.find_button.setEnabled(True)
 
     def _on_stopped(self, job: Job) -> None:
-        if job is self.job:
+        if job is not self.job:
+            return
+        if self._listing is job:
+            self._listing = None
+            self.feedback.note(f"Stopped: the list shows the {self.model.counts()[None]:,} groups found before Stop; "
+                               "Find again for the rest")  # fmt: skip
+        else:
             self.feedback.note("Stopped: the list shows the groups of the last complete search")
 
-    def _on_found(self, report: DuplicateReport) -> None:
-        self.report = report
-        self.message_bar.dismiss()
-        self.model.set_groups(report.groups)
+    def _on_groups(self, job: Job, groups: list[DuplicateGroup]) -> None:
+        """Groups the running search found: the first ones replace the last search's list."""
+        if job is not self.job:
+            return
+        if self._listing is not job:
+            self._listing = job
+            self.message_bar.dismiss()
+            self.model.set_groups(groups)  # a reset: selects the first group
+        else:
+            empty = self.model.rowCount() == 0
+            self.model.add_groups(groups)
+            if empty:
+                self._select_first()
         self._update_counts()
+        self.groupsArrived.emit(groups)
+
+    def _on_found(self, job: Job, report: DuplicateReport) -> None:
+        self.report = report
+        if self._listing is job:  # every group is listed already (less those resolved meanwhile)
+            self._listing = None
+        else:
+            self.message_bar.dismiss()
+            self.model.set_groups(report.groups)
+        self._update_counts()
+        if self.current is None:
+            self._show_group(None)
         self.feedback.note(
             f"{len(report.groups):,} groups among {report.images:,} images in {report.seconds:.1f} s"
         )
@@ -318,6 +350,7 @@ class DuplicatesWindow(QMainWindow):
         total = self.model.total
         self.count_label.setText(f"{total:,} group{'s' if total != 1 else ''}")
         self.export_button.setEnabled(total > 0)
+        self._update_title()
 
     def _select_first(self) -> None:
         if self.model.rowCount():
@@ -342,9 +375,7 @@ class DuplicatesWindow(QMainWindow):
             self.group_title.setText("No duplicates left" if done else "Looking for duplicates…")
             self.group_hint.setText("Every group is resolved." if done and self.report.groups else "")
             return
-        row = self.list.currentIndex().row()
-        self.group_title.setText(f"{TIER_NAMES[group.tier]} — {len(group.members)} copies "
-                                 f"(group {row + 1:,} of {self.model.total:,})")  # fmt: skip
+        self._update_title()
         self.group_hint.setText("Choose the copy to keep. The suggestion has the highest resolution, then the "
                                 "original format, then product data, then the oldest date.")  # fmt: skip
         suggested = group.suggested
@@ -360,6 +391,13 @@ class DuplicatesWindow(QMainWindow):
             self.cards_layout.insertWidget(self.cards_layout.count() - 1, card, 0, Qt.AlignmentFlag.AlignTop)
             self.cards.append(card)
         self._update_trash_label()
+
+    def _update_title(self) -> None:
+        group = self.current
+        if group is not None:
+            row = self.list.currentIndex().row()
+            self.group_title.setText(f"{TIER_NAMES[group.tier]} — {len(group.members)} copies "
+                                     f"(group {row + 1:,} of {self.model.total:,})")  # fmt: skip
 
     def _on_card_thumbnail(self, key: str) -> None:
         for card in self.cards:

@@ -28,12 +28,19 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.08
 
 
+def _drop(_: object) -> None:
+    """A job's partial results when nobody listens for them."""
+
+
 @dataclass
 class JobContext:
-    """What a job function gets: its stop flag and a progress callback (callable from any thread)."""
+    """What a job function gets: its stop flag, a progress callback, and `partial` for results
+    it has already (each reaches the GUI, in order, as the job's `partial` signal; callable
+    from any thread, never throttled)."""
 
     cancel: CancelToken
     progress: Callable[[Progress], None]
+    partial: Callable[[object], None] = _drop
 
 
 class Job(QObject):
@@ -41,6 +48,7 @@ class Job(QObject):
 
     started = Signal()
     progressed = Signal(object)  # Progress
+    partial = Signal(object)  # a part of the result, sent by the job while it runs (JobContext.partial)
     succeeded = Signal(object)  # the function's return value
     failed = Signal(str)  # a user-facing message
     cancelled = Signal()
@@ -150,7 +158,7 @@ class JobQueue(QObject):
     @Slot(object, str, object)
     def _on_deliver(self, job: Job, what: str, payload: object) -> None:
         if self._shut:
-            if what not in ("started", "progress"):
+            if what not in ("started", "progress", "partial"):
                 job.state = "cancelled"
             return
         if what == "started":
@@ -161,6 +169,11 @@ class JobQueue(QObject):
         if what == "progress":
             if not job.done:
                 job.progressed.emit(payload)
+            return
+        if what == "partial":
+            # Parts of a superseded or stopped job's result answer a question nobody asks any more.
+            if not job.done and not job.token.cancelled:
+                job.partial.emit(payload)
             return
         # A job cancelled while it ran (superseded search, stop button) reports "cancelled" even
         # if it finished: its result belongs to a question nobody is asking any more.
@@ -202,7 +215,11 @@ class JobQueue(QObject):
             self._deliver.emit(job, "cancelled", None)
             return
         self._deliver.emit(job, "started", None)
-        context = JobContext(job.token, _ThrottledProgress(lambda p: self._deliver.emit(job, "progress", p)))
+        context = JobContext(
+            job.token,
+            _ThrottledProgress(lambda p: self._deliver.emit(job, "progress", p)),
+            lambda part: self._deliver.emit(job, "partial", part),
+        )
         started = time.perf_counter()
         try:
             result = job.fn(context)

@@ -249,39 +249,10 @@ class IndexingPipeline:
         return self._ahead(pool, work, self._prepare, timed_out, cancel)
 
     def _ahead(self, pool: WorkerPool, items, prepare, timed_out, cancel) -> Iterator:
-        """`prepare(*item)` on the pool for each item, yielded in input order, with a bounded
-        look-ahead of a few batches.
-
-        An item still being read or decoded after `file_time_limit` seconds yields
-        `timed_out(*item)` instead and its worker is replaced, so one pathological file cannot
-        stall the run. Indexing and the model switch both prepare their files through here.
-        """
+        """`prepare_ahead` with this pipeline's look-ahead and per-file time limit. Indexing and
+        the model switch both prepare their files through here."""
         ahead = max(PREFETCH_BATCHES * self.embedder.batch_size, 4 * self.decode_workers)
-        queue: deque[Task] = deque()
-        items = iter(items)
-        exhausted = False
-        while True:
-            while not exhausted and len(queue) < ahead:
-                try:
-                    item = next(items)
-                except StopIteration:
-                    exhausted = True
-                    break
-                queue.append(pool.submit(prepare, *item))
-            if not queue:
-                return
-            if cancel is not None and cancel.cancelled:
-                for task in queue:
-                    task.future.cancel()
-                raise Cancelled("indexing cancelled")
-            task = queue.popleft()
-            try:
-                yield pool.result(task, self.file_time_limit, cancel)
-            except TaskTimedOut:
-                log.warning(
-                    "%s: still decoding after %.0f s; skipped", _task_path(task), self.file_time_limit
-                )
-                yield timed_out(*task.args)
+        return prepare_ahead(pool, items, prepare, timed_out, cancel, ahead=ahead, limit=self.file_time_limit)
 
     def _too_long(self) -> str:
         return (
@@ -553,10 +524,54 @@ class IndexingPipeline:
                          format=done.format, thumb=done.thumb, tensor=done.tensor)  # fmt: skip
 
 
+def prepare_ahead(
+    pool: WorkerPool,
+    items: Iterable[tuple],
+    prepare: Callable[..., object],
+    timed_out: Callable[..., object],
+    cancel: CancelToken | None,
+    *,
+    ahead: int,
+    limit: float | None,
+) -> Iterator:
+    """`prepare(*item)` on the pool for each item, yielded in input order, at most `ahead` items
+    in flight (decoding runs ahead of the model by a bounded amount).
+
+    An item still being read or decoded after `limit` seconds yields `timed_out(*item)` instead
+    and its worker is replaced, so one pathological file cannot stall the run. The pipeline
+    (indexing, the model switch) and the batch match prepare their files through here.
+    """
+    queue: deque[Task] = deque()
+    items = iter(items)
+    exhausted = False
+    while True:
+        while not exhausted and len(queue) < ahead:
+            try:
+                item = next(items)
+            except StopIteration:
+                exhausted = True
+                break
+            queue.append(pool.submit(prepare, *item))
+        if not queue:
+            return
+        if cancel is not None and cancel.cancelled:
+            for task in queue:
+                task.future.cancel()
+            raise Cancelled("cancelled")
+        task = queue.popleft()
+        try:
+            yield pool.result(task, limit, cancel)
+        except TaskTimedOut:
+            log.warning("%s: still decoding after %.0f s; skipped", _task_path(task), limit)
+            yield timed_out(*task.args)
+
+
 def _task_path(task: Task) -> str:
     """The file a prepare task works on: a FileStat's path, or the path beside an image id."""
     first = task.args[0]
-    return first.path if isinstance(first, FileStat) else str(task.args[1])
+    if isinstance(first, FileStat):
+        return first.path
+    return str(task.args[1] if len(task.args) > 1 else first)
 
 
 def default_decode_workers(device: str) -> int:

@@ -181,7 +181,7 @@ class ProcessDecoder:
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(target=decode_worker.serve, args=(child, self.config, slot),
                                     name=f"vf-decoder-{slot}", daemon=True)  # fmt: skip
-        with _without_main_module():
+        with without_main_module():
             process.start()
         child.close()
         return _Worker(process, parent, slot)
@@ -281,7 +281,7 @@ _main_lock = threading.Lock()
 
 
 @contextmanager
-def _without_main_module():
+def without_main_module():
     """Start a worker without the program's __main__: multiprocessing would re-import it in the
     child (the whole CLI or app, or a script's unguarded code); a worker needs none of it."""
     with _main_lock:

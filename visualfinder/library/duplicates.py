@@ -15,11 +15,12 @@ from visualfinder.config import Settings
 from visualfinder.errors import QueryError, StorageError
 from visualfinder.events import EventHub, LibraryChanged
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
+from visualfinder.library.duplicates_worker import DuplicatesWorker, WorkerLost
 from visualfinder.library.indexing import Indexer
 from visualfinder.library.live_index import LiveIndex
 from visualfinder.paths import normalise
 from visualfinder.products.export import write_duplicates_csv
-from visualfinder.search.duplicates import DuplicateFinder, DuplicateGroup, DuplicateReport
+from visualfinder.search.duplicates import DuplicateFinder, DuplicateGroup, DuplicateReport, GroupsCallback
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,13 @@ class Duplicates:
     """Finds duplicate groups over the live index and remembers "not duplicates" decisions."""
 
     def __init__(self, settings: Settings, catalog: Catalog, live: LiveIndex, events: EventHub,
-                 indexer: Indexer | None = None):  # fmt: skip
+                 indexer: Indexer | None = None, worker: DuplicatesWorker | None = None):  # fmt: skip
         self.settings = settings
         self.catalog = catalog
         self.live = live
         self.events = events
         self.indexer = indexer
+        self.worker = worker
 
     def find(
         self,
@@ -56,9 +58,21 @@ class Duplicates:
         filters: Filters | None = None,
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
+        on_groups: GroupsCallback | None = None,
+        in_worker: bool = False,
     ) -> DuplicateReport:
         """Duplicate groups in three tiers (identical, same picture, similar), best file first;
-        pairs with a remembered decision are left out."""
+        pairs with a remembered decision are left out. `on_groups` receives the groups as they
+        are found (identical files first, at once), before the report holds them all.
+
+        `in_worker`: run this same search in the library's worker process (duplicates_worker.py),
+        so that it never holds this process's GIL (the app's windows stay responsive); here
+        when there is no worker or it cannot run."""
+        if in_worker and self.worker is not None:
+            try:
+                return self.worker.find(threshold, filters, progress, cancel, on_groups)
+            except WorkerLost as exc:
+                log.warning("duplicates worker process unavailable (%s); searching in this process", exc)
         self.live.follow_catalog()
         self.live.catch_up()
         engine = self.live.engine
@@ -68,7 +82,7 @@ class Duplicates:
             threshold=s.duplicate_threshold if threshold is None else threshold,
             candidate_similarity=s.duplicate_candidate_similarity, max_pixels=s.max_image_pixels,
         )  # fmt: skip
-        return finder.run(filters, progress, cancel)
+        return finder.run(filters, progress, cancel, on_groups)
 
     def mark_not_duplicates(self, refs: Sequence[ImageRef], decision: str = "distinct") -> int:
         """Remember that these images are not duplicates (`distinct`) or are kept on purpose
@@ -129,6 +143,11 @@ class Duplicates:
             )
             report.removed_from_catalog = result.removed
         return report
+
+    def close(self) -> None:
+        """Stop the worker process, if one was started."""
+        if self.worker is not None:
+            self.worker.close()
 
     def decisions(self) -> list[Decision]:
         return list_decisions(self.catalog)

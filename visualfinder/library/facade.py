@@ -35,11 +35,12 @@ from visualfinder.errors import (
 )
 from visualfinder.events import EventHub, LibraryChanged
 from visualfinder.ingest.imaging import DecodedImage
-from visualfinder.ingest.pipeline import IndexReport
+from visualfinder.ingest.pipeline import IndexReport, default_decode_workers
 from visualfinder.ingest.scanner import LIBRARY_MARKER, FileStat
 from visualfinder.jobs import CancelToken, JobList, ProgressCallback, no_progress
-from visualfinder.library.batch import BatchReport, PhotoMatches, match_photos, photos_in
+from visualfinder.library.batch import BatchReport, PhotoEncoder, PhotoMatches, match_photos, photos_in
 from visualfinder.library.duplicates import Duplicates
+from visualfinder.library.duplicates_worker import DuplicatesWorker
 from visualfinder.library.indexing import Indexer
 from visualfinder.library.live_index import LiveIndex
 from visualfinder.library.models import Models
@@ -87,7 +88,8 @@ class Library:
         self.indexer = Indexer(settings, catalog, live, self.events)
         self.queries = QueryEncoder(settings, catalog)
         self.products = Products(catalog, self.events)
-        self.duplicates = Duplicates(settings, catalog, live, self.events, self.indexer)
+        self.duplicates = Duplicates(settings, catalog, live, self.events, self.indexer,
+                                     DuplicatesWorker(settings, open_library))  # fmt: skip
         self.models = Models(settings, catalog, live, self.indexer, self.events, self.jobs)
         self.remote = Remote(settings, catalog, live)
 
@@ -146,6 +148,7 @@ class Library:
     def close(self) -> None:
         """Stop background jobs, save pending index changes (if we may write), release the catalog."""
         self.jobs.stop_all()
+        self.duplicates.close()
         try:
             self.live.close()
         finally:
@@ -325,10 +328,24 @@ class Library:
         if k < 1:
             raise QueryError("k must be at least 1")
         photos = photos_in(folder, recursive)
+        encoder = self._photo_encoder()
         matches = list(
-            match_photos(self.search, photos, k, filters=filters, progress=progress, cancel=cancel)
+            match_photos(self.search, photos, k, encoder, filters=filters, progress=progress, cancel=cancel)
         )
         return BatchReport(normalise(folder), k, matches)
+
+    def _photo_encoder(self) -> PhotoEncoder:
+        """Batch match's photos as the pipeline prepares files: decoded with the indexing limits
+        and preprocessed on its decode threads, embedded in the model's batches."""
+        self.live.follow_catalog()
+        embedder = self.live.engine.embedder
+        embedder.load()
+
+        def prepare(photo: str) -> object:
+            return embedder.preprocess(self.queries.decode_image_file(photo, embedder).image)
+
+        return PhotoEncoder(prepare, embedder.embed_batch, embedder.batch_size,
+                            default_decode_workers(embedder.device), self.settings.file_time_limit_s or None)  # fmt: skip
 
     def export_batch_csv(
         self, matches: Sequence[PhotoMatches], dest: str | os.PathLike, excel: bool = False

@@ -350,21 +350,25 @@ class VectorIndex:
                 self._index.expansion_search = beam
         return np.asarray(matches.keys, dtype=np.uint64), np.asarray(matches.distances, dtype=np.float32)
 
-    def search_batch(self, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def search_batch(
+        self, queries: np.ndarray, count: int, beam: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Approximate neighbours of many queries at once (all cores): (keys, distances) of shape
-        (n, count), best first, and how many of each row are real results."""
+        (n, count), best first, and how many of each row are real results. `beam` narrows (or
+        widens) the HNSW search for these queries only; it is never below `count`."""
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.spec.ndim)
         n = len(queries)
         with self._lock:
             if len(self._index) == 0 or count <= 0 or n == 0:
                 return np.zeros((n, 0), np.uint64), np.zeros((n, 0), np.float32), np.zeros(n, np.int64)
-            beam = self._index.expansion_search
-            if beam < count:
-                self._index.expansion_search = count
+            default = self._index.expansion_search
+            wanted = max(count, default if beam is None else beam)
+            if wanted != default:
+                self._index.expansion_search = wanted
             try:
                 matches = self._index.search(queries, count, threads=0)
             finally:
-                self._index.expansion_search = beam
+                self._index.expansion_search = default
         if not hasattr(matches, "counts"):  # a single query comes back as plain Matches
             keys = np.asarray(matches.keys, dtype=np.uint64)
             distances = np.asarray(matches.distances, dtype=np.float32)
