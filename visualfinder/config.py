@@ -169,6 +169,8 @@ class Settings:
     # api_queue_timeout_s gets 503. Both say when to retry (Retry-After).
     api_queue_size: int = 32
     api_queue_timeout_s: float = 30.0
+    # One search's terms (images, texts, minus terms) share one model call: more get 422.
+    api_max_query_terms: int = 32
 
     @property
     def settings_path(self) -> Path:
@@ -232,7 +234,7 @@ class Settings:
         for name in ("thumbnail_size", "hnsw_connectivity", "hnsw_expansion_add", "hnsw_expansion_search"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
-        for name in ("api_max_upload_bytes", "api_queue_size", "api_queue_timeout_s"):
+        for name in ("api_max_upload_bytes", "api_queue_size", "api_queue_timeout_s", "api_max_query_terms"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
         if self.file_time_limit_s < 0:

@@ -203,3 +203,20 @@ def test_a_chunked_body_over_the_limit_is_refused_with_413_json_while_it_arrives
         server, "/api/v1/search", "multipart/form-data; boundary=x", head + b"\r\n--x--\r\n", 0
     )
     assert status == 200 and json.loads(body)["results"][0]["path"] == str(chairs[0])
+
+
+def test_a_search_with_too_many_terms_is_refused_before_any_is_fetched(shop):
+    """Thousands of texts or URLs in one body would hold the model thread for every client."""
+    server, chairs, *_ = shop
+    urls = [f"http://127.0.0.1:9/{i}.jpg" for i in range(40)]  # refused addresses: never fetched
+    too_many = {"text": [f"chair {i}" for i in range(20)], "minus": urls[:13]}
+    for body in (too_many, {"minus": urls, "similar_to": 1}):
+        answer = server.call("POST", "/api/v1/search", json_body=body)
+        assert (answer.status, answer.error_code) == (422, "invalid_request"), answer.body
+        assert "at most 32" in answer.json()["error"]["message"]
+    uploads = [("image", f"q{i}.jpg", _jpeg(chairs[0])) for i in range(3)]
+    fields = {"text": [f"chair {i}" for i in range(20)], "minus_text": [f"lamp {i}" for i in range(10)]}
+    form = server.call("POST", "/api/v1/search", files=uploads, fields=fields)
+    assert (form.status, form.error_code) == (422, "invalid_request"), form.body
+    enough = server.call("POST", "/api/v1/search", json_body={"text": [f"chair {i}" for i in range(32)]})
+    assert enough.status == 200, enough.body

@@ -295,7 +295,7 @@ def test_a_flooded_server_answers_429_and_503_with_retry_after_then_recovers(cat
     round's requests carry more texts (a longer model call) until both refusals were seen, so
     the outcome does not depend on the machine's speed."""
     data_dir, files = catalog
-    write_settings(data_dir, api_queue_size=4, api_queue_timeout_s=0.2)
+    write_settings(data_dir, api_queue_size=4, api_queue_timeout_s=0.2, api_max_query_terms=100_000)
     server = ApiServer(data_dir)
     seen: Counter = Counter()
     try:

@@ -72,7 +72,21 @@ class RequestBuilder:
                 terms.append(QueryTerm("text", text, weight=weight))
         return filters
 
+    def _check_term_count(self, count: int) -> None:
+        """Thousands of texts or URLs in one body would hold the model thread (and fetch every
+        URL) for every client: counted before anything is fetched or decoded."""
+        limit = self.service.settings.api_max_query_terms
+        if count > limit:
+            raise ApiError(
+                422, "invalid_request",
+                f"too many query terms ({count}): at most {limit} images, texts and minus terms per search",
+            )  # fmt: skip
+
     def from_json(self, body: SearchBody) -> tuple[SearchRequest, float | None]:
+        self._check_term_count(
+            bool(body.image_url) + bool(body.q) + len(_listed(body.text)) + (body.similar_to is not None)
+            + len(body.minus or [])
+        )  # fmt: skip
         terms: list[QueryTerm] = []
         if body.crop is not None and not body.image_url:
             raise QueryError("crop needs an image_url")
@@ -93,6 +107,7 @@ class RequestBuilder:
 
     def from_form(self, form) -> tuple[SearchRequest, float | None]:
         """multipart/form-data: image (files, repeatable), text, minus_text, q, k, threshold, remote."""
+        self._check_term_count(sum(len(form.getlist(f)) for f in ("image", "q", "text", "minus_text")))
         terms: list[QueryTerm] = []
         for upload in form.getlist("image"):
             if isinstance(upload, str):
