@@ -27,7 +27,8 @@ def test_new_catalog_has_schema_version_wal_and_a_library_id(tmp_path):
     assert catalog.schema_version() == SCHEMA_VERSION
     assert catalog.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert len(catalog.library_id) == 12 and catalog.generation == 0
-    assert set(catalog.db.table_names()) >= {"meta", "folders", "images", "image_meta", "tags", "outbox"}
+    tables = {row[0] for row in catalog.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables >= {"meta", "folders", "images", "image_meta", "tags", "outbox"}
     catalog.close()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import string
 import subprocess
 import sys
@@ -156,11 +157,11 @@ def test_lean_onnx_embeddings_equal_torchs(model, tmp_path, fresh_process):
     torch_side = Embedder(model, "none", "cpu", backend="torch")
     lean = Embedder(model, "none", "cpu", backend="onnx", onnx_dir=tmp_path / "onnx")
     assert lean.backend == "onnx"
-    assert lean._preprocessor is not None and isinstance(lean._tokenizer, ClipTokenizer)
     np.testing.assert_allclose(lean.embed_images(_images()), torch_side.embed_images(_images()), atol=1e-4)
     np.testing.assert_allclose(
         lean.embed_texts(_texts()[:40]), torch_side.embed_texts(_texts()[:40]), atol=1e-4
     )
+    assert lean._preprocessor is not None and isinstance(lean._tokenizer, ClipTokenizer)
 
 
 # --- bad input: the export ---------------------------------------------------------------
@@ -178,12 +179,21 @@ def test_a_damaged_or_missing_export_is_made_again_with_one_line(
     first = Embedder("vf-tiny", "none", "cpu", backend="onnx", onnx_dir=onnx_dir)
     expected_images, expected_texts = first.embed_images(_images()), first.embed_texts(_texts()[:5])
     folder = _export_dir(onnx_dir)
-    assert sorted(p.name.split(".")[0] for p in folder.glob("*.opt-*.onnx")) == ["image", "text"]
+    # Each tower's optimised graph: a folder with the graph and its weights beside it.
+    optimised = {p.name.split(".")[0]: p for p in folder.glob("*.opt-*")}
+    assert sorted(optimised) == ["image", "text"]
+    for path in optimised.values():
+        assert sorted(f.name for f in path.iterdir()) == ["graph.onnx", "weights.bin"]
+    # A one-shot process (no prepacked weights) reads the same graphs and gets the same vectors.
+    monkeypatch.setattr(embedder_module, "_engines", {})
+    brief = Embedder("vf-tiny", "none", "cpu", backend="onnx", onnx_dir=onnx_dir, one_shot=True)
+    np.testing.assert_allclose(brief.embed_images(_images()), expected_images, atol=1e-6)
+    np.testing.assert_allclose(brief.embed_texts(_texts()[:5]), expected_texts, atol=1e-6)
     (folder / "image.onnx").write_bytes(b"not a model")
-    for optimised in folder.glob("image.opt-*.onnx"):
-        optimised.unlink()
-    for optimised in folder.glob("text.opt-*.onnx"):
-        optimised.write_bytes(b"garbage")  # a damaged optimised graph: rebuilt from the export
+    shutil.rmtree(optimised["image"])
+    weights = optimised["text"] / "weights.bin"
+    weights.write_bytes(weights.read_bytes()[:1000])  # damaged weights: rebuilt from the export
+    (folder / "text.opt-0123456789.onnx").write_bytes(b"an optimised graph of the older layout")
     caplog.set_level(logging.INFO, logger="visualfinder")
     caplog.clear()
     monkeypatch.setattr(embedder_module, "_engines", {})
@@ -192,6 +202,8 @@ def test_a_damaged_or_missing_export_is_made_again_with_one_line(
     np.testing.assert_allclose(again.embed_texts(_texts()[:5]), expected_texts, atol=1e-6)
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "damaged" in warnings[0] and "\n" not in warnings[0]
+    assert any("ignoring the damaged optimised graph" in r.getMessage() for r in caplog.records)
+    assert weights.stat().st_size > 1000 and not (folder / "text.opt-0123456789.onnx").exists()
     # The text tower went missing: exported again, said in one line.
     (folder / "text.onnx").unlink()
     monkeypatch.setattr(embedder_module, "_engines", {})

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 
+# Written into every data folder: the folder walk never catalogues a library's own thumbnails,
+# even when the data folder sits inside a catalog folder.
+LIBRARY_MARKER = ".visualfinder-library"
+
 
 def normalise(path: str | os.PathLike) -> str:
     """Absolute, with `~` expanded; links are kept as given (the catalog records the user's paths)."""

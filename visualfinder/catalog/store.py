@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import sqlite_utils
 
 from visualfinder.catalog.records import (
     AppliedChanges,
@@ -95,15 +94,6 @@ class Catalog(VectorStore):
             with self._lock:
                 self._connections.append(conn)
         return conn
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        """sqlite-utils view of this thread's connection, for queries and introspection."""
-        wrapped = getattr(self._local, "db", None)
-        if wrapped is None or wrapped.conn is not self.conn:
-            wrapped = sqlite_utils.Database(self.conn)
-            self._local.db = wrapped
-        return wrapped
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -32,12 +32,13 @@ def command(name: str) -> Callable[[Command], Command]:
 
 
 @contextmanager
-def open_cli_library(settings: Settings):
-    """The library for one command, opened with a progress bar (a rebuild shows) and closed after."""
+def open_cli_library(settings: Settings, one_shot: bool = False):
+    """The library for one command, opened with a progress bar (a rebuild shows) and closed after.
+    `one_shot`: the command embeds one query and exits (see `open_library`)."""
     from visualfinder.library.facade import open_library  # not needed by --help
 
     with progress_bar() as progress:
-        library = open_library(settings, progress)
+        library = open_library(settings, progress, one_shot=one_shot)
     try:
         metric = explicit.get("metric")
         if metric and metric != library.metric:

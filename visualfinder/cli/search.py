@@ -67,7 +67,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         return _batch(args, settings)
     from visualfinder.search.request import SearchRequest
 
-    with open_cli_library(settings) as library:
+    with open_cli_library(settings, one_shot=True) as library:
         terms, filters = _query_terms(args, library)
         request = SearchRequest(
             terms,

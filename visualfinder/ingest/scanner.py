@@ -17,7 +17,7 @@ from visualfinder.catalog.store import Catalog, Folder, StatRow, path_to_db, sub
 from visualfinder.ingest.imaging import has_image_extension, is_candidate_name, is_ignored_name
 from visualfinder.ingest.retry import due_for_retry
 from visualfinder.jobs import CancelToken
-from visualfinder.paths import is_within
+from visualfinder.paths import LIBRARY_MARKER, is_within
 from visualfinder.products.importer import IMAGE_SIDECAR_SUFFIX, TABLE_SIDECARS, is_sidecar_name
 
 log = logging.getLogger(__name__)
@@ -334,11 +334,6 @@ def _ancestor_ids(folder: str, root: str) -> set[tuple[int, int]]:
 def _deepest_folder_id(path: str, folders: list[Folder]) -> int:
     best = max((f for f in folders if is_within(path, f.path)), key=lambda f: len(f.path))
     return best.id
-
-
-# Written into every data folder: the walk never catalogues a library's own thumbnails, even
-# when the data folder sits inside a catalog folder.
-LIBRARY_MARKER = ".visualfinder-library"
 
 
 def walk_folder(

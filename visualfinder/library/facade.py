@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from visualfinder.catalog.filters import Filters
 from visualfinder.catalog.records import Folder, ImageRecord, ModelRef
@@ -34,27 +36,29 @@ from visualfinder.errors import (
     StorageError,
 )
 from visualfinder.events import EventHub, LibraryChanged
-from visualfinder.ingest.imaging import DecodedImage
-from visualfinder.ingest.pipeline import IndexReport, default_decode_workers
-from visualfinder.ingest.scanner import LIBRARY_MARKER, FileStat
 from visualfinder.jobs import CancelToken, JobList, ProgressCallback, no_progress
-from visualfinder.library.batch import BatchReport, PhotoEncoder, PhotoMatches, match_photos, photos_in
-from visualfinder.library.duplicates import Duplicates
-from visualfinder.library.duplicates_worker import DuplicatesWorker
-from visualfinder.library.indexing import Indexer
 from visualfinder.library.live_index import LiveIndex
-from visualfinder.library.models import Models
 from visualfinder.library.products import Products
 from visualfinder.library.queries import QueryEncoder
-from visualfinder.library.remote import Remote
 from visualfinder.library.status import FolderStatus, LibraryStatus, library_status
 from visualfinder.models.embedder import Embedder, model_key
-from visualfinder.paths import normalise
-from visualfinder.products.export import write_batch_csv, write_results_csv
+from visualfinder.paths import LIBRARY_MARKER, normalise
 from visualfinder.search.planner import SearchResult
 from visualfinder.search.query_bar import ParsedQuery, parse_query
 from visualfinder.search.request import QueryTerm, SearchRequest, SearchResponse
 from visualfinder.search.vector_index import VectorIndex
+
+if TYPE_CHECKING:  # built on first use: a search loads neither the indexing pipeline nor the rest
+    from visualfinder.ingest.imaging import DecodedImage
+    from visualfinder.ingest.pipeline import IndexReport
+    from visualfinder.ingest.scanner import FileStat
+    from visualfinder.library.batch import BatchReport, PhotoEncoder, PhotoMatches
+    from visualfinder.library.duplicates import Duplicates
+    from visualfinder.library.indexing import Indexer
+    from visualfinder.library.models import Models
+    from visualfinder.library.remote import Remote
+
+_Part = TypeVar("_Part")
 
 # The records of the Library's API, importable with it.
 __all__ = [
@@ -85,13 +89,59 @@ class Library:
         self.live = live
         self.events = EventHub()
         self.jobs = JobList()
-        self.indexer = Indexer(settings, catalog, live, self.events)
         self.queries = QueryEncoder(settings, catalog)
         self.products = Products(catalog, self.events)
-        self.duplicates = Duplicates(settings, catalog, live, self.events, self.indexer,
-                                     DuplicatesWorker(settings, open_library))  # fmt: skip
-        self.models = Models(settings, catalog, live, self.indexer, self.events, self.jobs)
-        self.remote = Remote(settings, catalog, live)
+        # The other collaborators are built (and their modules imported) when first used: a
+        # one-shot `search` never pays for the indexing pipeline, duplicates or OpenSearch.
+        self._parts: dict[str, object] = {}
+        self._parts_lock = threading.RLock()  # a part may build another (duplicates: the indexer)
+
+    def _part(self, name: str, build: Callable[[], _Part]) -> _Part:
+        part = self._parts.get(name)
+        if part is None:
+            with self._parts_lock:
+                part = self._parts.get(name)
+                if part is None:
+                    part = self._parts[name] = build()
+        return part  # type: ignore[return-value]
+
+    @property
+    def indexer(self) -> Indexer:
+        def build() -> Indexer:
+            from visualfinder.library.indexing import Indexer
+
+            return Indexer(self.settings, self.catalog, self.live, self.events)
+
+        return self._part("indexer", build)
+
+    @property
+    def duplicates(self) -> Duplicates:
+        def build() -> Duplicates:
+            from visualfinder.library.duplicates import Duplicates
+            from visualfinder.library.duplicates_worker import DuplicatesWorker
+
+            return Duplicates(self.settings, self.catalog, self.live, self.events, self.indexer,
+                              DuplicatesWorker(self.settings, open_library))  # fmt: skip
+
+        return self._part("duplicates", build)
+
+    @property
+    def models(self) -> Models:
+        def build() -> Models:
+            from visualfinder.library.models import Models
+
+            return Models(self.settings, self.catalog, self.live, self.indexer, self.events, self.jobs)
+
+        return self._part("models", build)
+
+    @property
+    def remote(self) -> Remote:
+        def build() -> Remote:
+            from visualfinder.library.remote import Remote
+
+            return Remote(self.settings, self.catalog, self.live)
+
+        return self._part("remote", build)
 
     # --- what the library is -------------------------------------------------------------
 
@@ -148,11 +198,13 @@ class Library:
     def close(self) -> None:
         """Stop background jobs, save pending index changes (if we may write), release the catalog."""
         self.jobs.stop_all()
-        self.duplicates.close()
+        if "duplicates" in self._parts:
+            self.duplicates.close()  # its worker process, if a search started one
         try:
             self.live.close()
         finally:
-            self.remote.close()
+            if "remote" in self._parts:
+                self.remote.close()
             self.catalog.close()
 
     def __enter__(self) -> Library:
@@ -327,6 +379,8 @@ class Library:
         be read is reported in its entry (library/batch.py)."""
         if k < 1:
             raise QueryError("k must be at least 1")
+        from visualfinder.library.batch import BatchReport, match_photos, photos_in
+
         photos = photos_in(folder, recursive)
         encoder = self._photo_encoder()
         matches = list(
@@ -337,6 +391,9 @@ class Library:
     def _photo_encoder(self) -> PhotoEncoder:
         """Batch match's photos as the pipeline prepares files: decoded with the indexing limits
         and preprocessed on its decode threads, embedded in the model's batches."""
+        from visualfinder.ingest.pipeline import default_decode_workers
+        from visualfinder.library.batch import PhotoEncoder
+
         self.live.follow_catalog()
         embedder = self.live.engine.embedder
         embedder.load()
@@ -351,6 +408,8 @@ class Library:
         self, matches: Sequence[PhotoMatches], dest: str | os.PathLike, excel: bool = False
     ) -> Path:
         """Write a batch match to CSV: photo, rank, sku, title, score, path."""
+        from visualfinder.products.export import write_batch_csv
+
         try:
             return write_batch_csv(matches, dest, excel=excel)
         except OSError as exc:
@@ -385,14 +444,21 @@ class Library:
         self, results: Sequence[SearchResult], dest: str | os.PathLike, excel: bool = False
     ) -> Path:
         """Write results to CSV (the one exporter: CLI, app and API)."""
+        from visualfinder.products.export import write_results_csv
+
         try:
             return write_results_csv(results, dest, excel=excel)
         except OSError as exc:
             raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
 
 
-def open_library(settings: Settings, progress: ProgressCallback = no_progress) -> Library:
-    """Build a Library from settings: open the catalog, prepare the model, load or rebuild the index."""
+def open_library(
+    settings: Settings, progress: ProgressCallback = no_progress, *, one_shot: bool = False
+) -> Library:
+    """Build a Library from settings: open the catalog, prepare the model, load or rebuild the index.
+
+    `one_shot`: the process answers a query and exits (a CLI search): the model is set up to
+    start fast rather than to run many batches (see `Embedder`)."""
     data_dir = settings.data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -406,7 +472,7 @@ def open_library(settings: Settings, progress: ProgressCallback = no_progress) -
     catalog = Catalog(data_dir / CATALOG_FILE)
     try:
         model = _library_model(catalog, settings)
-        embedder = Embedder.for_settings(settings, model.name, model.pretrained)
+        embedder = Embedder.for_settings(settings, model.name, model.pretrained, one_shot=one_shot)
         metric = catalog.meta("metric")
         if metric is None:  # a new library takes the configured metric and keeps it
             metric = settings.metric

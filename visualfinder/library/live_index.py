@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from visualfinder.catalog.records import ModelRef
 from visualfinder.catalog.store import Catalog
@@ -67,7 +66,7 @@ class LiveIndex:
         self.health = "ok"
         # One writer at a time: in this process (threads) and across processes (file lock).
         self._write_lock = threading.RLock()
-        self._file_lock = FileLock(str(settings.data_dir / LOCK_FILE))
+        self._file_lock = None  # a filelock.FileLock, made by the first write (a search takes none)
         self._last_save = time.monotonic()
         self._unsaved = False
 
@@ -90,11 +89,11 @@ class LiveIndex:
         s = self.settings
         if embedder is None:
             current = getattr(self, "_engine", None)
-            embedder = (
-                current.embedder
-                if current is not None and current.embedder.key == model.key
-                else Embedder.for_settings(s, model.name, model.pretrained)
-            )
+            if current is not None and current.embedder.key == model.key:
+                embedder = current.embedder
+            else:
+                one_shot = current is not None and current.embedder.one_shot
+                embedder = Embedder.for_settings(s, model.name, model.pretrained, one_shot=one_shot)
         spec = IndexSpec(
             embedder.dim, metric, s.index_dtype, s.hnsw_connectivity, model.key, self.catalog.library_id
         )
@@ -115,7 +114,11 @@ class LiveIndex:
 
         Raises LibraryBusyError if another process holds the library for longer than `wait`.
         """
+        from filelock import FileLock, Timeout
+
         with self._write_lock:
+            if self._file_lock is None:
+                self._file_lock = FileLock(str(self.settings.data_dir / LOCK_FILE))
             try:
                 self._file_lock.acquire(timeout=wait)
             except Timeout as exc:

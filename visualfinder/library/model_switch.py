@@ -35,17 +35,20 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from visualfinder.catalog.records import ModelRef
 from visualfinder.catalog.store import Catalog
 from visualfinder.config import Settings
 from visualfinder.errors import Cancelled
 from visualfinder.events import EventHub, LibraryChanged
-from visualfinder.ingest.pipeline import FileError, IndexingPipeline
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
-from visualfinder.library.indexing import Indexer
 from visualfinder.library.live_index import LiveIndex
 from visualfinder.models.embedder import Embedder
+
+if TYPE_CHECKING:  # `status` reads the switch state without loading the indexing pipeline
+    from visualfinder.ingest.pipeline import FileError, IndexingPipeline
+    from visualfinder.library.indexing import Indexer
 
 log = logging.getLogger(__name__)
 

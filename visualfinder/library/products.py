@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from visualfinder.catalog.products import extra_fields, remember_extra_fields, write_fields
 from visualfinder.catalog.records import META_FIELDS, ImageRecord
@@ -15,9 +16,10 @@ from visualfinder.catalog.store import Catalog
 from visualfinder.errors import QueryError, StorageError
 from visualfinder.events import EventHub, LibraryChanged
 from visualfinder.jobs import CancelToken, ProgressCallback, no_progress
-from visualfinder.products.export import write_import_report_csv
-from visualfinder.products.fields import ColumnMapping, SheetPreview, parse_price, preview_sheet
-from visualfinder.products.importer import ImportReport, import_file
+
+if TYPE_CHECKING:  # the sheet readers load when a sheet is read: a search needs none of them
+    from visualfinder.products.fields import ColumnMapping, SheetPreview
+    from visualfinder.products.importer import ImportReport
 
 ImageRef = int | str | os.PathLike
 
@@ -43,6 +45,8 @@ class Products:
         """Import product metadata (CSV, JSON, JSON Lines); the report lists what did not match.
 
         `mapping` says what each column is and how rows match images; without one the headers say."""
+        from visualfinder.products.importer import import_file
+
         report = import_file(
             self.catalog, path, base_dir=os.fspath(base_dir) if base_dir else None,
             replace_tags=replace_tags, dry_run=dry_run, mapping=mapping, progress=progress, cancel=cancel,
@@ -53,10 +57,14 @@ class Products:
 
     def preview_sheet(self, path: str | os.PathLike, limit: int = 20) -> SheetPreview:
         """The first rows and columns of a product sheet, and the mapping its headers suggest."""
+        from visualfinder.products.fields import preview_sheet
+
         return preview_sheet(path, limit)
 
     def save_import_report(self, report: ImportReport, dest: str | os.PathLike, excel: bool = False):
         """Write an import's matched and unmatched rows to a CSV file (atomically)."""
+        from visualfinder.products.export import write_import_report_csv
+
         try:
             return write_import_report_csv(report, dest, excel=excel)
         except OSError as exc:
@@ -72,6 +80,8 @@ class Products:
                 f"unknown metadata field(s) {', '.join(sorted(unknown))}; use {', '.join(META_FIELDS)}"
             )
         if fields.get("price") not in (None, ""):
+            from visualfinder.products.fields import parse_price
+
             try:
                 fields["price"] = parse_price(fields["price"])
             except ValueError:

@@ -9,24 +9,20 @@ alone) has no indexed images to match, and says so.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from visualfinder.catalog.store import Catalog
 from visualfinder.config import Settings
 from visualfinder.errors import ImageDecodeError, QueryError
-from visualfinder.ingest.fetch import fetch_image
-from visualfinder.ingest.imaging import (
-    DecodedImage,
-    crop_region,
-    decode_file,
-    decode_image,
-    library_decode_side,
-)
 from visualfinder.models.embedder import Embedder
 from visualfinder.paths import normalise
 from visualfinder.search.planner import combine
 from visualfinder.search.request import QueryTerm
+
+if TYPE_CHECKING:  # PIL and the decoders load with the first query image: a text query needs neither
+    from visualfinder.ingest.imaging import DecodedImage
 
 
 class QueryEncoder:
@@ -61,11 +57,15 @@ class QueryEncoder:
         elif term.kind == "bytes":
             decoded = self.decode_image_bytes(term.value, "the image data", embedder)
         elif term.kind == "pil":
+            from visualfinder.ingest.imaging import DecodedImage
+
             image = term.value.convert("RGB")
             decoded = DecodedImage(image, image.size[0], image.size[1], "query")
         else:
             raise QueryError(f"unknown query term kind {term.kind!r}")
         if term.crop is not None:
+            from visualfinder.ingest.imaging import crop_region
+
             try:
                 decoded = crop_region(decoded, term.crop)
             except ImageDecodeError as exc:
@@ -91,6 +91,8 @@ class QueryEncoder:
 
     def fetch_image(self, url: str, embedder: Embedder, min_side: int | None = None) -> DecodedImage:
         """Download a query image (size limit, timeout and content-type check) and decode it."""
+        from visualfinder.ingest.fetch import fetch_image
+
         s = self.settings
         data = fetch_image(url, max_bytes=s.url_max_bytes, timeout=s.url_timeout_s)
         return self.decode_image_bytes(data, url, embedder, min_side)
@@ -99,6 +101,8 @@ class QueryEncoder:
         self, path: str | os.PathLike, embedder: Embedder, min_side: int | None = None
     ) -> DecodedImage:
         """Decode a query image file; `min_side` asks for more pixels than the model needs (display)."""
+        from visualfinder.ingest.imaging import decode_file
+
         try:
             return decode_file(
                 path, min_side=max(min_side or 0, self._decode_side(embedder)),
@@ -112,6 +116,8 @@ class QueryEncoder:
     ) -> DecodedImage:
         """Decode query image data that is not a file (pasted, dropped from a browser, uploaded,
         downloaded) with the indexing limits; `name` says where it came from in the error."""
+        from visualfinder.ingest.imaging import decode_image
+
         try:
             return decode_image(
                 data, min_side=max(min_side or 0, self._decode_side(embedder)),
@@ -121,4 +127,6 @@ class QueryEncoder:
             raise QueryError(f"cannot use {name} as a query image: {exc.reason}") from exc
 
     def _decode_side(self, embedder: Embedder) -> int:
+        from visualfinder.ingest.imaging import library_decode_side
+
         return library_decode_side(embedder.image_size, self.settings.thumbnail_size)

@@ -9,8 +9,12 @@ CPU, and on CUDA or CoreML where its build has that execution provider.
 
 Each tower's session opens only when a command needs it (an indexing run never opens the text
 tower), from the graph onnxruntime optimised the first time and saved beside the export (one
-per host and onnxruntime version: the optimised graph may hold CPU-specific layouts). A
-missing or damaged export is exported again, with one line in the log.
+folder per host and onnxruntime version: the optimised graph may hold CPU-specific layouts).
+The optimised graph keeps its weights in a file of their own (external initializers), which
+onnxruntime memory-maps instead of parsing and copying 100s of MB: a session opens in tens of
+milliseconds. A one-shot process (`search`) also skips prepacking the weights, which costs
+more at load than it saves on one query; long-running ones (index, watch, the app, serve) keep
+it. A missing or damaged export (or optimised graph) is made again, with one line in the log.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import logging
 import os
 import platform
 import re
+import shutil
 import threading
 import time
 import warnings
@@ -38,6 +43,10 @@ log = logging.getLogger(__name__)
 EXPORT_FORMAT = 1
 OPSET = 17
 META_FILE = "export.json"
+# The optimised graph of a tower: a folder holding the graph and its weights (memory-mapped).
+OPTIMIZED_FORMAT = 2
+OPTIMIZED_GRAPH = "graph.onnx"
+OPTIMIZED_WEIGHTS = "weights.bin"
 # Largest difference between the unit vectors of torch and of the export on the check input.
 MAX_DEVIATION = 2e-3
 
@@ -123,15 +132,17 @@ class OnnxCache:
         os.replace(tmp, self.dir / META_FILE)
 
     def optimized_path(self, tower: str, providers: list[str]) -> Path:
-        """Where onnxruntime's optimised graph of a tower is kept for this host and build."""
+        """The folder of onnxruntime's optimised graph of a tower (graph and weights) for this
+        host and build."""
         import onnxruntime as ort
 
-        what = f"{platform.node()} {platform.machine()} {ort.__version__} {','.join(providers)}"
-        return self.dir / f"{tower}.opt-{hashlib.sha1(what.encode('utf-8')).hexdigest()[:10]}.onnx"
+        what = f"{OPTIMIZED_FORMAT} {platform.node()} {platform.machine()} {ort.__version__} {','.join(providers)}"
+        return self.dir / f"{tower}.opt-{hashlib.sha1(what.encode('utf-8')).hexdigest()[:10]}"
 
     def forget_optimized(self, tower: str) -> None:
-        for path in self.dir.glob(f"{tower}.opt-*.onnx"):
-            path.unlink(missing_ok=True)
+        """Remove the tower's optimised graphs (of every host; the older single-file ones too)."""
+        for path in self.dir.glob(f"{tower}.opt-*"):
+            _remove(path)
 
     def clear(self, keep_meta: bool = False) -> None:
         """Forget the export (a stale or failed one) so the next use starts over."""
@@ -205,11 +216,15 @@ class OnnxBackend:
         threads: int = 0,
         image_size: int = 224,
         context_length: int = 77,
+        prepack: bool = True,
     ):
         self.cache = cache
         self._model_factory = model_factory
         self.providers = providers_for(device)
         self.threads = threads
+        # Prepacked weights run faster but take long to build at load (and 2x the memory): a
+        # process that embeds one query and exits (prepack=False) opens its session ~10x faster.
+        self.prepack = prepack
         self.image_size = image_size
         self.context_length = context_length
         self._sessions: dict[str, object] = {}
@@ -261,21 +276,24 @@ class OnnxBackend:
                 )
             self._export(tower)
         optimized = self.cache.optimized_path(tower, self.providers)
-        if optimized.is_file():
+        graph = optimized / OPTIMIZED_GRAPH
+        if graph.is_file():
             try:
-                return _session(optimized, self.providers, self.threads, optimized=True)
+                return _session(graph, self.providers, self.threads, self.prepack, optimized=True)
             except Exception as exc:  # onnxruntime's errors have no common type; a damaged copy
                 log.info("ignoring the damaged optimised graph %s: %s", optimized, _first_line(exc))
-                optimized.unlink(missing_ok=True)
+                _remove(optimized)
+        for legacy in self.cache.dir.glob(f"{tower}.opt-*.onnx"):  # the single-file graphs before format 2
+            _remove(legacy)
         try:
-            return _session(path, self.providers, self.threads, save_to=optimized)
+            return _session(path, self.providers, self.threads, self.prepack, save_to=optimized)
         except Exception as exc:  # a damaged export: another export replaces it
             log.warning("the ONNX %s tower of %s is damaged (%s); exporting it again", tower,
                         self.cache.model_key, _first_line(exc))  # fmt: skip
             path.unlink(missing_ok=True)
             self.cache.forget_optimized(tower)
             self._export(tower)
-            return _session(path, self.providers, self.threads, save_to=optimized)
+            return _session(path, self.providers, self.threads, self.prepack, save_to=optimized)
 
     def _export(self, tower: str) -> None:
         import torch
@@ -315,10 +333,11 @@ def _tower_module(model, tower: str):
     return Tower()
 
 
-def _session(path: Path, providers: list[str], threads: int, *, optimized: bool = False,
-             save_to: Path | None = None):  # fmt: skip
+def _session(path: Path, providers: list[str], threads: int, prepack: bool = True, *,
+             optimized: bool = False, save_to: Path | None = None):  # fmt: skip
     """An InferenceSession. `optimized`: the graph was optimised already (loads without redoing
-    it); `save_to`: keep the optimised graph there (written aside, then moved into place)."""
+    it); `save_to`: keep the optimised graph in that folder, its weights in a file beside it
+    (written in a folder aside, then moved into place: a reader sees all of it or nothing)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -327,9 +346,20 @@ def _session(path: Path, providers: list[str], threads: int, *, optimized: bool 
     )
     tmp = save_to.with_name(f".{save_to.name}.{os.getpid()}.{threading.get_ident()}.tmp") if save_to else None
     if tmp is not None:
-        options.optimized_model_filepath = str(tmp)
+        _remove(tmp)
+        tmp.mkdir(parents=True)
+        options.optimized_model_filepath = str(tmp / OPTIMIZED_GRAPH)
+        # Every weight but the smallest goes to one file next to the graph (a relative name).
+        options.add_session_config_entry(
+            "session.optimized_model_external_initializers_file_name", OPTIMIZED_WEIGHTS
+        )
+        options.add_session_config_entry(
+            "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
+        )
         # Its one warning (the saved graph may be specific to this CPU) is why the name holds the host.
         options.log_severity_level = 3
+    if not prepack:
+        options.add_session_config_entry("session.disable_prepacking", "1")
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1
     if threads > 0:
@@ -338,12 +368,27 @@ def _session(path: Path, providers: list[str], threads: int, *, optimized: bool 
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
-        if tmp is not None and save_to is not None and tmp.is_file():
-            os.replace(tmp, save_to)
+        if tmp is not None and save_to is not None and (tmp / OPTIMIZED_GRAPH).is_file():
+            _remove(save_to)  # a damaged one, or another process's that lost the race
+            try:
+                os.replace(tmp, save_to)
+            except OSError:  # another process just saved its own (or Windows holds it open)
+                pass
     finally:
         if tmp is not None:
-            tmp.unlink(missing_ok=True)
+            _remove(tmp)
     return session
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or a folder, if there (a file that cannot go now is left for next time)."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _first_line(exc: BaseException) -> str:
