@@ -93,8 +93,20 @@ def test_auto_measures_once_and_keeps_the_verdict(tmp_path, fresh_process):
     auto = Embedder("vf-tiny", "none", "cpu", backend="auto", onnx_dir=tmp_path / "onnx")
     chosen = auto.backend
     meta = json.loads((_export_dir(tmp_path / "onnx") / "export.json").read_text())
-    assert meta["choice"] == chosen and set(meta["timings"]) == {"torch", "onnx"}
+    assert meta["choice"] == chosen and set(meta["timings"]) == {"torch", "onnx", "torch_text", "onnx_text"}
     assert (_export_dir(tmp_path / "onnx") / "image.onnx").exists() == (chosen == "onnx")
+
+
+def test_the_race_weighs_a_text_query_with_an_image_and_keeps_a_tie_for_onnx():
+    verdict = embedder_module._verdict
+    # Torch a little faster on images, ONNX much faster on text (the short text tower): ONNX.
+    assert verdict({"torch": 0.050, "onnx": 0.055, "torch_text": 0.030, "onnx_text": 0.010}) == "onnx"
+    # Torch faster on both by more than the margin: torch.
+    assert verdict({"torch": 0.030, "onnx": 0.050, "torch_text": 0.010, "onnx_text": 0.012}) == "torch"
+    # Within the margin (noise on a shared machine) ONNX keeps it; a verdict without text timings
+    # (made before text was timed) still reads.
+    assert verdict({"torch": 0.050, "onnx": 0.056}) == "onnx"
+    assert verdict({"torch": 0.040, "onnx": 0.050}) == "torch"
 
 
 def test_auto_uses_torch_when_torch_won_the_race(tmp_path, fresh_process, monkeypatch):

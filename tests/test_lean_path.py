@@ -224,7 +224,12 @@ def test_prepare_model_decides_once_per_machine_and_says_what_it_chose(monkeypat
     monkeypatch.setenv("VISUALFINDER_BACKEND", "auto")
     assert main(["prepare-model", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["backend"] in ("onnx", "torch") and set(result["timings"]) == {"onnx", "torch"}
+    assert result["backend"] in ("onnx", "torch") and set(result["timings"]) == {
+        "onnx",
+        "torch",
+        "onnx_text",
+        "torch_text",
+    }
     meta_file = _export_dir(data_dir / "onnx") / "export.json"
     meta = json.loads(meta_file.read_text())
     assert meta["choice"] == result["backend"] and meta["machine"] == embedder_module.machine_id()

@@ -294,6 +294,25 @@ def test_changing_the_model_offers_to_switch_the_library_to_it(qtbot, library_wi
     assert f'pretrained = "{weights}"' in settings.settings_path.read_text(encoding="utf-8")
 
 
+def test_choosing_int8_offers_a_switch_that_re_embeds_the_library_in_int8(qtbot, library_window, settings):
+    library_window.dialogs.answers["Switch the library's model?"] = "Switch now"
+    dialog = library_window.library_actions.open_settings()
+    dialog.precision.setCurrentIndex(dialog.precision.findData("int8"))
+
+    with qtbot.waitSignal(library_window.session.opened, timeout=WAIT_MS):
+        dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
+    qtbot.waitUntil(
+        lambda: any(t == "Switch the library's model?" for t, _ in library_window.dialogs.asked),
+        timeout=WAIT_MS,
+    )
+    assert "with vf-tiny (none, int8)" in library_window.dialogs.asked[-1][1]
+    qtbot.waitUntil(
+        lambda: library_window.session.snapshot.status.model_key.endswith("/int8"), timeout=WAIT_MS
+    )
+    assert library_window.session.snapshot.status.stats.embedded_current == 12
+    assert 'model_precision = "int8"' in settings.settings_path.read_text(encoding="utf-8")
+
+
 def test_changing_the_metric_rebuilds_the_index_without_embedding_again(qtbot, library_window):
     dialog = library_window.library_actions.open_settings()
     dialog.metric_box.setCurrentIndex(dialog.metric_box.findData("l2"))

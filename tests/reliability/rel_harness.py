@@ -320,24 +320,45 @@ def catalog_fingerprint(data_dir: Path) -> tuple[int, int, str]:
 
 
 class Workers:
-    """Threads that repeat an action until stopped, collecting every exception."""
+    """Threads that repeat an action until stopped, collecting every exception.
 
-    def __init__(self):
+    `on_error` is what a client does at an exception: "stop" ends that client (a soak: the
+    first failure is the finding), "continue" records it and goes on after a short pause (a
+    load test: every failure is counted). `fail` records a wrong answer that raised nothing.
+    """
+
+    def __init__(self, on_error: str = "stop", join_s: float = 60):
+        if on_error not in ("stop", "continue"):
+            raise ValueError(f"on_error is 'stop' or 'continue', not {on_error!r}")
+        self.on_error = on_error
+        self.join_s = join_s
         self.stop = threading.Event()
         self.errors: list[str] = []
         self.counts: Counter = Counter()
         self.threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
 
-    def repeat(self, name: str, action) -> None:
+    def fail(self, what: str) -> None:
+        with self._lock:
+            self.errors.append(what)
+
+    def repeat(self, name: str, action, pause: float = 0.002) -> None:
+        """Run `action` on a thread of its own until `finish`; `pause` between two runs keeps a
+        busy client from spinning (and starving the indexer of the GIL)."""
+
         def loop():
             while not self.stop.is_set():
                 try:
                     action()
-                    self.counts[name] += 1
-                except Exception:
-                    self.errors.append(f"{name}: {traceback.format_exc()}")
-                    return
-                time.sleep(0.002)  # a busy user, not a spin loop starving the indexer of the GIL
+                except Exception:  # noqa: BLE001 - kept for the test's assertion
+                    self.fail(f"{name}: {traceback.format_exc()}")
+                    if self.on_error == "stop":
+                        return
+                    self.stop.wait(0.5)
+                else:
+                    with self._lock:
+                        self.counts[name] += 1
+                self.stop.wait(pause)
 
         thread = threading.Thread(target=loop, name=name, daemon=True)
         self.threads.append(thread)
@@ -346,5 +367,5 @@ class Workers:
     def finish(self) -> None:
         self.stop.set()
         for thread in self.threads:
-            thread.join(60)
+            thread.join(self.join_s)
             assert not thread.is_alive(), f"{thread.name} hangs"

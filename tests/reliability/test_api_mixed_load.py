@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from imagegen import make_catalog, write_image
-from rel_harness import rng_for
+from rel_harness import Workers, rng_for
 from watchutil import FAST_WATCH
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "api"))
@@ -37,15 +37,12 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-class _Load:
-    """Clients that repeat an action until stopped; every failure is kept (the client goes on)."""
+class _Load(Workers):
+    """The load's clients: every failure is kept and the client goes on; latencies by kind."""
 
     def __init__(self) -> None:
-        self.stop = threading.Event()
+        super().__init__(on_error="continue", join_s=300)
         self.latencies: dict[str, list[float]] = defaultdict(list)
-        self.errors: list[str] = []
-        self.threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
 
     def timed(self, kind: str, call):
         started = time.perf_counter()
@@ -53,31 +50,6 @@ class _Load:
         with self._lock:
             self.latencies[kind].append(time.perf_counter() - started)
         return answer
-
-    def fail(self, what: str) -> None:
-        with self._lock:
-            self.errors.append(what)
-
-    def repeat(self, name: str, action, pause: float = 0.0) -> None:
-        def loop():
-            while not self.stop.is_set():
-                try:
-                    action()
-                except Exception as exc:  # noqa: BLE001 - counted, reported, and the client goes on
-                    self.fail(f"{name}: {type(exc).__name__}: {exc}")
-                    self.stop.wait(0.5)
-                if pause:
-                    self.stop.wait(pause)
-
-        thread = threading.Thread(target=loop, name=name, daemon=True)
-        self.threads.append(thread)
-        thread.start()
-
-    def finish(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(300)
-            assert not thread.is_alive(), f"{thread.name} hangs"
 
 
 @pytest.mark.reliability_long

@@ -85,7 +85,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     s = status.stats
     print(f"data dir:   {status.data_dir}")
-    print(f"model:      {status.model} ({status.pretrained}) on {status.device}")
+    from visualfinder.models.embedder import precision_of_key  # imported by the library already
+
+    int8 = ", int8" if precision_of_key(status.model_key) == "int8" else ""
+    print(f"model:      {status.model} ({status.pretrained}{int8}) on {status.device}")
     if status.switch is not None:
         sw = status.switch
         print(f"switch:     to {sw.target.name} ({sw.target.pretrained}): {sw.embedded}/{sw.total} embedded; "

@@ -32,7 +32,8 @@ def cmd_prepare_model(args: argparse.Namespace, settings: Settings) -> int:
     timings = result.get("timings")
     if timings:
         measured = ", ".join(
-            f"{name} {seconds * 1000:.1f} ms/image" for name, seconds in sorted(timings.items())
+            f"{name.removesuffix('_text')} {seconds * 1000:.1f} ms/{'text' if name.endswith('_text') else 'image'}"
+            for name, seconds in sorted(timings.items())
         )
         line += f" (measured on this machine: {measured})"
     print(f"{line}; took {result['seconds']:.1f}s")

@@ -174,7 +174,9 @@ class LibraryActions(QObject):
         self.pending_metric = (
             chosen.metric if library is not None and chosen.metric != library.metric else None
         )
-        self.offer_next_time = any(getattr(chosen, f) != getattr(old, f) for f in ("model", "pretrained"))
+        self.offer_next_time = any(
+            getattr(chosen, f) != getattr(old, f) for f in ("model", "pretrained", "model_precision")
+        )
         moved = chosen.data_dir != old.data_dir
         if moved:
             self.ui.data_dir = str(chosen.data_dir)
@@ -203,7 +205,7 @@ class LibraryActions(QObject):
         if self._jobs_named("Switching") or self._jobs_named("Indexing"):
             return
         if snapshot.model_differs or status.switch is not None:
-            target = f"{settings.model} ({settings.pretrained})"
+            target = f"{settings.model} ({settings.pretrained}{', int8' if settings.model_precision == 'int8' else ''})"
             if self.offer_next_time:
                 self.offer_next_time = False
                 self.dialogs.ask(

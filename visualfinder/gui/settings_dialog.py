@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from visualfinder.config import DEVICES, METRICS, Settings
+from visualfinder.config import DEVICES, METRICS, PRECISIONS, Settings
 from visualfinder.errors import VisualFinderError
 from visualfinder.gui import icons
 from visualfinder.gui.dialogs import Dialogs
@@ -38,7 +38,8 @@ RECOMMENDED_MODELS = ("ViT-B-32-256", "ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-S
 METRIC_LABELS = {"cosine": "Cosine similarity", "ip": "Inner product", "l2": "Euclidean (L2)"}
 DEVICE_LABELS = {"auto": "Automatic (GPU if available)", "cpu": "CPU", "cuda": "NVIDIA GPU (CUDA)",
                  "mps": "Apple GPU (Metal)"}  # fmt: skip
-MODEL_FIELDS = ("model", "pretrained", "device")
+PRECISION_LABELS = {"fp32": "Full (fp32)", "int8": "Fast on the CPU (int8)"}
+MODEL_FIELDS = ("model", "pretrained", "device", "model_precision")
 
 
 class SettingsDialog(QDialog):
@@ -88,6 +89,14 @@ class SettingsDialog(QDialog):
         for device in DEVICES:
             self.device.addItem(DEVICE_LABELS[device], device)
         self.device.setCurrentIndex(max(0, self.device.findData(settings.device)))
+        self.precision = QComboBox(self)
+        for precision in PRECISIONS:
+            self.precision.addItem(PRECISION_LABELS[precision], precision)
+        self.precision.setCurrentIndex(max(0, self.precision.findData(settings.model_precision)))
+        self.precision.setToolTip(
+            "int8 embeds about twice as fast on a CPU (ONNX Runtime) with vectors a little different "
+            "from fp32's; another precision re-embeds the library, like another model"
+        )
         self.metric_box = QComboBox(self)
         for metric in METRICS:
             self.metric_box.addItem(METRIC_LABELS[metric], metric)
@@ -126,6 +135,7 @@ class SettingsDialog(QDialog):
         form.addRow("Model", self.model)
         form.addRow("Weights", weights_row)
         form.addRow("Device", self.device)
+        form.addRow("Precision", self.precision)
         form.addRow("Metric", self.metric_box)
         form.addRow("", self.metric_note)
         form.addRow("Thumbnails", self.thumbnail_size)
@@ -208,6 +218,7 @@ class SettingsDialog(QDialog):
             model=self.model.currentText().strip(),
             pretrained=self.pretrained.currentText().strip() or "none",
             device=self.device.currentData(),
+            model_precision=self.precision.currentData(),
             metric=self.metric_box.currentData(),
             thumbnail_size=self.thumbnail_size.value(),
             data_dir=Path(os.path.expanduser(self.data_dir.text().strip() or str(self.original.data_dir))),
@@ -299,7 +310,7 @@ class SettingsDialog(QDialog):
             self.progress.setFormat(text)
             self._show_message(text, error=False)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not busy)
-        for widget in (self.model, self.pretrained, self.device, self.browse_weights):
+        for widget in (self.model, self.pretrained, self.device, self.precision, self.browse_weights):
             widget.setEnabled(not busy)
 
     def _show_message(self, text: str, error: bool) -> None:

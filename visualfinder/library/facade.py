@@ -41,7 +41,7 @@ from visualfinder.library.live_index import LiveIndex
 from visualfinder.library.products import Products
 from visualfinder.library.queries import QueryEncoder
 from visualfinder.library.status import FolderStatus, LibraryStatus, library_status
-from visualfinder.models.embedder import Embedder, model_key
+from visualfinder.models.embedder import Embedder, model_key, precision_of_key
 from visualfinder.paths import LIBRARY_MARKER, normalise
 from visualfinder.search.planner import SearchResult
 from visualfinder.search.query_bar import ParsedQuery, parse_query
@@ -183,7 +183,7 @@ class Library:
     def requested_model(self) -> ModelRef:
         """The model the settings ask for; differs from `model` until a switch to it completes."""
         s = self.settings
-        return ModelRef(s.model, s.pretrained, model_key(s.model, s.pretrained))
+        return ModelRef(s.model, s.pretrained, model_key(s.model, s.pretrained, s.model_precision))
 
     @property
     def index_health(self) -> str:
@@ -472,7 +472,9 @@ def open_library(
     catalog = Catalog(data_dir / CATALOG_FILE)
     try:
         model = _library_model(catalog, settings)
-        embedder = Embedder.for_settings(settings, model.name, model.pretrained, one_shot=one_shot)
+        embedder = Embedder.for_settings(
+            settings, model.name, model.pretrained, precision_of_key(model.key), one_shot=one_shot
+        )
         metric = catalog.meta("metric")
         if metric is None:  # a new library takes the configured metric and keeps it
             metric = settings.metric
@@ -493,7 +495,11 @@ def _library_model(catalog: Catalog, settings: Settings) -> ModelRef:
     Like the metric, the model belongs to the library: settings naming another model do not
     change it (that needs a switch, which re-embeds); `status` shows the difference.
     """
-    requested = ModelRef(settings.model, settings.pretrained, model_key(settings.model, settings.pretrained))
+    requested = ModelRef(
+        settings.model,
+        settings.pretrained,
+        model_key(settings.model, settings.pretrained, settings.model_precision),
+    )
     active = catalog.active_model()
     if active is None or active.key == requested.key:
         if active != requested:  # first open (or the same weights file moved): record it

@@ -24,7 +24,7 @@ from visualfinder.catalog.store import Catalog
 from visualfinder.config import Settings
 from visualfinder.errors import LibraryBusyError, StorageError
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
-from visualfinder.models.embedder import Embedder
+from visualfinder.models.embedder import Embedder, precision_of_key
 from visualfinder.search.planner import SearchPlanner
 from visualfinder.search.vector_index import IndexSpec, VectorIndex
 
@@ -93,7 +93,9 @@ class LiveIndex:
                 embedder = current.embedder
             else:
                 one_shot = current is not None and current.embedder.one_shot
-                embedder = Embedder.for_settings(s, model.name, model.pretrained, one_shot=one_shot)
+                embedder = Embedder.for_settings(
+                    s, model.name, model.pretrained, precision_of_key(model.key), one_shot=one_shot
+                )
         spec = IndexSpec(
             embedder.dim, metric, s.index_dtype, s.hnsw_connectivity, model.key, self.catalog.library_id
         )

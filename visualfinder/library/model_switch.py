@@ -44,7 +44,7 @@ from visualfinder.errors import Cancelled
 from visualfinder.events import EventHub, LibraryChanged
 from visualfinder.jobs import CancelToken, Progress, ProgressCallback, no_progress
 from visualfinder.library.live_index import LiveIndex
-from visualfinder.models.embedder import Embedder
+from visualfinder.models.embedder import Embedder, precision_of_key
 
 if TYPE_CHECKING:  # `status` reads the switch state without loading the indexing pipeline
     from visualfinder.ingest.pipeline import FileError, IndexingPipeline
@@ -124,7 +124,9 @@ class ModelSwitch:
             catalog.set_pending_switch(None)
             report.swapped = True
             return report
-        embedder = Embedder.for_settings(self.settings, target.name, target.pretrained)
+        embedder = Embedder.for_settings(
+            self.settings, target.name, target.pretrained, precision_of_key(target.key)
+        )
         progress(Progress("loading model", 0, 0, target.key))
         embedder.load()  # unknown or unavailable weights fail here, before anything is recorded
         pending = catalog.pending_switch()

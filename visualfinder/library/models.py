@@ -63,19 +63,29 @@ class Models:
         pretrained: str,
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
+        precision: str | None = None,
     ) -> SwitchReport:
-        """Re-embed every image with another model, then make it the active one.
+        """Re-embed every image with another model, then make it the active one. `precision`
+        (fp32 or int8; None: the settings' model_precision) is part of what a model is: the
+        same model in the other precision is a switch too.
 
         Searches keep using the current model until the new vectors are complete; a cancelled
         or interrupted switch stays pending and resumes where it stopped when called again.
         """
-        return self._switch.run(ModelRef(model, pretrained, model_key(model, pretrained)), progress, cancel)
+        key = model_key(model, pretrained, precision or self.settings.model_precision)
+        return self._switch.run(ModelRef(model, pretrained, key), progress, cancel)
 
     def start_switch(
-        self, model: str, pretrained: str, progress: ProgressCallback = no_progress
+        self,
+        model: str,
+        pretrained: str,
+        progress: ProgressCallback = no_progress,
+        precision: str | None = None,
     ) -> BackgroundJob:
         """`switch` on a background thread; its `result` is the SwitchReport."""
-        job = BackgroundJob("switch-model", lambda cancel: self.switch(model, pretrained, progress, cancel))
+        job = BackgroundJob(
+            "switch-model", lambda cancel: self.switch(model, pretrained, progress, cancel, precision)
+        )
         return self._jobs.start(job)
 
     def pending_switch(self) -> SwitchState | None:

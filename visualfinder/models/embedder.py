@@ -19,7 +19,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Protocol
@@ -43,6 +43,10 @@ RANDOM_INIT_SEED = 0
 MAX_MODEL_ASPECT = 32.0
 
 BACKENDS = ("auto", "torch", "onnx")
+# fp32, or int8: ONNX Runtime's dynamic quantization (8-bit weights per channel, activations
+# per tensor at run time) on the CPU; ~2x faster on a CPU with VNNI, vectors a little different.
+PRECISIONS = ("fp32", "int8")
+INT8_KEY_SUFFIX = "/int8"
 ONNX_DIR = "onnx"  # in the data dir: exported models for the ONNX Runtime backend
 
 
@@ -189,15 +193,25 @@ def weights_are_file(pretrained: str) -> bool:
     )
 
 
-def model_key(model: str, pretrained: str) -> str:
-    """Identity of the vectors a model produces; stored with every embedding."""
+def model_key(model: str, pretrained: str, precision: str = "fp32") -> str:
+    """Identity of the vectors a model produces; stored with every embedding. int8 vectors are
+    close to fp32's but not the same, so they are another model's (a key ending in /int8)."""
+    if precision not in PRECISIONS:
+        raise ModelUnavailableError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if pretrained.lower() in NO_WEIGHTS:
-        return f"{model}/random-seed{RANDOM_INIT_SEED}"
-    if weights_are_file(pretrained):
+        key = f"{model}/random-seed{RANDOM_INIT_SEED}"
+    elif weights_are_file(pretrained):
         path = Path(pretrained).expanduser()
         size = path.stat().st_size if path.is_file() else 0
-        return f"{model}/file:{path.name}:{size}"
-    return f"{model}/{pretrained}"
+        key = f"{model}/file:{path.name}:{size}"
+    else:
+        key = f"{model}/{pretrained}"
+    return key + INT8_KEY_SUFFIX if precision == "int8" else key
+
+
+def precision_of_key(key: str) -> str:
+    """The arithmetic of the vectors a model key names: "int8" or "fp32"."""
+    return "int8" if key.endswith(INT8_KEY_SUFFIX) else "fp32"
 
 
 def model_config(model: str) -> dict:
@@ -237,13 +251,20 @@ class Embedder:
         onnx_dir: str | Path | None = None,
         threads: int = 0,
         one_shot: bool = False,
+        precision: str = "fp32",
     ):
         if backend not in BACKENDS:
             raise ModelUnavailableError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        if precision == "int8" and device not in ("auto", "cpu"):
+            raise ModelUnavailableError(
+                f"int8 models run on the CPU: set device to auto or cpu (not {device}), or model_precision to fp32"
+            )
         self.model_name = model
         self.pretrained = pretrained
-        self.requested_device = device
-        self.requested_backend = backend
+        # int8 is ONNX Runtime's quantized graph on the CPU, whatever `backend` says (it is for
+        # fp32): no race, no torch engine for it.
+        self.requested_device = "cpu" if precision == "int8" else device
+        self.requested_backend = "onnx" if precision == "int8" else backend
         self.cache_dir = str(cache_dir) if cache_dir else None
         self.onnx_dir = Path(onnx_dir) if onnx_dir else None
         self.threads = threads
@@ -260,7 +281,8 @@ class Embedder:
         self._vram_batch = 0  # on CUDA: the batch size free VRAM allows (models/gpu.py)
         self._stager = None  # on CUDA: the pinned host buffer of embed_batch
         self.half_cosine: float | None = None  # half vs fp32 agreement, when it was checked
-        self.key = model_key(model, pretrained)
+        self.precision = precision
+        self.key = model_key(model, pretrained, precision)
         cfg = model_config(model)
         self.dim = int(cfg["embed_dim"])
         size = cfg.get("vision_cfg", {}).get("image_size", 224)
@@ -268,12 +290,15 @@ class Embedder:
         self.context_length = int(cfg.get("text_cfg", {}).get("context_length", 77))
 
     @classmethod
-    def for_settings(cls, settings, model: str, pretrained: str, one_shot: bool = False) -> Embedder:
+    def for_settings(cls, settings, model: str, pretrained: str, precision: str | None = None,
+                     one_shot: bool = False) -> Embedder:  # fmt: skip
         """The embedder for `model` as the settings ask: device, batch size, backend, threads,
-        ONNX exports in the data dir (the one place an application embedder is built)."""
+        ONNX exports in the data dir (the one place an application embedder is built).
+        `precision`: the library's (a model key's); None takes the settings' model_precision."""
         return cls(
             model, pretrained, settings.device, batch_size=settings.batch_size, backend=settings.backend,
             onnx_dir=Path(settings.data_dir) / ONNX_DIR, threads=settings.model_threads, one_shot=one_shot,
+            precision=precision or settings.model_precision,
         )  # fmt: skip
 
     # --- loading -------------------------------------------------------------------------
@@ -416,7 +441,9 @@ class Embedder:
 
         assert self.onnx_dir is not None
         weights = str(Path(self.pretrained).expanduser()) if weights_are_file(self.pretrained) else None
-        return onnx_backend.OnnxCache(self.onnx_dir, self.key, onnx_backend.fingerprint(self.key, weights))
+        return onnx_backend.OnnxCache(
+            self.onnx_dir, self.key, onnx_backend.fingerprint(self.key, weights), precision=self.precision
+        )
 
     def _needs_preparing(self, meta: dict | None, cache) -> bool:
         """No verdict yet for this model on this machine, or the verdict's export is gone."""
@@ -510,7 +537,7 @@ class Embedder:
         from visualfinder.models import onnx_backend
 
         report = report or (lambda p: None)
-        model, _, _ = self._torch_parts(download)
+        model, _, tokenizer = self._torch_parts(download)
         old = cache.meta()
         if old is None:
             cache.clear()
@@ -532,9 +559,13 @@ class Embedder:
         if self.requested_backend == "auto":
             report(Progress("preparing model", 2, 3, "timing the backends"))
             meta["timings"] = _race(
-                TorchBackend(model, self.device), engine, self.image_size, self.batch_size
+                TorchBackend(model, self.device),
+                engine,
+                self.image_size,
+                self.batch_size,
+                tokens=tokenizer(["a red leather armchair with wooden legs"]),
             )
-            meta["choice"] = "onnx" if meta["timings"]["onnx"] <= meta["timings"]["torch"] else "torch"
+            meta["choice"] = _verdict(meta["timings"])
             log.info("backend self-benchmark for %s: %s -> %s", self.key, meta["timings"], meta["choice"])
             if meta["choice"] == "torch":  # keep the verdict, not 100s of MB of unused export
                 engine.close()
@@ -738,22 +769,50 @@ def _to_normalised_tensor(image, mean: np.ndarray, std: np.ndarray):
     return torch.from_numpy(chw)
 
 
-def _race(torch_engine: Backend, onnx_engine: Backend, image_size: int, batch: int) -> dict[str, float]:
-    """Seconds per image of each backend on one batch (median of alternating runs)."""
+# ONNX keeps a tie: a process on it starts without importing torch (about a second, at every
+# CLI search and app start), and a shared machine's noise must not flip the verdict to torch.
+ONNX_TIE_MARGIN = 1.15
+
+
+def _race(torch_engine: Backend, onnx_engine: Backend, image_size: int, batch: int,
+          tokens=None) -> dict[str, float]:  # fmt: skip
+    """Seconds per image of each backend on one batch, and (given `tokens`: one tokenised
+    query) seconds per text query, as `<backend>_text`; medians of alternating runs."""
     import time
 
     import torch
 
     pixels = torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(1))
-    times: dict[str, list[float]] = {"torch": [], "onnx": []}
+    # name -> (one timed call, how many items it embeds)
+    calls: dict[str, tuple[Callable[[], object], int]] = {
+        "torch": (lambda: torch_engine.encode_image(pixels), batch),
+        "onnx": (lambda: onnx_engine.encode_image(pixels), batch),
+    }
+    if tokens is not None:
+        as_numpy = np.asarray(tokens, dtype=np.int64)
+        calls["torch_text"] = (lambda: torch_engine.encode_text(torch.as_tensor(as_numpy)), 1)
+        calls["onnx_text"] = (lambda: onnx_engine.encode_text(as_numpy), 1)
     for engine in (torch_engine, onnx_engine):
         engine.encode_image(pixels[:2])  # warm-up: first runs allocate and plan
+        if tokens is not None:
+            engine.encode_text(torch.as_tensor(as_numpy) if engine is torch_engine else as_numpy)
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(3):  # alternate, so a burst of load on a shared machine hits both
-        for name, engine in (("torch", torch_engine), ("onnx", onnx_engine)):
+        for name, (call, count) in calls.items():
             start = time.perf_counter()
-            engine.encode_image(pixels)
-            times[name].append((time.perf_counter() - start) / batch)
+            call()
+            times[name].append((time.perf_counter() - start) / count)
     return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def _verdict(timings: dict[str, float]) -> str:
+    """The backend the race picks: the one that embeds an image and a text query sooner, ONNX
+    unless torch is faster by more than ONNX_TIE_MARGIN (a race without text: images alone)."""
+
+    def cost(backend: str) -> float:
+        return timings[backend] + timings.get(f"{backend}_text", 0.0)
+
+    return "onnx" if cost("onnx") <= cost("torch") * ONNX_TIE_MARGIN else "torch"
 
 
 def _normalise(features) -> np.ndarray:
