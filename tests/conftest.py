@@ -29,6 +29,15 @@ def isolated_library_env(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def fresh_process(monkeypatch):
+    """Forget loaded models and ONNX sessions, as a new process would not have them."""
+    from visualfinder.models import embedder as embedder_module
+
+    monkeypatch.setattr(embedder_module, "_engines", {})
+    monkeypatch.setattr(embedder_module, "_loaded", {})
+
+
+@pytest.fixture
 def data_dir(isolated_library_env) -> Path:
     return isolated_library_env
 

@@ -21,13 +21,6 @@ pytestmark = pytest.mark.skipif(not onnx_backend.available(), reason="onnxruntim
 TEXTS = ["a red leather armchair", "oak table", ""]
 
 
-@pytest.fixture
-def fresh_process(monkeypatch):
-    """Forget loaded models and ONNX sessions, as a new process would not have them."""
-    monkeypatch.setattr(embedder_module, "_engines", {})
-    monkeypatch.setattr(embedder_module, "_loaded", {})
-
-
 def _images():
     return [product_image(seed, size) for seed, size in ((1, (320, 240)), (2, (90, 300)), (3, (640, 480)))]
 

@@ -14,17 +14,10 @@ from visualfinder.cli.main import main
 from visualfinder.config import Settings
 from visualfinder.errors import ModelUnavailableError, SettingsError
 from visualfinder.library.facade import open_library
-from visualfinder.models import embedder as embedder_module
 from visualfinder.models import onnx_backend
 from visualfinder.models.embedder import Embedder, model_key, precision_of_key
 
 pytestmark = pytest.mark.skipif(not onnx_backend.available(), reason="onnxruntime is not installed")
-
-
-@pytest.fixture
-def fresh_process(monkeypatch):
-    monkeypatch.setattr(embedder_module, "_engines", {})
-    monkeypatch.setattr(embedder_module, "_loaded", {})
 
 
 def _images():

@@ -145,13 +145,6 @@ def test_pixels_equal_open_clips_for_every_resize_mode(variant):
 # --- the embeddings: what libraries already store stays valid ------------------------------
 
 
-@pytest.fixture
-def fresh_process(monkeypatch):
-    """Forget loaded models and ONNX sessions, as a new process would not have them."""
-    monkeypatch.setattr(embedder_module, "_engines", {})
-    monkeypatch.setattr(embedder_module, "_loaded", {})
-
-
 @pytest.mark.parametrize("model", SHIPPED)
 def test_lean_onnx_embeddings_equal_torchs(model, tmp_path, fresh_process):
     torch_side = Embedder(model, "none", "cpu", backend="torch")

@@ -220,3 +220,24 @@ def test_a_search_with_too_many_terms_is_refused_before_any_is_fetched(shop):
     assert (form.status, form.error_code) == (422, "invalid_request"), form.body
     enough = server.call("POST", "/api/v1/search", json_body={"text": [f"chair {i}" for i in range(32)]})
     assert enough.status == 200, enough.body
+
+
+def test_an_int8_library_is_served_and_its_uploads_find_themselves(tmp_path):
+    from api_helpers import ApiServer, index_folders, write_settings
+    from imagegen import make_catalog
+
+    files = make_catalog(tmp_path / "catalog", 5)
+    data_dir = tmp_path / "vf-data"
+    write_settings(data_dir, model_precision="int8")
+    index_folders(data_dir, tmp_path / "catalog")
+    server = ApiServer(data_dir)
+    try:
+        assert server.call("GET", "/api/v1/status").json()["model"].endswith("/int8")
+        answer = server.call(
+            "POST", "/api/v1/search", files=[("image", "q.jpg", _jpeg(files[2]))], fields={"k": 2}
+        )
+        assert answer.status == 200, answer.body
+        first = answer.json()["results"][0]
+        assert first["path"] == str(files[2]) and first["score"] > 0.999
+    finally:
+        assert server.stop() == 0

@@ -11,6 +11,7 @@ uploads, warm, at concurrency 1, 4 and 16.
 Environment: VF_BENCH_N (100000), VF_BENCH_MODEL (ViT-B-32-256, random weights: the same
 compute as the trained ones), VF_BENCH_BACKEND (ours only: onnx, the lean CPU path that
 `backend = auto` is for; torch to compare; the baseline is always open_clip torch),
+VF_BENCH_PRECISIONS (ours: "fp32,int8", each a library of its own: model_precision),
 VF_BENCH_REQUESTS (per concurrency: 24). Every text query is distinct (no cache can answer it).
 """
 
@@ -41,6 +42,7 @@ N = env_int("VF_BENCH_N", 100_000)
 MODEL = os.environ.get("VF_BENCH_MODEL", "ViT-B-32-256")
 BACKEND = os.environ.get("VF_BENCH_BACKEND", "onnx")
 REQUESTS = env_int("VF_BENCH_REQUESTS", 24)
+PRECISIONS = [p for p in os.environ.get("VF_BENCH_PRECISIONS", "fp32,int8").split(",") if p]
 CONCURRENCY = (1, 4, 16)
 HERE = Path(__file__).resolve().parent
 
@@ -100,17 +102,17 @@ def test_api_throughput_against_a_seed_style_baseline(tmp_path_factory):
         flush=True,
     )
     started = time.perf_counter()
-    data_dir = root / "vf-data"
-    data_dir.mkdir()
-    stored = build_catalog(data_dir / "catalog.db", N, model_key(MODEL, "none"), dim=512)
+    data_dirs = {}
+    for precision in PRECISIONS:
+        data_dir = data_dirs[precision] = root / f"vf-data-{precision}"
+        data_dir.mkdir()
+        stored = build_catalog(data_dir / "catalog.db", N, model_key(MODEL, "none", precision), dim=512)
+        # The HNSW index is built once here, as `visualfinder index` leaves it: serve then loads it.
+        settings = Settings.load(data_dir, model=MODEL, pretrained="none", device="cpu", backend=BACKEND,
+                                 model_precision=precision)  # fmt: skip
+        open_library(settings).close()
     np.save(root / "vectors.npy", stored)
-    env = {"VISUALFINDER_MODEL": MODEL, "VISUALFINDER_PRETRAINED": "none", "VISUALFINDER_BACKEND": BACKEND}
-    # The HNSW index is built once here, as `visualfinder index` leaves it: serve then loads it.
-    library = open_library(
-        Settings.load(data_dir, model=MODEL, pretrained="none", device="cpu", backend=BACKEND)
-    )
-    library.close()
-    print(f"library and its index written in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"libraries and their indexes written in {time.perf_counter() - started:.0f} s", flush=True)
 
     uploads = [_upload_jpeg(s) for s in range(8)]
     texts = [f"a red armchair number {i}" for i in range(REQUESTS)]
@@ -124,15 +126,18 @@ def test_api_throughput_against_a_seed_style_baseline(tmp_path_factory):
         ]
 
     results: dict[tuple[str, str, int], tuple[float, float, float]] = {}
-    started = time.perf_counter()
-    ours = ApiServer(data_dir, env=env, start_timeout=1800)
-    print(f"serve ready in {time.perf_counter() - started:.0f} s", flush=True)
-    try:
-        for c in CONCURRENCY:
-            results[("ours", "text", c)] = _load(ours.base + "/api/v1/search", text_bodies(True), c)
-            results[("ours", "upload", c)] = _load(ours.base + "/api/v1/search", upload_bodies(), c)
-    finally:
-        ours.stop()
+    for precision in PRECISIONS:
+        env = {"VISUALFINDER_MODEL": MODEL, "VISUALFINDER_PRETRAINED": "none", "VISUALFINDER_BACKEND": BACKEND,
+               "VISUALFINDER_MODEL_PRECISION": precision}  # fmt: skip
+        started = time.perf_counter()
+        ours = ApiServer(data_dirs[precision], env=env, start_timeout=1800)
+        print(f"serve ({precision}) ready in {time.perf_counter() - started:.0f} s", flush=True)
+        try:
+            for c in CONCURRENCY:
+                results[(precision, "text", c)] = _load(ours.base + "/api/v1/search", text_bodies(True), c)
+                results[(precision, "upload", c)] = _load(ours.base + "/api/v1/search", upload_bodies(), c)
+        finally:
+            ours.stop()
     baseline = _Baseline(root / "vectors.npy")
     try:
         for c in CONCURRENCY:
@@ -145,10 +150,11 @@ def test_api_throughput_against_a_seed_style_baseline(tmp_path_factory):
     for query in ("text", "upload"):
         for c in CONCURRENCY:
             b50, b95, brps = results[("baseline", query, c)]
-            o50, o95, orps = results[("ours", query, c)]
-            rows.append([query, c, f"{b50:.0f}", f"{b95:.0f}", f"{brps:.1f}", f"{o50:.0f}", f"{o95:.0f}",
-                         f"{orps:.1f}", f"{orps / brps:.2f}x"])  # fmt: skip
+            for precision in PRECISIONS:
+                o50, o95, orps = results[(precision, query, c)]
+                rows.append([query, c, f"{b50:.0f}", f"{b95:.0f}", f"{brps:.1f}", precision, f"{o50:.0f}",
+                             f"{o95:.0f}", f"{orps:.1f}", f"{orps / brps:.2f}x"])  # fmt: skip
     table(f"HTTP API, {N} vectors, {MODEL} ({BACKEND}), warm",
-          ["query", "clients", "baseline p50 ms", "p95 ms", "req/s", "ours p50 ms", "p95 ms", "req/s", "throughput"],
-          rows)  # fmt: skip
+          ["query", "clients", "baseline p50 ms", "p95 ms", "req/s", "ours", "p50 ms", "p95 ms", "req/s",
+           "throughput"], rows)  # fmt: skip
     assert all(v[2] > 0 for v in results.values())

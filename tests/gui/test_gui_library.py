@@ -272,44 +272,37 @@ def test_settings_dialog_shows_why_weights_cannot_be_used_and_stays_open(qtbot, 
     dialog.reject()
 
 
+def _accept_and_switch_now(qtbot, window, dialog, key_matches) -> str:
+    """OK the settings dialog, answer "Switch now" to the offer, wait for the switch to end;
+    returns the offer's text."""
+    window.dialogs.answers["Switch the library's model?"] = "Switch now"
+    with qtbot.waitSignal(window.session.opened, timeout=WAIT_MS):
+        dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
+    qtbot.waitUntil(lambda: any(t == "Switch the library's model?" for t, _ in window.dialogs.asked),
+                    timeout=WAIT_MS)  # fmt: skip
+    qtbot.waitUntil(lambda: key_matches(window.session.snapshot.status.model_key), timeout=WAIT_MS)
+    assert window.session.snapshot.status.stats.embedded_current == 12
+    return next(text for title, text in window.dialogs.asked if title == "Switch the library's model?")
+
+
 def test_changing_the_model_offers_to_switch_the_library_to_it(qtbot, library_window, settings, tmp_path):
     weights = tmp_path / "tiny-weights.pt"
     embedder = library_window.session.library.embedder.load()
     torch.save(embedder._model.state_dict(), weights)
-    library_window.dialogs.answers["Switch the library's model?"] = "Switch now"
     dialog = library_window.library_actions.open_settings()
     dialog.pretrained.setCurrentText(str(weights))
 
-    with qtbot.waitSignal(library_window.session.opened, timeout=WAIT_MS):
-        dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
-    qtbot.waitUntil(
-        lambda: any(t == "Switch the library's model?" for t, _ in library_window.dialogs.asked),
-        timeout=WAIT_MS,
-    )
-    assert "Embed the library's 12 images with vf-tiny" in library_window.dialogs.asked[-1][1]
-    qtbot.waitUntil(
-        lambda: library_window.session.snapshot.status.model_key.startswith("vf-tiny/file:"), timeout=WAIT_MS
-    )
-    assert library_window.session.snapshot.status.stats.embedded_current == 12
+    offer = _accept_and_switch_now(qtbot, library_window, dialog, lambda key: key.startswith("vf-tiny/file:"))
+    assert "Embed the library's 12 images with vf-tiny" in offer
     assert f'pretrained = "{weights}"' in settings.settings_path.read_text(encoding="utf-8")
 
 
 def test_choosing_int8_offers_a_switch_that_re_embeds_the_library_in_int8(qtbot, library_window, settings):
-    library_window.dialogs.answers["Switch the library's model?"] = "Switch now"
     dialog = library_window.library_actions.open_settings()
     dialog.precision.setCurrentIndex(dialog.precision.findData("int8"))
 
-    with qtbot.waitSignal(library_window.session.opened, timeout=WAIT_MS):
-        dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
-    qtbot.waitUntil(
-        lambda: any(t == "Switch the library's model?" for t, _ in library_window.dialogs.asked),
-        timeout=WAIT_MS,
-    )
-    assert "with vf-tiny (none, int8)" in library_window.dialogs.asked[-1][1]
-    qtbot.waitUntil(
-        lambda: library_window.session.snapshot.status.model_key.endswith("/int8"), timeout=WAIT_MS
-    )
-    assert library_window.session.snapshot.status.stats.embedded_current == 12
+    offer = _accept_and_switch_now(qtbot, library_window, dialog, lambda key: key.endswith("/int8"))
+    assert "with vf-tiny (none, int8)" in offer
     assert 'model_precision = "int8"' in settings.settings_path.read_text(encoding="utf-8")
 
 

@@ -429,10 +429,12 @@ class Embedder:
             import torch
 
             torch.set_num_threads(self.threads)
-        cached = _loaded.get((self.key, self.device))
+        # By the fp32 key: an int8 embedder quantizes the same torch model, so one copy serves both.
+        weights = (model_key(self.model_name, self.pretrained), self.device)
+        cached = _loaded.get(weights)
         if cached is None:
             cached = self._create(progress)
-            _loaded[(self.key, self.device)] = cached
+            _loaded[weights] = cached
         self._model = cached[0]
         return cached
 
