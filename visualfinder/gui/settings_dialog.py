@@ -141,7 +141,7 @@ class SettingsDialog(QDialog):
         form.addRow("Thumbnails", self.thumbnail_size)
         form.addRow("Data folder", data_row)
         note = QLabel(
-            "Another model means every image is embedded again; searches keep using the current model "
+            "Another model or precision means every image is embedded again; searches keep using the current model "
             "until that is done, and you can start it right away or later.", self
         )  # fmt: skip
         note.setWordWrap(True)
