@@ -220,6 +220,14 @@ def test_a_search_with_too_many_terms_is_refused_before_any_is_fetched(shop):
     assert (form.status, form.error_code) == (422, "invalid_request"), form.body
     enough = server.call("POST", "/api/v1/search", json_body={"text": [f"chair {i}" for i in range(32)]})
     assert enough.status == 200, enough.body
+    # More files than terms: refused as too many, in the same JSON shape (not Starlette's 400).
+    files = [("image", f"q{i}.jpg", b"x") for i in range(40)]
+    answer = server.call("POST", "/api/v1/search", files=files)
+    assert (answer.status, answer.error_code) == (422, "invalid_request"), answer.body
+    assert "Too many files" in answer.json()["error"]["message"]
+    broken = server.call("POST", "/api/v1/search", data=b"--nope\r\nno headers", headers={
+        "Content-Type": "multipart/form-data; boundary=other"})  # fmt: skip
+    assert (broken.status, broken.error_code) == (400, "bad_form"), broken.body
 
 
 def test_an_int8_library_is_served_and_its_uploads_find_themselves(tmp_path):

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from visualfinder.api.errors import ApiError
 from visualfinder.api.requests import RequestBuilder
@@ -71,8 +73,12 @@ def build_router(service: ApiService, auth) -> APIRouter:
         as_csv = wants_csv(request, format)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "multipart/form-data":
-            async with request.form(max_files=16, max_fields=64) as form:
+            # More files than terms would be refused by the term count; Starlette stops at this.
+            form = await _read_form(request, service.settings.api_max_query_terms, 64)
+            try:
                 built, threshold = await run_in_threadpool(builder.from_form, form)
+            finally:
+                await form.close()
         elif kind in ("application/json", ""):
             try:
                 body = SearchBody.model_validate_json(await request.body() or b"{}")
@@ -139,12 +145,15 @@ def build_router(service: ApiService, auth) -> APIRouter:
         library = service.require_library()
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "multipart/form-data":
-            async with request.form(max_files=1, max_fields=8) as form:
+            form = await _read_form(request, 1, 8)
+            try:
                 upload = form.get("file")
                 if upload is None or isinstance(upload, str):
                     raise QueryError("send the product sheet as the multipart file field 'file'")
                 name = upload.filename or "products.csv"
                 data = await upload.read()
+            finally:
+                await form.close()
         elif kind in _SHEET_TYPES:
             name, data = "products" + _SHEET_TYPES[kind], await request.body()
         else:
@@ -189,3 +198,15 @@ def _pydantic_message(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err.get("loc", ()))
         parts.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts)
+
+
+async def _read_form(request: Request, max_files: int, max_fields: int) -> FormData:
+    """The multipart body, with Starlette's refusals as our errors: too many files or fields is
+    a 422 like too many terms, a body that is not valid multipart a 400 `bad_form`."""
+    try:
+        return await request.form(max_files=max_files, max_fields=max_fields)
+    except StarletteHTTPException as exc:
+        detail = str(exc.detail).rstrip(".")
+        if detail.startswith("Too many"):
+            raise ApiError(422, "invalid_request", f"{detail} in one request") from None
+        raise ApiError(400, "bad_form", f"the multipart body cannot be read: {detail}") from None
