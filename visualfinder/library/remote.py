@@ -22,6 +22,44 @@ if TYPE_CHECKING:
     from visualfinder.remote.sync import Syncer, SyncReport, SyncStatus
 
 
+class ClusterConnection:
+    """The connection to the configured cluster and a searcher over it, each made on first use
+    and shared by every thread; a library's `Remote` and `RemoteOnly` (serve --remote) hold one."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._cluster: RemoteCluster | None = None
+        self._searcher: RemoteSearcher | None = None
+
+    def cluster(self) -> RemoteCluster:
+        from visualfinder.remote.opensearch import connect
+
+        with self._lock:
+            if self._cluster is None:
+                self._cluster = connect(self.settings)
+            return self._cluster
+
+    def searcher(self, spec: RemoteSpec, catalog: Catalog | None = None) -> RemoteSearcher:
+        """The searcher for `spec`: a new one when the spec changed (a model or metric switch)."""
+        from visualfinder.remote.query import RemoteSearcher
+
+        cluster = self.cluster()
+        with self._lock:
+            if self._searcher is None or self._searcher.spec != spec:
+                self._searcher = RemoteSearcher(
+                    cluster, spec, self.settings.exact_search_max_candidates, catalog
+                )
+            return self._searcher
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
+            self._searcher = None
+
+
 class Remote:
     """The OpenSearch cluster one library syncs to, and searches with `SearchRequest.remote`."""
 
@@ -29,18 +67,11 @@ class Remote:
         self.settings = settings
         self.catalog = catalog
         self.live = live
-        self._lock = threading.Lock()
-        self._cluster: RemoteCluster | None = None
-        self._searcher: RemoteSearcher | None = None
+        self._connection = ClusterConnection(settings)
 
     def cluster(self) -> RemoteCluster:
         """The connection to the configured OpenSearch cluster (made once, on first use)."""
-        from visualfinder.remote.opensearch import connect
-
-        with self._lock:
-            if self._cluster is None:
-                self._cluster = connect(self.settings)
-            return self._cluster
+        return self._connection.cluster()
 
     def spec(self, settings: Settings | None = None) -> RemoteSpec:
         """What the remote index must hold: this library's model, dimension and metric (under
@@ -68,17 +99,7 @@ class Remote:
             cluster.close()
 
     def searcher(self) -> RemoteSearcher:
-        from visualfinder.remote.query import RemoteSearcher
-
-        cluster = self.cluster()
-        spec = self.spec()
-        with self._lock:
-            # A new one after a model or metric switch: the spec names both.
-            if self._searcher is None or self._searcher.spec != spec:
-                self._searcher = RemoteSearcher(
-                    cluster, spec, self.settings.exact_search_max_candidates, self.catalog
-                )
-            return self._searcher
+        return self._connection.searcher(self.spec(), self.catalog)
 
     def syncer(self, cluster: RemoteCluster | None = None) -> Syncer:
         """A Syncer for this library (its own, for a background thread; see remote.worker)."""
@@ -123,8 +144,4 @@ class Remote:
         )  # fmt: skip
 
     def close(self) -> None:
-        with self._lock:
-            if self._cluster is not None:
-                self._cluster.close()
-                self._cluster = None
-            self._searcher = None
+        self._connection.close()

@@ -8,13 +8,13 @@ cluster.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING
 
 from visualfinder.config import Settings
 from visualfinder.errors import QueryError, SettingsError
 from visualfinder.library.queries import QueryEncoder
+from visualfinder.library.remote import ClusterConnection
 from visualfinder.models.embedder import Embedder
 from visualfinder.search.request import SearchRequest, SearchResponse
 
@@ -35,9 +35,7 @@ class RemoteOnly:
         self.settings = settings
         self.embedder = embedder
         self.queries = QueryEncoder(settings, None)
-        self._lock = threading.Lock()
-        self._cluster: RemoteCluster | None = None
-        self._searcher: RemoteSearcher | None = None
+        self._connection = ClusterConnection(settings)
 
     @property
     def metric(self) -> str:
@@ -48,23 +46,14 @@ class RemoteOnly:
         return self.embedder.key
 
     def cluster(self) -> RemoteCluster:
-        from visualfinder.remote.opensearch import connect
-
-        with self._lock:
-            if self._cluster is None:
-                self._cluster = connect(self.settings)
-            return self._cluster
+        return self._connection.cluster()
 
     def searcher(self) -> RemoteSearcher:
-        from visualfinder.remote.query import RemoteSearcher
         from visualfinder.remote.sync import remote_spec
 
-        cluster = self.cluster()
-        with self._lock:
-            if self._searcher is None:
-                spec = remote_spec(self.settings, self.embedder.dim, self.metric, self.model_key)
-                self._searcher = RemoteSearcher(cluster, spec, self.settings.exact_search_max_candidates)
-            return self._searcher
+        return self._connection.searcher(
+            remote_spec(self.settings, self.embedder.dim, self.metric, self.model_key)
+        )
 
     def search(self, request: SearchRequest) -> SearchResponse:
         """Embed the query terms here, search the cluster (knn, or exact script_score when narrow)."""
@@ -81,11 +70,7 @@ class RemoteOnly:
         return self.cluster().count()
 
     def close(self) -> None:
-        with self._lock:
-            if self._cluster is not None:
-                self._cluster.close()
-                self._cluster = None
-            self._searcher = None
+        self._connection.close()
 
 
 def open_remote_only(settings: Settings) -> RemoteOnly:
