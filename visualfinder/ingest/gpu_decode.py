@@ -34,7 +34,8 @@ from visualfinder.errors import Cancelled
 from visualfinder.ingest.imaging import _exif_orientation, jpeg_scan_count, thumbnail_path, write_thumbnail
 from visualfinder.ingest.process_pool import Offloaded
 from visualfinder.ingest.workpool import TaskTimedOut, current_task_started
-from visualfinder.models.pixels import PixelRecipe, aspect_box, centre_crop_box, resized_size
+from visualfinder.models.pixels import PixelRecipe, aspect_box, resized_size
+from visualfinder.models.preprocess import centre_crop_box
 
 log = logging.getLogger(__name__)
 

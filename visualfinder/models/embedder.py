@@ -761,14 +761,9 @@ def _to_normalised_tensor(image, mean: np.ndarray, std: np.ndarray):
 
     if not hasattr(image, "mode"):  # already a tensor (a custom transform): finish in torch
         return (torch.as_tensor(image) - torch.from_numpy(mean)) / torch.from_numpy(std)
-    pixels = np.asarray(image, dtype=np.uint8)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    chw = pixels.transpose(2, 0, 1).astype(np.float32)
-    chw /= np.float32(255.0)
-    chw -= mean
-    chw /= std
-    return torch.from_numpy(chw)
+    from visualfinder.models.preprocess import normalised_pixels
+
+    return torch.from_numpy(normalised_pixels(image, mean, std))
 
 
 # ONNX keeps a tie: a process on it starts without importing torch (about a second, at every

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from visualfinder.ingest.imaging import crop_to_aspect
+from visualfinder.models.preprocess import center_crop, normalised_pixels
 
 # torchvision's InterpolationMode values -> Pillow's resampling filters (torchvision's own map).
 _PIL_FILTERS = {
@@ -103,18 +104,8 @@ def apply_recipe(image: Image.Image, recipe: PixelRecipe, out: np.ndarray | None
         image = crop_to_aspect(image, recipe.max_aspect)
     image = _resize(image, recipe)
     if recipe.crop is not None:
-        image = _centre_crop(image, *recipe.crop)
-    pixels = np.asarray(image, dtype=np.uint8)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    if out is None:
-        out = np.empty((pixels.shape[2], pixels.shape[0], pixels.shape[1]), dtype=np.float32)
-    # Same operations, same order, as embedder._to_normalised_tensor: equal floats.
-    out[...] = pixels.transpose(2, 0, 1)
-    out /= np.float32(255.0)
-    out -= np.asarray(recipe.mean, dtype=np.float32).reshape(-1, 1, 1)
-    out /= np.asarray(recipe.std, dtype=np.float32).reshape(-1, 1, 1)
-    return out
+        image = center_crop(image, recipe.crop)
+    return normalised_pixels(image, recipe.mean, recipe.std, out)
 
 
 def resized_size(width: int, height: int, recipe: PixelRecipe) -> tuple[int, int]:
@@ -126,12 +117,6 @@ def resized_size(width: int, height: int, recipe: PixelRecipe) -> tuple[int, int
     if recipe.max_size is not None and new_long > recipe.max_size:
         new_short, new_long = int(recipe.max_size * new_short / new_long), recipe.max_size
     return (new_short, new_long) if width <= height else (new_long, new_short)
-
-
-def centre_crop_box(width: int, height: int, crop_h: int, crop_w: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of torchvision's center_crop on an image at least that large."""
-    top, left = int(round((height - crop_h) / 2.0)), int(round((width - crop_w) / 2.0))
-    return left, top, left + crop_w, top + crop_h
 
 
 def aspect_box(width: int, height: int, max_ratio: float) -> tuple[int, int, int, int]:
@@ -154,16 +139,3 @@ def _resize(image: Image.Image, recipe: PixelRecipe) -> Image.Image:
     if (new_h, new_w) == (h, w):
         return image
     return image.resize((new_w, new_h), recipe.resample)
-
-
-def _centre_crop(image: Image.Image, crop_h: int, crop_w: int) -> Image.Image:
-    """torchvision's center_crop on a PIL image (padding with zeros when the image is smaller)."""
-    w, h = image.size
-    if crop_w > w or crop_h > h:
-        padded = Image.new(image.mode, (max(w, crop_w), max(h, crop_h)))
-        left, top = (crop_w - w) // 2 if crop_w > w else 0, (crop_h - h) // 2 if crop_h > h else 0
-        padded.paste(image, (left, top))
-        image, (w, h) = padded, padded.size
-        if (w, h) == (crop_w, crop_h):
-            return image
-    return image.crop(centre_crop_box(w, h, crop_h, crop_w))

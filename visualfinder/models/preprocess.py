@@ -80,25 +80,34 @@ class Preprocessor:
             image = _resize(image, (height, width), self._resample)
         elif mode == "longest":
             image = _resize(image, _keep_ratio_size(image, (height, width), longest=1.0), self._resample)
-            image = _center_crop(image, (height, width), self.spec.fill_color)
+            image = center_crop(image, (height, width), self.spec.fill_color)
         else:  # shortest
             if height == width:
                 image = _resize(image, _short_side_size(image, height), self._resample)
             else:  # open_clip's ResizeKeepRatio keeps its own default, bicubic
                 image = _resize(image, _keep_ratio_size(image, (height, width), longest=0.0), Image.BICUBIC)
-            image = _center_crop(image, (height, width), 0)
+            image = center_crop(image, (height, width))
         return image.convert("RGB")
 
     def normalise(self, image: Image.Image) -> np.ndarray:
         """ToTensor then Normalize, in float32 as torchvision does them."""
-        pixels = np.asarray(image, dtype=np.uint8)
-        if pixels.ndim == 2:
-            pixels = pixels[:, :, None]
-        chw = pixels.transpose(2, 0, 1).astype(np.float32)
-        chw /= np.float32(255.0)
-        chw -= self._mean
-        chw /= self._std
-        return chw
+        return normalised_pixels(image, self._mean, self._std)
+
+
+def normalised_pixels(image: Image.Image, mean, std, out: np.ndarray | None = None) -> np.ndarray:
+    """PIL image -> float32 (C, H, W), (pixel / 255 - mean) / std: ToTensor + Normalize, the
+    same operations in the same order (equal floats), written into `out` when given (a decoder
+    process's shared-memory slot). The one normalisation of every preprocessing path."""
+    pixels = np.asarray(image, dtype=np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if out is None:
+        out = np.empty((pixels.shape[2], pixels.shape[0], pixels.shape[1]), dtype=np.float32)
+    out[...] = pixels.transpose(2, 0, 1)
+    out /= np.float32(255.0)
+    out -= np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
+    out /= np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
+    return out
 
 
 def _short_side_size(image: Image.Image, side: int) -> tuple[int, int]:
@@ -126,8 +135,9 @@ def _resize(image: Image.Image, size: tuple[int, int], resample: int) -> Image.I
     return image.resize((width, height), resample)
 
 
-def _center_crop(image: Image.Image, size: tuple[int, int], fill: int) -> Image.Image:
-    """torchvision's / open_clip's centre crop: pad (with `fill`) when the image is smaller."""
+def center_crop(image: Image.Image, size: tuple[int, int], fill: int = 0) -> Image.Image:
+    """torchvision's / open_clip's centre crop to (height, width): pad (with `fill`) when the
+    image is smaller."""
     crop_h, crop_w = size
     w, h = image.size
     if crop_w > w or crop_h > h:
@@ -141,9 +151,13 @@ def _center_crop(image: Image.Image, size: tuple[int, int], fill: int) -> Image.
         w, h = image.size
         if (crop_w, crop_h) == (w, h):
             return image
-    top = int(round((h - crop_h) / 2.0))
-    left = int(round((w - crop_w) / 2.0))
-    return image.crop((left, top, left + crop_w, top + crop_h))
+    return image.crop(centre_crop_box(w, h, crop_h, crop_w))
+
+
+def centre_crop_box(width: int, height: int, crop_h: int, crop_w: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of torchvision's center_crop on an image at least that large."""
+    top, left = int(round((height - crop_h) / 2.0)), int(round((width - crop_w) / 2.0))
+    return left, top, left + crop_w, top + crop_h
 
 
 def _fill(image: Image.Image, fill: int):
