@@ -45,6 +45,7 @@ DEFAULT_PRETRAINED = "datacomp_s34b_b86k"
 METRICS = ("cosine", "ip", "l2")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BACKENDS = ("auto", "torch", "onnx")
+# The model's arithmetic: fp32, or int8 (ONNX Runtime's dynamic quantization on the CPU).
 PRECISIONS = ("fp32", "int8")
 DECODE_BACKENDS = ("auto", "threads", "processes", "gpu")
 INDEX_DTYPES = ("f16", "f32", "i8")

@@ -209,8 +209,7 @@ def cmd_set_metric(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("switch-model")
 def cmd_switch_model(args: argparse.Namespace, settings: Settings) -> int:
-    from visualfinder.catalog.records import ModelRef
-    from visualfinder.models.embedder import model_key, precision_of_key
+    from visualfinder.models.embedder import precision_of_key
 
     with open_cli_library(settings) as library:
         pending = library.models.pending_switch()
@@ -218,31 +217,28 @@ def cmd_switch_model(args: argparse.Namespace, settings: Settings) -> int:
             library.models.abandon_switch()
             print("forgot the pending model switch" if pending else "no model switch was pending")
             return 0
-        current = library.model
         if args.model:
             model, pretrained = args.model, args.pretrained
+            precision = args.precision or settings.model_precision
             if pretrained is None:
                 raise usage("give the weights too: switch-model NAME PRETRAINED (a tag, a file, or none)")
-            target = ModelRef(
-                model, pretrained, model_key(model, pretrained, args.precision or settings.model_precision)
-            )
         elif args.precision:  # the library's model in the other arithmetic
-            target = ModelRef(current.name, current.pretrained,
-                              model_key(current.name, current.pretrained, args.precision))  # fmt: skip
-        elif pending is not None:
-            target = pending.target
-        elif library.requested_model.key != library.model_key:
-            target = library.requested_model
+            model, pretrained, precision = library.model.name, library.model.pretrained, args.precision
         else:
-            raise usage("give the model to switch to: switch-model NAME PRETRAINED [--precision int8]")
-        precision = precision_of_key(target.key)
+            if pending is not None:
+                target = pending.target
+            elif library.requested_model.key != library.model_key:
+                target = library.requested_model
+            else:
+                raise usage("give the model to switch to: switch-model NAME PRETRAINED [--precision int8]")
+            model, pretrained, precision = target.name, target.pretrained, precision_of_key(target.key)
         cancel = CancelToken()
         print(
-            f"switching from {library.model_key} to {target.name} ({target.pretrained}, {precision}); "
+            f"switching from {library.model_key} to {model} ({pretrained}, {precision}); "
             "searches keep working meanwhile"
         )
         with cancel_on_sigint(cancel), progress_bar() as progress:
-            report = library.models.switch(target.name, target.pretrained, progress, cancel, precision)
+            report = library.models.switch(model, pretrained, progress, cancel, precision)
     for error in report.skipped:
         print(f"  skipped {error.path}: {error.reason}", file=sys.stderr)
     if report.swapped:

@@ -85,10 +85,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     s = status.stats
     print(f"data dir:   {status.data_dir}")
-    from visualfinder.models.embedder import precision_of_key  # imported by the library already
+    from visualfinder.models.embedder import model_label, precision_of_key  # imported by the library already
 
-    int8 = ", int8" if precision_of_key(status.model_key) == "int8" else ""
-    print(f"model:      {status.model} ({status.pretrained}{int8}) on {status.device}")
+    print(f"model:      {model_label(status.model, status.pretrained, precision_of_key(status.model_key))} "
+          f"on {status.device}")  # fmt: skip
     if status.switch is not None:
         sw = status.switch
         print(f"switch:     to {sw.target.name} ({sw.target.pretrained}): {sw.embedded}/{sw.total} embedded; "

@@ -21,6 +21,7 @@ from visualfinder.gui.settings_dialog import SettingsDialog
 from visualfinder.gui.ui_state import UiState
 from visualfinder.gui.workers import Job
 from visualfinder.ingest.pipeline import IndexReport
+from visualfinder.models.embedder import model_label
 
 
 class LibraryActions(QObject):
@@ -205,7 +206,7 @@ class LibraryActions(QObject):
         if self._jobs_named("Switching") or self._jobs_named("Indexing"):
             return
         if snapshot.model_differs or status.switch is not None:
-            target = f"{settings.model} ({settings.pretrained}{', int8' if settings.model_precision == 'int8' else ''})"
+            target = model_label(settings.model, settings.pretrained, settings.model_precision)
             if self.offer_next_time:
                 self.offer_next_time = False
                 self.dialogs.ask(

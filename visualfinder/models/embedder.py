@@ -26,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from visualfinder.config import BACKENDS, PRECISIONS
 from visualfinder.errors import ModelUnavailableError
 from visualfinder.jobs import Progress, ProgressCallback
 from visualfinder.models.weights import DownloadProgress, fetch_pretrained
@@ -42,10 +43,7 @@ RANDOM_INIT_SEED = 0
 # past this, the resized intermediate (aspect x side^2 pixels) is cut to 32 x 256^2 = 2 MP at most.
 MAX_MODEL_ASPECT = 32.0
 
-BACKENDS = ("auto", "torch", "onnx")
-# fp32, or int8: ONNX Runtime's dynamic quantization (8-bit weights per channel, activations
-# per tensor at run time) on the CPU; ~2x faster on a CPU with VNNI, vectors a little different.
-PRECISIONS = ("fp32", "int8")
+# int8 vectors (config.PRECISIONS) are another model's: their key ends in this.
 INT8_KEY_SUFFIX = "/int8"
 ONNX_DIR = "onnx"  # in the data dir: exported models for the ONNX Runtime backend
 
@@ -212,6 +210,11 @@ def model_key(model: str, pretrained: str, precision: str = "fp32") -> str:
 def precision_of_key(key: str) -> str:
     """The arithmetic of the vectors a model key names: "int8" or "fp32"."""
     return "int8" if key.endswith(INT8_KEY_SUFFIX) else "fp32"
+
+
+def model_label(model: str, pretrained: str, precision: str = "fp32") -> str:
+    """A model as a person reads it: "ViT-B-32 (laion2b_s34b_b79k)", ", int8" added when quantized."""
+    return f"{model} ({pretrained}{', int8' if precision == 'int8' else ''})"
 
 
 def model_config(model: str) -> dict:
@@ -791,8 +794,9 @@ def _race(torch_engine: Backend, onnx_engine: Backend, image_size: int, batch: i
         calls["onnx_text"] = (lambda: onnx_engine.encode_text(as_numpy), 1)
     for engine in (torch_engine, onnx_engine):
         engine.encode_image(pixels[:2])  # warm-up: first runs allocate and plan
-        if tokens is not None:
-            engine.encode_text(torch.as_tensor(as_numpy) if engine is torch_engine else as_numpy)
+    for name in ("torch_text", "onnx_text"):
+        if name in calls:
+            calls[name][0]()  # warm-up: the text sessions open and plan
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(3):  # alternate, so a burst of load on a shared machine hits both
         for name, (call, count) in calls.items():
